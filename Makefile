@@ -1,0 +1,41 @@
+# The README's two commands: `make demo` and `make test`. Everything else serves them.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: test demo lint typecheck layers pytest binaries crds fuzz bench clean
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	@touch $(STAMP)
+
+## Build (once per machine, cached in ~/.cache/smimesh) kube-apiserver and kubectl.
+binaries: $(STAMP)
+	$(PY) -m smimesh.testing.binaries >/dev/null
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check smimesh tests bench
+	$(VENV)/bin/ruff format --check smimesh tests bench
+
+typecheck: $(STAMP)
+	$(VENV)/bin/mypy
+
+layers: $(STAMP)
+	$(VENV)/bin/lint-imports
+
+pytest: binaries
+	$(VENV)/bin/pytest $(PYTEST_ARGS)
+
+## make test: lint, types, layering contract, then every test against a real control plane.
+test: lint typecheck layers pytest
+
+## make demo: the main job on the embedded local control plane.
+demo: binaries
+	$(VENV)/bin/smimesh demo
+
+clean:
+	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache

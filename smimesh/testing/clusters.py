@@ -1,0 +1,89 @@
+"""Chooses the cluster our tests (and users' checks) run against, from `SMIMESH_CLUSTER`:
+
+- `local` (default): etcd + kube-apiserver as local processes (`smimesh.testing.controlplane`);
+- `kind`: a kind cluster through pytest-kind (needs Docker);
+- `existing`: the current KUBECONFIG.
+
+Used by `tests/conftest.py`; the same tests run on all three.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import subprocess
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from kubernetes import client
+
+from smimesh.kube import clients
+from smimesh.testing import binaries, controlplane
+
+Mode = Literal["local", "kind", "existing"]
+MODES: tuple[Mode, ...] = ("local", "kind", "existing")
+
+
+class ClusterError(RuntimeError):
+    """The requested cluster cannot be reached or made."""
+
+
+@dataclass(frozen=True)
+class Cluster:
+    """A reachable cluster: its kubeconfig, a kubectl to drive it, and how it was made."""
+
+    mode: Mode
+    kubeconfig: Path
+    kubectl_binary: str
+
+    def api_client(self) -> client.ApiClient:
+        return clients.api_client(self.kubeconfig)
+
+    def kubectl(self, *args: str, input: str | None = None) -> subprocess.CompletedProcess[str]:
+        """Run kubectl against this cluster; the caller checks the return code."""
+        return subprocess.run(
+            [self.kubectl_binary, f"--kubeconfig={self.kubeconfig}", *args],
+            input=input,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+
+
+def mode_from_env() -> Mode:
+    value = os.environ.get("SMIMESH_CLUSTER", "local")
+    for mode in MODES:
+        if value == mode:
+            return mode
+    raise ClusterError(f"SMIMESH_CLUSTER={value!r} is not one of {', '.join(MODES)}")
+
+
+@contextlib.contextmanager
+def provide(
+    mode: Mode | None = None, *, say: Callable[[str], None] = lambda message: None
+) -> Iterator[Cluster]:
+    """Yield a cluster of the given (or configured) mode; tear down what we started."""
+    mode = mode or mode_from_env()
+    if mode == "local":
+        with controlplane.running(say=say) as plane:
+            yield Cluster("local", plane.kubeconfig, str(plane.binaries.kubectl))
+    elif mode == "kind":
+        from pytest_kind import KindCluster
+
+        kind = KindCluster("smimesh")
+        kind.create()
+        try:
+            yield Cluster("kind", Path(kind.kubeconfig_path), str(kind.kubectl_path))
+        finally:
+            kind.delete()
+    else:
+        kubeconfig = os.environ.get("KUBECONFIG") or str(Path.home() / ".kube" / "config")
+        if not Path(kubeconfig).is_file():
+            raise ClusterError(
+                f"SMIMESH_CLUSTER=existing but there is no kubeconfig at {kubeconfig}"
+            )
+        kubectl = shutil.which("kubectl") or str(binaries.ensure_binaries(say=say).kubectl)
+        yield Cluster("existing", Path(kubeconfig), kubectl)

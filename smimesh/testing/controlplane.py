@@ -1,0 +1,297 @@
+"""A real Kubernetes control plane as local processes: etcd plus kube-apiserver on loopback.
+
+Like controller-runtime's envtest: secure serving with a throwaway CA, an admin client
+certificate and kubeconfig, service-account signing keys (TokenRequest and TokenReview work),
+RBAC authorization and admission webhooks on. Fed by `smimesh.testing.binaries` and
+`smimesh.testing.pki`; used by `smimesh.testing.clusters` (pytest) and `smimesh demo`.
+Pods do not run here: workloads run as local processes registered as Pods.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import os
+import shutil
+import signal
+import socket
+import ssl
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+
+import httpx
+import yaml
+
+from smimesh.testing import binaries as binaries_
+from smimesh.testing import pki as pki_
+
+_PR_SET_PDEATHSIG = 1
+SERVICE_ACCOUNT_ISSUER = "https://kubernetes.default.svc.cluster.local"
+
+
+class ControlPlaneError(RuntimeError):
+    """The control plane could not start; the message says what happened and what to do."""
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port on `host` that nothing listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+def _die_with_parent() -> None:
+    """Runs in the child before exec: the kernel kills it if the starting thread dies."""
+    libc = ctypes.CDLL("libc.so.6", use_errno=True)
+    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+@dataclass
+class _Process:
+    name: str
+    popen: subprocess.Popen[bytes]
+    log: Path
+
+    def tail(self, lines: int = 25) -> str:
+        try:
+            text = self.log.read_text(errors="replace")
+        except OSError:
+            return ""
+        return "\n".join(text.splitlines()[-lines:])
+
+    def stop(self, grace: float) -> None:
+        if self.popen.poll() is not None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.popen.pid, signal.SIGTERM)
+        try:
+            self.popen.wait(grace)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.popen.pid, signal.SIGKILL)
+            self.popen.wait()
+
+
+@dataclass
+class ControlPlane:
+    """etcd + kube-apiserver on loopback; use as a context manager or call start()/stop()."""
+
+    binaries: binaries_.Binaries
+    host: str = "127.0.0.1"
+    ready_timeout: float = 90.0
+    workdir: Path | None = None
+    say: Callable[[str], None] = field(default=lambda message: None)
+    _processes: list[_Process] = field(default_factory=list, init=False)
+    _owns_workdir: bool = field(default=False, init=False)
+    _port: int = field(default=0, init=False)
+
+    @property
+    def server(self) -> str:
+        """The apiserver's URL."""
+        return f"https://{self.host}:{self._port}"
+
+    @property
+    def state_dir(self) -> Path:
+        if self.workdir is None:
+            raise ControlPlaneError("the control plane has not been started")
+        return self.workdir
+
+    @property
+    def kubeconfig(self) -> Path:
+        """A kubeconfig with cluster-admin rights (group system:masters)."""
+        return self.state_dir / "kubeconfig"
+
+    def __enter__(self) -> ControlPlane:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    def start(self) -> None:
+        """Start etcd and kube-apiserver and wait until the apiserver reports ready."""
+        if self.workdir is None:
+            self.workdir = Path(tempfile.mkdtemp(prefix="smimesh-cp-"))
+            self._owns_workdir = True
+        started = time.monotonic()
+        try:
+            pki = pki_.write_pki(
+                self.state_dir / "pki",
+                hosts=[self.host, "localhost", "kubernetes", "kubernetes.default.svc"],
+            )
+            etcd_url = self._start_etcd()
+            self._port = free_port(self.host)
+            self._start_apiserver(pki, etcd_url)
+            self._write_kubeconfig(pki)
+            self._wait_ready(pki)
+        except BaseException:
+            self.stop()
+            raise
+        self.say(f"control plane ready at {self.server} in {time.monotonic() - started:.1f}s")
+
+    def stop(self) -> None:
+        """Stop the apiserver, then etcd; remove the state directory if we made it."""
+        for process in reversed(self._processes):
+            process.stop(grace=10.0)
+        self._processes.clear()
+        if self._owns_workdir and self.workdir is not None:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+            self.workdir = None
+            self._owns_workdir = False
+
+    def _spawn(self, name: str, argv: list[str]) -> _Process:
+        log = self.state_dir / f"{name}.log"
+        with log.open("wb") as out:
+            popen = subprocess.Popen(
+                argv,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+                preexec_fn=_die_with_parent,
+            )
+        process = _Process(name, popen, log)
+        self._processes.append(process)
+        return process
+
+    def _start_etcd(self) -> str:
+        client, peer = free_port(self.host), free_port(self.host)
+        client_url, peer_url = f"http://{self.host}:{client}", f"http://{self.host}:{peer}"
+        self._spawn(
+            "etcd",
+            [
+                str(self.binaries.etcd),
+                "--name=default",
+                f"--data-dir={self.state_dir / 'etcd'}",
+                f"--listen-client-urls={client_url}",
+                f"--advertise-client-urls={client_url}",
+                f"--listen-peer-urls={peer_url}",
+                f"--initial-advertise-peer-urls={peer_url}",
+                f"--initial-cluster=default={peer_url}",
+                "--unsafe-no-fsync=true",
+                "--log-level=warn",
+            ],
+        )
+        return client_url
+
+    def _start_apiserver(self, pki: pki_.ControlPlanePki, etcd_url: str) -> None:
+        self._spawn(
+            "kube-apiserver",
+            [
+                str(self.binaries.kube_apiserver),
+                f"--etcd-servers={etcd_url}",
+                f"--bind-address={self.host}",
+                f"--advertise-address={self.host}",
+                f"--secure-port={self._port}",
+                f"--cert-dir={self.state_dir / 'certs'}",
+                f"--tls-cert-file={pki.serving_cert}",
+                f"--tls-private-key-file={pki.serving_key}",
+                f"--client-ca-file={pki.ca_cert}",
+                f"--service-account-issuer={SERVICE_ACCOUNT_ISSUER}",
+                f"--service-account-key-file={pki.sa_public_key}",
+                f"--service-account-signing-key-file={pki.sa_private_key}",
+                "--service-cluster-ip-range=10.96.0.0/16",
+                "--authorization-mode=RBAC",
+                "--enable-admission-plugins=MutatingAdmissionWebhook,ValidatingAdmissionWebhook",
+                "--allow-privileged=true",
+                "--enable-priority-and-fairness=false",
+                "--profiling=false",
+                "--v=1",
+            ],
+        )
+
+    def _write_kubeconfig(self, pki: pki_.ControlPlanePki) -> None:
+        config = {
+            "apiVersion": "v1",
+            "kind": "Config",
+            "clusters": [
+                {
+                    "name": "smimesh-local",
+                    "cluster": {
+                        "server": self.server,
+                        "certificate-authority": str(pki.ca_cert),
+                    },
+                }
+            ],
+            "users": [
+                {
+                    "name": "smimesh-admin",
+                    "user": {
+                        "client-certificate": str(pki.admin_cert),
+                        "client-key": str(pki.admin_key),
+                    },
+                }
+            ],
+            "contexts": [
+                {
+                    "name": "smimesh-local",
+                    "context": {"cluster": "smimesh-local", "user": "smimesh-admin"},
+                }
+            ],
+            "current-context": "smimesh-local",
+        }
+        self.kubeconfig.write_text(yaml.safe_dump(config, sort_keys=False))
+
+    def _check_alive(self) -> None:
+        for process in self._processes:
+            code = process.popen.poll()
+            if code is not None:
+                hint = ""
+                log = process.tail()
+                if "address already in use" in log:
+                    hint = " (a port was taken between choosing and binding it; start again)"
+                raise ControlPlaneError(
+                    f"{process.name} exited with code {code} during start-up{hint}; "
+                    f"its log ends with:\n{log}"
+                )
+
+    def _wait_ready(self, pki: pki_.ControlPlanePki) -> None:
+        context = ssl.create_default_context(cafile=str(pki.ca_cert))
+        context.load_cert_chain(str(pki.admin_cert), str(pki.admin_key))
+        deadline = time.monotonic() + self.ready_timeout
+        last = "no answer yet"
+        with httpx.Client(verify=context, timeout=5.0) as client:
+            while time.monotonic() < deadline:
+                self._check_alive()
+                try:
+                    response = client.get(f"{self.server}/readyz")
+                except httpx.TransportError as exc:
+                    last = f"{type(exc).__name__}: {exc}"
+                else:
+                    if response.status_code == 200:
+                        return
+                    last = f"HTTP {response.status_code}: {response.text[-300:]}"
+                time.sleep(0.25)
+        apiserver = self._processes[-1]
+        raise ControlPlaneError(
+            f"kube-apiserver was not ready within {self.ready_timeout:.0f}s (last: {last}); "
+            f"raise the timeout on a slow machine. Its log ends with:\n{apiserver.tail()}"
+        )
+
+    def kubectl(self, *args: str, input: str | None = None) -> subprocess.CompletedProcess[str]:
+        """Run the control plane's kubectl against it; the caller checks the return code."""
+        return subprocess.run(
+            [str(self.binaries.kubectl), f"--kubeconfig={self.kubeconfig}", *args],
+            input=input,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+
+
+@contextlib.contextmanager
+def running(*, say: Callable[[str], None] = lambda message: None) -> Iterator[ControlPlane]:
+    """Ensure the binaries, start a control plane, yield it and stop it afterwards."""
+    plane = ControlPlane(binaries_.ensure_binaries(say=say), say=say)
+    with plane:
+        yield plane

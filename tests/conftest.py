@@ -1,0 +1,40 @@
+"""Shared fixtures: one real cluster per test session (see smimesh.testing.clusters)."""
+
+from __future__ import annotations
+
+import sys
+import uuid
+from collections.abc import Iterator
+
+import pytest
+from kubernetes import client
+
+from smimesh.testing import clusters
+
+
+def _say(message: str) -> None:
+    print(f"[smimesh] {message}", file=sys.stderr, flush=True)
+
+
+@pytest.fixture(scope="session")
+def cluster() -> Iterator[clusters.Cluster]:
+    """A real cluster (local etcd + kube-apiserver unless SMIMESH_CLUSTER says otherwise)."""
+    with clusters.provide(say=_say) as provided:
+        yield provided
+
+
+@pytest.fixture(scope="session")
+def api(cluster: clusters.Cluster) -> Iterator[client.ApiClient]:
+    """A Python API client connected to the session's cluster."""
+    with cluster.api_client() as api_client:
+        yield api_client
+
+
+@pytest.fixture
+def namespace(api: client.ApiClient) -> str:
+    """A fresh namespace for one test (namespaces are never reused between tests)."""
+    name = f"t-{uuid.uuid4().hex[:10]}"
+    client.CoreV1Api(api).create_namespace(
+        client.V1Namespace(metadata=client.V1ObjectMeta(name=name))
+    )
+    return name
