@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: test demo lint typecheck layers pytest binaries crds fuzz bench clean
+.PHONY: test demo lint typecheck layers pytest binaries proto crds fuzz bench clean
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -16,6 +16,11 @@ $(STAMP): pyproject.toml
 ## Build (once per machine, cached in ~/.cache/smimesh) kube-apiserver and kubectl.
 binaries: $(STAMP)
 	$(PY) -m smimesh.testing.binaries >/dev/null
+
+## Regenerate the gRPC modules of the proxy-config contract (checked in; a test diffs them).
+proto: $(STAMP)
+	PATH=$(CURDIR)/$(VENV)/bin:$$PATH $(PY) -m grpc_tools.protoc -I. --python_out=. \
+	  --grpc_python_out=. --mypy_out=. --mypy_grpc_out=. smimesh/proxyconfig/proxyconfig.proto
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check smimesh tests bench
