@@ -12,6 +12,19 @@ from kubernetes import client
 from smimesh.testing import clusters
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--update-golden",
+        action="store_true",
+        help="Rewrite golden expected files (tests/golden/...) instead of comparing.",
+    )
+
+
+@pytest.fixture
+def update_golden(request: pytest.FixtureRequest) -> bool:
+    return bool(request.config.getoption("--update-golden"))
+
+
 def _say(message: str) -> None:
     print(f"[smimesh] {message}", file=sys.stderr, flush=True)
 

@@ -1,0 +1,143 @@
+"""Services as the mesh sees them: ports with their protocol, hostnames, and ready endpoints
+with the identity each must present.
+
+Called by `compiling` (outbound services for every proxy) and `targets` (which local ports a
+pod serves). Reads `state.MeshState`; yields `proxyconfig.outbound` parts. Pure.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Mapping
+
+from smimesh.compiler import state
+from smimesh.proxyconfig import outbound, refs
+
+_HTTP2_APP_PROTOCOLS = {"http2", "grpc", "h2c", "kubernetes.io/h2c", "grpc-web"}
+_HTTP_APP_PROTOCOLS = {"http", "http1", "http/1.1"}
+_TCP_APP_PROTOCOLS = {"tcp", "tls", "https", "kubernetes.io/ws", "kubernetes.io/wss"}
+
+
+def spiffe_id(trust_domain: str, namespace: str, service_account: str) -> str:
+    """The SPIFFE id a workload of this ServiceAccount holds."""
+    return f"spiffe://{trust_domain}/ns/{namespace}/sa/{service_account}"
+
+
+def protocol_of(service: state.Service, port: state.ServicePort) -> outbound.Protocol:
+    """From `appProtocol`, else the port name's prefix (Istio/OSM style `http-web`, `grpc`),
+    else the service's protocol annotation, else opaque TCP."""
+    candidates = [port.app_protocol or "", port.name.split("-", 1)[0]]
+    annotation = service.annotations.get("smimesh.dev/protocol")
+    if annotation:
+        candidates.append(annotation)
+    for candidate in candidates:
+        value = candidate.lower()
+        if value in _HTTP2_APP_PROTOCOLS:
+            return "http2"
+        if value in _HTTP_APP_PROTOCOLS:
+            return "http"
+        if value in _TCP_APP_PROTOCOLS:
+            return "tcp"
+    return "tcp"
+
+
+def hostnames(ref: refs.ServiceRef, *, cluster_domain: str = "cluster.local") -> tuple[str, ...]:
+    """Every name a client in the mesh may use for the Service (short name last-resort)."""
+    base = f"{ref.name}.{ref.namespace}"
+    return (ref.name, base, f"{base}.svc", f"{base}.svc.{cluster_domain}")
+
+
+class ServiceIndex:
+    """Lookups over one MeshState, built once per compilation."""
+
+    def __init__(self, mesh: state.MeshState) -> None:
+        self.mesh = mesh
+        self.services: dict[refs.ServiceRef, state.Service] = {s.ref: s for s in mesh.services}
+        self.pods: dict[tuple[str, str], state.Pod] = {
+            (pod.namespace, pod.name): pod for pod in mesh.pods
+        }
+        slices: dict[refs.ServiceRef, list[state.EndpointSlice]] = defaultdict(list)
+        for endpoint_slice in mesh.endpoint_slices:
+            ref = refs.ServiceRef(namespace=endpoint_slice.namespace, name=endpoint_slice.service)
+            slices[ref].append(endpoint_slice)
+        self.slices: Mapping[refs.ServiceRef, list[state.EndpointSlice]] = slices
+
+    def ready_pods(self, ref: refs.ServiceRef) -> list[tuple[str, state.Pod | None]]:
+        """(address, pod) of the Service's ready endpoints, sorted by address."""
+        found: dict[str, state.Pod | None] = {}
+        for endpoint_slice in self.slices.get(ref, []):
+            for endpoint in endpoint_slice.endpoints:
+                if not endpoint.ready:
+                    continue
+                pod = self.pods.get((ref.namespace, endpoint.pod)) if endpoint.pod else None
+                found[endpoint.address] = pod
+        return sorted(found.items())
+
+    def target_port(self, ref: refs.ServiceRef, port: state.ServicePort) -> int | None:
+        """The numeric target port: as written, or resolved by name through the slices."""
+        if isinstance(port.target_port, int):
+            return port.target_port
+        for endpoint_slice in self.slices.get(ref, []):
+            for slice_port in endpoint_slice.ports:
+                if slice_port.name == port.name:
+                    return slice_port.port
+        return None
+
+    def ports(self, service: state.Service) -> tuple[outbound.ServicePort, ...]:
+        resolved = []
+        for port in service.ports:
+            if port.transport != "TCP":
+                continue
+            target = self.target_port(service.ref, port)
+            if target is None:
+                continue
+            resolved.append(
+                outbound.ServicePort(
+                    name=port.name,
+                    port=port.port,
+                    target_port=target,
+                    protocol=protocol_of(service, port),
+                )
+            )
+        return tuple(sorted(resolved, key=lambda p: p.port))
+
+    def endpoints(self, ref: refs.ServiceRef) -> tuple[outbound.Endpoint, ...]:
+        trust_domain = self.mesh.settings.trust_domain
+        result = []
+        for address, pod in self.ready_pods(ref):
+            identity = spiffe_id(trust_domain, pod.namespace, pod.service_account) if pod else ""
+            result.append(
+                outbound.Endpoint(
+                    address=address,
+                    pod=pod.name if pod else "",
+                    identity=identity,
+                    meshed=bool(pod and pod.meshed),
+                )
+            )
+        return tuple(result)
+
+    def outbound_service(
+        self, service: state.Service, routes: Iterable[outbound.SplitRoute] = ()
+    ) -> outbound.OutboundService:
+        return outbound.OutboundService(
+            service=service.ref,
+            cluster_ip=service.cluster_ip,
+            hostnames=hostnames(service.ref),
+            ports=self.ports(service),
+            endpoints=self.endpoints(service.ref),
+            routes=tuple(routes),
+        )
+
+    def services_of_pod(self, pod: state.Pod) -> list[state.Service]:
+        """The Services whose endpoints include this pod, sorted."""
+        result = []
+        for ref, service in sorted(self.services.items(), key=lambda item: str(item[0])):
+            if ref.namespace != pod.namespace:
+                continue
+            if any(
+                endpoint.pod == pod.name
+                for endpoint_slice in self.slices.get(ref, [])
+                for endpoint in endpoint_slice.endpoints
+            ):
+                result.append(service)
+        return result

@@ -1,0 +1,28 @@
+"""The names smimesh gives things in Kubernetes: its labels, annotations, namespace and the
+identifiers of its API objects. One place, so the operator, webhooks, CLI and local workloads
+agree. A leaf module.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+DOMAIN: Final = "smimesh.dev"
+MESH_NAMESPACE: Final = "smimesh-system"
+OPERATOR_SERVICE: Final = "smimesh-operator"
+
+# Namespaces: membership in the mesh, and their access mode: "strict" (deny unless a
+# TrafficTarget allows) or "permissive" (allow every caller).
+NAMESPACE_MESH_LABEL: Final = f"{DOMAIN}/inject"
+NAMESPACE_ACCESS_ANNOTATION: Final = f"{DOMAIN}/access-mode"
+
+# Pods: injection requests and the marker a proxy-carrying pod bears.
+INJECT_ANNOTATION: Final = f"{DOMAIN}/inject"
+INJECTED_ANNOTATION: Final = f"{DOMAIN}/injected"
+# "port=app_port,..." for workloads whose app listens elsewhere than the port callers use
+# (local workloads share one host, so the app cannot listen on the Service's target port).
+APP_PORTS_ANNOTATION: Final = f"{DOMAIN}/app-ports"
+# Services: the protocol of ports that neither appProtocol nor the port name tells.
+PROTOCOL_ANNOTATION: Final = f"{DOMAIN}/protocol"
+
+TOKEN_AUDIENCE: Final = "smimesh"
