@@ -10,7 +10,7 @@ import sys
 
 import typer
 
-from smimesh.cli import demoing, versioning
+from smimesh.cli import crds, demoing, validating, versioning
 
 app = typer.Typer(
     name="smimesh",
@@ -22,7 +22,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-for _module in (demoing, versioning):
+for _module in (crds, demoing, validating, versioning):
     _module.register(app)
 
 
