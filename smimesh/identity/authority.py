@@ -10,6 +10,7 @@ side (which roots peers accept) is `bundles`; switching roots is `rotation`.
 from __future__ import annotations
 
 import datetime
+import ipaddress
 from dataclasses import dataclass
 
 from cryptography import x509
@@ -113,15 +114,21 @@ class CertificateAuthority:
         self,
         public_key: ec.EllipticCurvePublicKey,
         *,
-        dns_names: tuple[str, ...],
+        dns_names: tuple[str, ...] = (),
+        ip_addresses: tuple[str, ...] = (),
         now: datetime.datetime | None = None,
         lifetime: datetime.timedelta = DEFAULT_ISSUER_LIFETIME,
     ) -> IssuedCertificate:
-        """A serving certificate for DNS names (the operator's webhooks), no SPIFFE ID."""
-        if not dns_names:
-            raise errors.InvalidAuthorityError("a serving certificate needs at least one DNS name")
-        subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, dns_names[0][:64])])
+        """A serving certificate for host names/IPs (the operator's webhooks), no SPIFFE ID."""
+        if not dns_names and not ip_addresses:
+            raise errors.InvalidAuthorityError(
+                "a serving certificate needs at least one DNS name or IP address"
+            )
+        subject = x509.Name(
+            [x509.NameAttribute(NameOID.COMMON_NAME, (dns_names or ip_addresses)[0][:64])]
+        )
         names: list[x509.GeneralName] = [x509.DNSName(name) for name in dns_names]
+        names += [x509.IPAddress(ipaddress.ip_address(address)) for address in ip_addresses]
         return self._issue_leaf(public_key, subject, names, now=now, lifetime=lifetime)
 
     def _issue_leaf(

@@ -55,6 +55,18 @@ def client_context(
     return context
 
 
+def serving_context(
+    *, key: keys.PrivateKey, certificate: authority.IssuedCertificate
+) -> ssl.SSLContext:
+    """A plain TLS server context (no client certificate) for non-mesh clients, such as the
+    apiserver calling the operator's webhooks with `authority.issue_serving` certificates."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    with _in_memory_file(keys.key_to_pem(key) + certificate.chain_pem()) as path:
+        context.load_cert_chain(path)
+    return context
+
+
 def _configure(
     context: ssl.SSLContext,
     key: keys.PrivateKey,
