@@ -81,8 +81,17 @@ def _name(path: str, value: str, *, what: str, pattern: re.Pattern[str]) -> list
     return [Problem(path, f"{value!r} is not a valid {what} (lowercase RFC 1123 label)")]
 
 
+def _service(path: str, value: str) -> list[Problem]:
+    """A Service name, or the dotted forms producers use for it (OSM: `name.namespace`)."""
+    first, _, rest = value.partition(".")
+    problems = _name(path, first, what="service name", pattern=_DNS_LABEL)
+    if rest and not all(_DNS_1123_LABEL.fullmatch(label) for label in rest.split(".")):
+        problems.append(Problem(path, f"{value!r} is not a service name or DNS name"))
+    return problems
+
+
 def _split(ts: split.TrafficSplit) -> list[Problem]:
-    problems = _name("spec.service", ts.spec.service, what="service name", pattern=_DNS_LABEL)
+    problems = _service("spec.service", ts.spec.service)
     if not ts.spec.backends:
         problems.append(Problem("spec.backends", "a split needs at least one backend"))
     seen: dict[str, int] = {}
@@ -221,16 +230,17 @@ def check_all(objects: Sequence[Resource]) -> list[list[Problem]]:
             hubs.append(conversion.to_hub(obj))
         except conversion.ConversionError:
             hubs.append(None)
-    routes = {
-        (hub.kind, hub.metadata.namespace, hub.metadata.name): hub
-        for hub in hubs
-        if hub is not None and _match_names(hub) is not None
-    }
+    # Routes by (kind, namespace, name); the same key given twice keeps the union of names.
+    routes: dict[tuple[str, str | None, str | None], set[str]] = {}
+    for hub in hubs:
+        names = _match_names(hub) if hub is not None else None
+        if hub is not None and names is not None:
+            key = (hub.kind, hub.metadata.namespace, hub.metadata.name)
+            routes.setdefault(key, set()).update(names)
     for position, (obj, hub) in enumerate(zip(objects, hubs, strict=True)):
         if isinstance(hub, access.TrafficTarget):
             for number, rule in enumerate(hub.spec.rules):
-                route = routes.get((rule.kind, hub.metadata.namespace, rule.name))
-                names = _match_names(route) if route is not None else None
+                names = routes.get((rule.kind, hub.metadata.namespace, rule.name))
                 for match in rule.matches or []:
                     if names is not None and match not in names:
                         path = _local(obj.api_version, f"spec.rules[{number}].matches")
