@@ -42,5 +42,14 @@ test: lint typecheck layers pytest
 demo: binaries
 	$(VENV)/bin/smimesh demo
 
+## Regenerate the SMI CRDs in manifests/crds/ from smimesh.smi (checked in; a test diffs them).
+crds: $(STAMP)
+	$(VENV)/bin/smimesh crds
+
+## 60 s of hypothesis fuzzing of the SMI parser and validator (not part of make test).
+fuzz: $(STAMP)
+	SMIMESH_FUZZ_SECONDS=$${SMIMESH_FUZZ_SECONDS:-60} $(VENV)/bin/pytest -q -p no:cacheprovider \
+	  tests/smi/fuzzing.py
+
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache

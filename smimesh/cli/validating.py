@@ -44,6 +44,8 @@ def _sources(paths: list[str]) -> list[tuple[str, str | None, str | None]]:
     """(label, text, error) for each file to read."""
     found: list[tuple[str, str | None, str | None]] = []
     for given in paths:
+        if given.startswith("=") and not Path(given).exists():
+            given = given[1:]  # kubectl style `-f=FILE` (click keeps the "=" for short options)
         if given == "-":
             found.append(("<stdin>", sys.stdin.read(), None))
             continue
