@@ -10,7 +10,7 @@ import sys
 
 import typer
 
-from smimesh.cli import crds, demoing, validating, versioning
+from smimesh.cli import crds, demoing, injecting, validating, versioning
 
 app = typer.Typer(
     name="smimesh",
@@ -22,7 +22,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-for _module in (crds, demoing, validating, versioning):
+for _module in (crds, demoing, injecting, validating, versioning):
     _module.register(app)
 
 
