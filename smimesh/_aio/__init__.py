@@ -2,3 +2,7 @@
 
 Imports nothing else of smimesh.
 """
+
+from smimesh._aio import backoff, tasks
+
+__all__ = ["backoff", "tasks"]

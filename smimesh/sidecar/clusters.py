@@ -1,0 +1,146 @@
+"""Clusters: the endpoints of one Service port, load balancing across them and the circuit
+breaking and outlier ejection that protect them.
+
+Built by `tables` for each (Service, port) of a snapshot through `Registry`, which keeps the
+mutable per-endpoint state alive across config swaps; used by `forwarding` (HTTP) and `tcp`.
+Balancing is power-of-two-choices on in-flight requests, skipping ejected endpoints (all of
+them, if every endpoint is ejected: Envoy's "panic" mode, better than failing everything).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from smimesh.sidecar import endpoints, settings
+
+
+@dataclass(eq=False)
+class Budget:
+    """Circuit breaker of one cluster: at most `max_connections` requests upstream at once
+    and `max_pending` waiting for a slot; beyond that, fail fast (503 overflow)."""
+
+    max_connections: int
+    max_pending: int
+    active: int = 0
+    pending: int = 0
+    _slots: asyncio.Semaphore | None = None
+
+    def overflowing(self) -> bool:
+        return self.active >= self.max_connections and self.pending >= self.max_pending
+
+    async def acquire(self) -> None:
+        if self._slots is None:
+            self._slots = asyncio.Semaphore(self.max_connections)
+        self.pending += 1
+        try:
+            await self._slots.acquire()
+        finally:
+            self.pending -= 1
+        self.active += 1
+
+    def release(self) -> None:
+        assert self._slots is not None
+        self.active -= 1
+        self._slots.release()
+
+
+class CircuitOpenError(Exception):
+    """The cluster's circuit breaker is open."""
+
+
+class NoEndpointError(Exception):
+    """The cluster has no endpoint to send to."""
+
+
+@dataclass(frozen=True, eq=False)
+class Cluster:
+    """One snapshot's view of a Service port: immutable list, shared live state."""
+
+    name: str
+    service_namespace: str
+    service_name: str
+    members: tuple[endpoints.EndpointState, ...]
+    budget: Budget
+    outliers: settings.Outliers
+    http2: bool = False
+
+    def pick(self, exclude: Iterable[endpoints.EndpointState] = ()) -> endpoints.EndpointState:
+        candidates = self._candidates(set(exclude))
+        if not candidates:
+            raise NoEndpointError(f"no endpoint for {self.name}")
+        if len(candidates) == 1:
+            return candidates[0]
+        first, second = random.sample(candidates, 2)
+        return first if first.in_flight <= second.in_flight else second
+
+    def _candidates(self, exclude: set[endpoints.EndpointState]) -> list[endpoints.EndpointState]:
+        now = time.monotonic()
+        every = [ep for ep in self.members if ep not in exclude] or list(self.members)
+        healthy = [ep for ep in every if not ep.ejected(now)]
+        return healthy or every
+
+    def record(self, endpoint: endpoints.EndpointState, ok: bool) -> None:
+        """Account one result; eject the endpoint after too many consecutive failures."""
+        endpoint.record(ok)
+        if ok or endpoint.consecutive_failures < self.outliers.consecutive_failures:
+            return
+        now = time.monotonic()
+        ejected = sum(1 for ep in self.members if ep.ejected(now))
+        if (ejected + 1) > self.outliers.max_ejected_ratio * len(self.members) and ejected:
+            return
+        endpoint.ejections += 1
+        endpoint.ejected_until = now + self.outliers.base_ejection * endpoint.ejections
+        endpoint.consecutive_failures = 0
+
+
+@dataclass(eq=False)
+class Registry:
+    """Live endpoint state and budgets, keyed so that a new snapshot finds the old ones."""
+
+    limits: settings.Limits
+    outliers: settings.Outliers
+    _endpoints: dict[endpoints.Address, endpoints.EndpointState] = field(default_factory=dict)
+    _budgets: dict[str, Budget] = field(default_factory=dict)
+    _used: set[endpoints.Address] = field(default_factory=set)
+
+    def cluster(
+        self,
+        name: str,
+        *,
+        namespace: str,
+        service: str,
+        addresses: Iterable[endpoints.Address],
+        http2: bool = False,
+    ) -> Cluster:
+        states = []
+        for address in addresses:
+            state = self._endpoints.get(address)
+            if state is None:
+                state = self._endpoints[address] = endpoints.EndpointState(address)
+            self._used.add(address)
+            states.append(state)
+        budget = self._budgets.get(name)
+        if budget is None:
+            budget = self._budgets[name] = Budget(
+                self.limits.max_connections_per_cluster, self.limits.max_pending_per_cluster
+            )
+        return Cluster(name, namespace, service, tuple(states), budget, self.outliers, http2)
+
+    def begin(self) -> None:
+        """Start building a snapshot: track which endpoints it uses."""
+        self._used = set()
+
+    def prune(self) -> None:
+        """After a swap: forget endpoints the new snapshot no longer names (requests in
+        flight keep their own references; only idle pooled connections are closed)."""
+        for address in list(self._endpoints):
+            if address not in self._used:
+                self._endpoints.pop(address).close_idle()
+
+    def close(self) -> None:
+        for state in self._endpoints.values():
+            state.close_idle()

@@ -1,0 +1,183 @@
+"""The sidecar's commands: `run` (the proxy) and `init` (the iptables rules of transparent
+interception, what the injected init container runs).
+
+Registered as `smimesh sidecar ...` by `smimesh.cli.sidecars` and run directly by
+`python -m smimesh.sidecar`; builds `settings.SidecarSettings` from flags and hands it to
+`running.Sidecar` (on uvloop when available). Thin: no logic of its own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import subprocess
+import sys
+from collections.abc import Callable, Coroutine
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from smimesh.sidecar import credentials, running, settings, transparent
+
+app = typer.Typer(
+    name="sidecar",
+    help="The smimesh sidecar proxy.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+def _event_loop_runner() -> Callable[[Coroutine[Any, Any, None]], None]:
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop is a pinned dependency
+        return asyncio.run
+
+    def run(main: Coroutine[Any, Any, None]) -> None:
+        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+            runner.run(main)
+
+    return run
+
+
+@app.command("run")
+def run(
+    config: Annotated[
+        Path | None, typer.Option("--config", help="ProxyConfig JSON file (reloaded).")
+    ] = None,
+    config_server: Annotated[
+        str | None, typer.Option(help="host:port of the operator's config server.")
+    ] = None,
+    namespace: str = typer.Option("", help="This proxy's pod namespace."),
+    service_account: str = typer.Option("", help="This proxy's ServiceAccount."),
+    pod: str = typer.Option("", help="This proxy's pod name."),
+    token_file: Annotated[
+        Path | None, typer.Option(help="ServiceAccount token for the config server.")
+    ] = None,
+    interception: str = typer.Option("explicit", help="explicit | transparent"),
+    outbound_host: str = typer.Option("127.0.0.1"),
+    outbound_port: int = typer.Option(settings.OUTBOUND_PORT, help="HTTP proxy / redirect port."),
+    inbound_host: str = typer.Option("0.0.0.0"),
+    inbound_port: int = typer.Option(settings.INBOUND_PORT, help="Transparent inbound port."),
+    admin_host: str = typer.Option("0.0.0.0"),
+    admin_port: int = typer.Option(settings.ADMIN_PORT, help="/ready /live /metrics /config"),
+    app_host: str = typer.Option("127.0.0.1", help="Where the local app listens."),
+    local_service: Annotated[
+        list[str] | None,
+        typer.Option(help="LOCALPORT=namespace/name:port, a local port forwarding to one Service."),
+    ] = None,
+    cert: Annotated[Path | None, typer.Option(help="PEM certificate chain (leaf first).")] = None,
+    key: Annotated[Path | None, typer.Option(help="PEM private key.")] = None,
+    trust_bundle: Annotated[Path | None, typer.Option(help="PEM roots to trust.")] = None,
+    mark: Annotated[
+        int | None, typer.Option(help="SO_MARK for upstream sockets (transparent mode).")
+    ] = None,
+    drain_seconds: float = typer.Option(20.0, help="How long SIGTERM waits for in-flight work."),
+    workload_kind: str = typer.Option("", help="Metrics: this pod's workload kind."),
+    workload_name: str = typer.Option("", help="Metrics: this pod's workload name."),
+    log_level: str = typer.Option("INFO"),
+) -> None:
+    """Run the proxy until SIGTERM, then drain.
+
+    Example: smimesh sidecar run --config proxy.json --namespace shop --service-account web
+    --pod web-1 --local-service 9080=shop/checkout:80
+    """
+    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(name)s %(message)s")
+    if interception not in ("explicit", "transparent"):
+        raise typer.BadParameter("--interception must be explicit or transparent")
+    proxy = None
+    if namespace and service_account and pod:
+        proxy = running.proxy_ref(namespace, service_account, pod)
+    try:
+        locals_ = tuple(settings.LocalService.parse(item) for item in local_service or ())
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+    built = settings.SidecarSettings(
+        proxy=proxy,
+        interception=interception,  # type: ignore[arg-type]
+        outbound_host=outbound_host,
+        outbound_port=outbound_port,
+        inbound_host=inbound_host,
+        inbound_port=inbound_port,
+        admin_host=admin_host,
+        admin_port=admin_port,
+        app_host=app_host,
+        local_services=locals_,
+        config_file=config,
+        config_server=config_server,
+        token_file=token_file,
+        cert_file=cert,
+        key_file=key,
+        trust_bundle_file=trust_bundle,
+        upstream_mark=mark,
+        drain_seconds=drain_seconds,
+        workload_kind=workload_kind,
+        workload_name=workload_name,
+    )
+    _event_loop_runner()(_main(built))
+
+
+async def _main(built: settings.SidecarSettings) -> None:
+    files = credentials.from_settings(built)
+    sidecar = running.Sidecar(built, credentials=files)
+    running.install_signals(sidecar)
+
+    def announce(ports: dict[str, int]) -> None:
+        listed = " ".join(f"{name}={port}" for name, port in sorted(ports.items()))
+        print(f"smimesh sidecar listening: {listed}", flush=True)
+
+    async with asyncio.TaskGroup() as group:
+        watcher = group.create_task(files.watch()) if files is not None else None
+        await sidecar.run(ready=announce)
+        if watcher is not None:
+            watcher.cancel()
+
+
+@app.command("init")
+def init(
+    outbound_port: int = typer.Option(settings.OUTBOUND_PORT),
+    inbound_port: int = typer.Option(settings.INBOUND_PORT),
+    mark: int = typer.Option(settings.PROXY_MARK, help="Mark the proxy sets on its sockets."),
+    proxy_uid: Annotated[
+        int | None, typer.Option(help="Also exempt this uid's traffic (the proxy's).")
+    ] = None,
+    exclude_inbound_port: Annotated[
+        list[int] | None,
+        typer.Option(help=f"Inbound ports not redirected (default: {settings.ADMIN_PORT})."),
+    ] = None,
+    exclude_outbound_port: Annotated[
+        list[int] | None, typer.Option(help="Outbound ports not redirected.")
+    ] = None,
+    exclude_outbound_cidr: Annotated[
+        list[str] | None, typer.Option(help="Destinations not redirected.")
+    ] = None,
+    dry_run: bool = typer.Option(False, help="Print the iptables commands instead."),
+) -> None:
+    """Write the iptables rules of transparent interception in this network namespace.
+
+    Example: smimesh sidecar init --exclude-inbound-port 15090 --dry-run
+    """
+    rules = transparent.rules(
+        outbound_port=outbound_port,
+        inbound_port=inbound_port,
+        mark=mark,
+        proxy_uid=proxy_uid,
+        exclude_inbound_ports=exclude_inbound_port or [settings.ADMIN_PORT],
+        exclude_outbound_ports=exclude_outbound_port or (),
+        exclude_outbound_cidrs=exclude_outbound_cidr or (),
+    )
+    if dry_run:
+        for rule in rules:
+            typer.echo(" ".join(["iptables", *rule]))
+        return
+    try:
+        transparent.apply(rules)
+    except FileNotFoundError:
+        typer.echo("iptables is not installed", err=True)
+        raise typer.Exit(1) from None
+    except subprocess.CalledProcessError as exc:
+        typer.echo(f"iptables {' '.join(exc.cmd[1:])}: {exc.stderr.strip()}", err=True)
+        raise typer.Exit(1) from None
+    typer.echo(f"{len(rules)} iptables rules written", file=sys.stdout)

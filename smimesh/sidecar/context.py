@@ -1,0 +1,40 @@
+"""What every connection handler shares: settings, the current route table (one reference,
+swapped whole), the forwarder, the connector, metrics, the drain and TLS credentials.
+
+Built once by `running.Sidecar`; read by `outbound`, `inbound`, `http2` and `admin`. A handler
+reads `context.table` once per request (HTTP) or connection (TCP) and uses that snapshot
+throughout, so a swap never changes a request halfway.
+"""
+
+from __future__ import annotations
+
+import ssl
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from smimesh.sidecar import draining, endpoints, forwarding, metrics, settings, tables
+
+
+class Credentials(Protocol):
+    """The proxy's current mTLS material (rotated underneath without dropping connections)."""
+
+    def server_context(self) -> ssl.SSLContext | None: ...
+
+    def client_context(self) -> ssl.SSLContext | None: ...
+
+    def peer_identity(self, peer_der: bytes | None) -> str | None: ...
+
+
+@dataclass(eq=False)
+class Context:
+    settings: settings.SidecarSettings
+    telemetry: metrics.Telemetry
+    drain: draining.Drain
+    connector: endpoints.Connector
+    forwarder: forwarding.Forwarder
+    credentials: Credentials | None = None
+    table: tables.Table | None = None
+    me: metrics.Workload = field(default_factory=metrics.Workload)
+
+    def mtls_mode(self) -> str:
+        return self.table.config.settings.mtls if self.table is not None else "strict"

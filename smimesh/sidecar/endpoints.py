@@ -1,0 +1,142 @@
+"""Endpoints: one upstream address with its live state (in-flight requests, failures,
+ejection) and its pool of idle keep-alive connections; the connector that dials it.
+
+Created by `clusters.Registry` (state outlives config swaps, so counts and pools survive);
+picked by `clusters.Cluster`; used by `forwarding` and `tcp`. A meshed endpoint is dialled with
+mTLS when a `tls.Credentials` source is given and the mesh is not in `disabled` mode.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import ssl
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+
+@dataclass(frozen=True, slots=True)
+class Address:
+    """Where to dial and whom to expect: the key of an endpoint's state."""
+
+    host: str
+    port: int
+    identity: str = ""
+    meshed: bool = False
+    pod: str = ""
+
+    def __str__(self) -> str:
+        return f"{self.host}:{self.port}"
+
+
+@dataclass(eq=False)
+class Connection:
+    reader: asyncio.StreamReader
+    writer: asyncio.StreamWriter
+    idle_since: float = 0.0
+    reused: bool = False
+
+    def usable(self, max_idle: float) -> bool:
+        return (
+            not self.reader.at_eof()
+            and not self.writer.is_closing()
+            and time.monotonic() - self.idle_since < max_idle
+        )
+
+    def close(self) -> None:
+        if not self.writer.is_closing():
+            self.writer.close()
+
+
+@dataclass(eq=False)
+class EndpointState:
+    """Mutable, long-lived: shared by every snapshot that names this address."""
+
+    address: Address
+    in_flight: int = 0
+    consecutive_failures: int = 0
+    ejections: int = 0
+    ejected_until: float = 0.0
+    idle: deque[Connection] = field(default_factory=deque)
+
+    def ejected(self, now: float) -> bool:
+        return self.ejected_until > now
+
+    def record(self, ok: bool) -> None:
+        if ok:
+            self.consecutive_failures = 0
+        else:
+            self.consecutive_failures += 1
+
+    def take_idle(self, max_idle: float) -> Connection | None:
+        while self.idle:
+            conn = self.idle.pop()
+            if conn.usable(max_idle):
+                conn.reused = True
+                return conn
+            conn.close()
+        return None
+
+    def give_back(self, conn: Connection, max_pool: int) -> None:
+        if len(self.idle) >= max_pool or conn.writer.is_closing():
+            conn.close()
+            return
+        conn.idle_since = time.monotonic()
+        self.idle.append(conn)
+
+    def close_idle(self) -> None:
+        while self.idle:
+            self.idle.pop().close()
+
+
+class Connector(Protocol):
+    """Dials an endpoint (the seam `forwarding` and `tcp` use)."""
+
+    async def connect(self, address: Address) -> Connection: ...
+
+
+TlsFactory = Callable[[Address], "tuple[ssl.SSLContext, str] | None"]
+"""For a meshed address: the client context and the server_hostname to send, or None."""
+
+
+class TcpConnector:
+    """Plain TCP, or mTLS for meshed endpoints when `tls_for` returns a context; marks
+    sockets with `mark` (SO_MARK) so transparent-mode iptables rules skip the proxy's own
+    traffic."""
+
+    def __init__(
+        self, *, timeout: float, mark: int | None = None, tls_for: TlsFactory | None = None
+    ) -> None:
+        self.timeout = timeout
+        self.mark = mark
+        self.tls_for = tls_for
+
+    async def connect(self, address: Address) -> Connection:
+        loop = asyncio.get_running_loop()
+        tls = self.tls_for(address) if self.tls_for is not None else None
+        async with asyncio.timeout(self.timeout):
+            infos = await loop.getaddrinfo(
+                address.host, address.port, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP
+            )
+            family, kind, proto, _, sockaddr = infos[0]
+            sock = socket.socket(family, kind, proto)
+            try:
+                sock.setblocking(False)
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                if self.mark is not None:
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_MARK, self.mark)
+                await loop.sock_connect(sock, sockaddr)
+                if tls is None:
+                    reader, writer = await asyncio.open_connection(sock=sock, limit=1 << 20)
+                else:
+                    context, server_name = tls
+                    reader, writer = await asyncio.open_connection(
+                        sock=sock, ssl=context, server_hostname=server_name, limit=1 << 20
+                    )
+            except BaseException:
+                sock.close()
+                raise
+        return Connection(reader, writer)

@@ -1,0 +1,224 @@
+"""The sidecar process: wires listeners, config sources and credentials around one
+`context.Context`, applies snapshots, and drains on SIGTERM.
+
+Started by `__main__` and `smimesh sidecar run`; owns every long-lived task in one TaskGroup.
+`Sidecar.apply` is the `ConfigSink` that `loading` and `discovery` feed: it builds the new
+`tables.Table` first and then swaps the single reference, so in-flight work keeps its table.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import socket
+import ssl
+from collections.abc import Awaitable, Callable
+
+from smimesh.proxyconfig import refs, snapshots
+from smimesh.sidecar import (
+    admin,
+    clusters,
+    context,
+    discovery,
+    draining,
+    endpoints,
+    forwarding,
+    inbound,
+    listeners,
+    loading,
+    metrics,
+    outbound,
+    settings,
+    tables,
+)
+
+log = logging.getLogger(__name__)
+
+
+class Sidecar:
+    def __init__(
+        self,
+        config: settings.SidecarSettings,
+        *,
+        credentials: context.Credentials | None = None,
+    ) -> None:
+        self.settings = config
+        self.registry = clusters.Registry(config.limits, config.outliers)
+        connector = endpoints.TcpConnector(
+            timeout=config.limits.connect_timeout, mark=config.upstream_mark, tls_for=self._tls_for
+        )
+        proxy = config.proxy
+        me = metrics.Workload()
+        if proxy is not None:
+            me = metrics.Workload.of_pod(
+                proxy.namespace, proxy.pod, config.workload_kind, config.workload_name
+            )
+        self.ctx = context.Context(
+            settings=config,
+            telemetry=metrics.Telemetry(),
+            drain=draining.Drain(),
+            connector=connector,
+            forwarder=forwarding.Forwarder(connector, config.limits),
+            credentials=credentials,
+            me=me,
+        )
+        self.outbound = outbound.Outbound(self.ctx)
+        self.inbound = inbound.Inbound(self.ctx)
+        self.admin = admin.Admin(self.ctx)
+        self.inbound_listeners: dict[int, listeners.Listener] = {}
+        self._inbound_changed = asyncio.Event()
+        self.stopping = asyncio.Event()
+        self.ports: dict[str, int] = {}
+        self._group: asyncio.TaskGroup | None = None
+        self.file_source: loading.FileSource | None = None
+
+    def _tls_for(self, address: endpoints.Address) -> tuple[ssl.SSLContext, str] | None:
+        credentials = self.ctx.credentials
+        if not address.meshed or credentials is None or self.ctx.mtls_mode() == "disabled":
+            return None
+        client = credentials.client_context()
+        if client is None:
+            return None
+        return client, address.identity or address.host
+
+    # -- ConfigSink ---------------------------------------------------------------------------
+
+    def apply(self, config: snapshots.ProxyConfig) -> None:
+        proxy = self.settings.proxy
+        if proxy is not None and config.proxy != proxy:
+            raise ValueError(f"config is for {config.proxy}, this proxy is {proxy}")
+        table = tables.build(config, self.registry, self.settings)
+        self.ctx.table = table  # the swap: one reference
+        self.registry.prune()
+        self._inbound_changed.set()
+
+    # -- lifecycle ----------------------------------------------------------------------------
+
+    def stop(self) -> None:
+        self.stopping.set()
+
+    async def run(self, *, ready: Callable[[dict[str, int]], None] | None = None) -> None:
+        """Serve until `stop()` (or SIGTERM/SIGINT when installed), then drain and return."""
+        config = self.settings
+        bound: list[listeners.Listener] = []
+        admin_listener = listeners.Listener(
+            "admin", config.admin_host, config.admin_port, self.admin.connection
+        )
+        self.ports["admin"] = admin_listener.port
+        data_listeners = [
+            listeners.Listener(
+                "outbound",
+                config.outbound_host,
+                config.outbound_port,
+                self.outbound.transparent_connection
+                if config.interception == "transparent"
+                else self.outbound.proxy_connection,
+            )
+        ]
+        self.ports["outbound"] = data_listeners[0].port
+        for local in config.local_services:
+            data_listeners.append(
+                listeners.Listener(
+                    f"local:{local.local_port}",
+                    config.outbound_host,
+                    local.local_port,
+                    _bind_port(self.outbound.local_connection, local.local_port),
+                )
+            )
+        if config.interception == "transparent":
+            data_listeners.append(
+                listeners.Listener(
+                    "inbound", config.inbound_host, config.inbound_port,
+                    self.inbound.transparent_connection,
+                )
+            )  # fmt: skip
+            self.ports["inbound"] = data_listeners[-1].port
+        bound = [admin_listener, *data_listeners]
+        async with asyncio.TaskGroup() as group:
+            self._group = group
+            background = [group.create_task(item.serve()) for item in bound]
+            if config.config_file is not None:
+                self.file_source = loading.FileSource(
+                    config.config_file, self, poll_seconds=config.config_poll_seconds
+                )
+                background.append(group.create_task(self.file_source.run()))
+            if config.config_server is not None and config.proxy is not None:
+                client = discovery.DiscoveryClient(
+                    config.config_server, self, hello=discovery.hello_for(config)
+                )
+                background.append(group.create_task(client.run()))
+            if config.interception == "explicit":
+                background.append(group.create_task(self._reconcile_inbound()))
+            if ready is not None:
+                ready(dict(self.ports))
+            await self.stopping.wait()
+            await self._drain(data_listeners)
+            for task in background:
+                task.cancel()
+            admin_listener.stop()
+            await admin_listener.connections.cancel()
+        self.registry.close()
+
+    async def _drain(self, data_listeners: list[listeners.Listener]) -> None:
+        """Refuse new connections, let in-flight requests finish (bounded), then cut."""
+        log.info("draining for up to %.1fs", self.settings.drain_seconds)
+        self.ctx.drain.start()
+        every = [*data_listeners, *self.inbound_listeners.values()]
+        for item in every:
+            item.stop()
+        waits = [item.connections.wait(self.settings.drain_seconds) for item in every]
+        finished = await asyncio.gather(*waits)
+        log.info("drained (%s)", "clean" if all(finished) else "some connections cut")
+
+    async def _reconcile_inbound(self) -> None:
+        """Explicit mode: bind each inbound port of the current snapshot, release old ones."""
+        assert self._group is not None
+        while True:
+            await self._inbound_changed.wait()
+            self._inbound_changed.clear()
+            table = self.ctx.table
+            wanted = set(table.inbound) if table is not None else set()
+            for port in set(self.inbound_listeners) - wanted:
+                self.inbound_listeners.pop(port).stop()
+            for port in wanted - set(self.inbound_listeners):
+                try:
+                    item = listeners.Listener(
+                        f"inbound:{port}",
+                        self.settings.inbound_host,
+                        port,
+                        _bind_port(self.inbound.port_connection, port),
+                    )
+                except OSError as exc:
+                    log.error("cannot bind inbound port %d: %s", port, exc)
+                    continue
+                self.inbound_listeners[port] = item
+                self._group.create_task(item.serve())
+
+
+def _bind_port(
+    handler: Callable[[socket.socket, int], Awaitable[None]], port: int
+) -> listeners.ConnectionHandler:
+    async def bound(conn: socket.socket) -> None:
+        await handler(conn, port)
+
+    return bound
+
+
+def install_signals(sidecar: Sidecar) -> None:
+    """SIGTERM/SIGINT drain and stop; SIGHUP reloads the config file."""
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGTERM, sidecar.stop)
+    loop.add_signal_handler(signal.SIGINT, sidecar.stop)
+
+    def reload() -> None:
+        if sidecar.file_source is not None:
+            sidecar.file_source.reload.set()
+
+    with contextlib.suppress(NotImplementedError):
+        loop.add_signal_handler(signal.SIGHUP, reload)
+
+
+def proxy_ref(namespace: str, service_account: str, pod: str) -> refs.ProxyRef:
+    return refs.ProxyRef(namespace=namespace, service_account=service_account, pod=pod)

@@ -1,0 +1,93 @@
+"""The sidecar's own settings: where it listens, where its config and certificates come from,
+and the resilience defaults the proxy config does not carry.
+
+Built by `smimesh.sidecar.__main__` / `smimesh.cli.sidecars` from flags; read by every stage.
+Mesh-wide knobs (timeout, retries, mTLS mode) come from the proxy config instead.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from smimesh.proxyconfig import refs
+
+Interception = Literal["explicit", "transparent"]
+
+OUTBOUND_PORT = 15001
+INBOUND_PORT = 15006
+ADMIN_PORT = 15090
+PROXY_MARK = 0x534D  # "SM": set on upstream sockets so iptables lets them through
+
+
+@dataclass(frozen=True)
+class LocalService:
+    """Explicit interception: a local port that forwards to one Service port."""
+
+    local_port: int
+    service: refs.ServiceRef
+    port: int
+
+    @classmethod
+    def parse(cls, text: str) -> LocalService:
+        """`LOCALPORT=namespace/name:port`, e.g. `9080=shop/checkout:80`."""
+        local, _, target = text.partition("=")
+        ref, _, port = target.rpartition(":")
+        namespace, _, name = ref.partition("/")
+        if not (local.isdigit() and port.isdigit() and namespace and name):
+            raise ValueError(f"expected LOCALPORT=namespace/name:port, got {text!r}")
+        return cls(int(local), refs.ServiceRef(namespace=namespace, name=name), int(port))
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Circuit breaking and parser bounds (Envoy's defaults where it has one)."""
+
+    max_connections_per_cluster: int = 1024
+    max_pending_per_cluster: int = 1024
+    max_header_bytes: int = 64 * 1024
+    max_body_bytes: int = 16 * 1024 * 1024
+    header_timeout: float = 10.0
+    idle_timeout: float = 60.0
+    connect_timeout: float = 3.0
+    pool_idle_per_endpoint: int = 64
+
+
+@dataclass(frozen=True)
+class Outliers:
+    """Outlier ejection: `consecutive_failures` 5xx/connect errors eject an endpoint for
+    `base_ejection` seconds times the number of ejections, never more than `max_ejected_ratio`
+    of a cluster at once."""
+
+    consecutive_failures: int = 5
+    base_ejection: float = 30.0
+    max_ejected_ratio: float = 0.5
+
+
+@dataclass(frozen=True)
+class SidecarSettings:
+    proxy: refs.ProxyRef | None = None
+    interception: Interception = "explicit"
+    outbound_host: str = "127.0.0.1"
+    outbound_port: int = OUTBOUND_PORT
+    inbound_host: str = "0.0.0.0"
+    inbound_port: int = INBOUND_PORT
+    admin_host: str = "0.0.0.0"
+    admin_port: int = ADMIN_PORT
+    app_host: str = "127.0.0.1"
+    local_services: tuple[LocalService, ...] = ()
+    config_file: Path | None = None
+    config_poll_seconds: float = 1.0
+    config_server: str | None = None
+    token_file: Path | None = None
+    cert_file: Path | None = None
+    key_file: Path | None = None
+    trust_bundle_file: Path | None = None
+    cert_poll_seconds: float = 5.0
+    upstream_mark: int | None = None
+    drain_seconds: float = 20.0
+    workload_kind: str = ""
+    workload_name: str = ""
+    limits: Limits = field(default_factory=Limits)
+    outliers: Outliers = field(default_factory=Outliers)

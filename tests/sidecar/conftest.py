@@ -1,0 +1,225 @@
+"""Fixtures for the sidecar tests: real apps on real sockets, real sidecars in-process or as
+`smimesh sidecar run` subprocesses, and a small builder for proxy configs."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import socket
+import threading
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+
+from smimesh.proxyconfig import inbound, matches, outbound, refs, snapshots
+from smimesh.sidecar import running, settings
+
+NS = "shop"
+ME = refs.ProxyRef(namespace=NS, service_account="web", pod="web-5d8f7c9b6d-abcde")
+TRUST = "cluster.local"
+
+
+def spiffe(namespace: str, service_account: str) -> str:
+    return f"spiffe://{TRUST}/ns/{namespace}/sa/{service_account}"
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True
+    server: App
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+    def _serve(self) -> None:
+        length = int(self.headers.get("content-length") or 0)
+        body = self.rfile.read(length) if length else b""
+        query = parse_qs(urlsplit(self.path).query)
+        self.server.hits.append((self.command, self.path, dict(self.headers.items())))
+        if "sleep" in query:
+            time.sleep(float(query["sleep"][0]))
+        status = int(query.get("status", ["200"])[0])
+        if self.server.fail_with is not None:
+            status = self.server.fail_with
+        payload = json.dumps(
+            {
+                "app": self.server.name,
+                "method": self.command,
+                "path": self.path,
+                "headers": {k.lower(): v for k, v in self.headers.items()},
+                "body": body.decode("latin-1"),
+            }
+        ).encode()
+        self.send_response(status)
+        self.send_header("content-type", "application/json")
+        self.send_header("content-length", str(len(payload)))
+        if "close" in query:
+            self.send_header("connection", "close")
+            self.close_connection = True
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(payload)
+
+    do_GET = do_POST = do_PUT = do_DELETE = do_HEAD = do_PATCH = _serve  # noqa: N815
+
+
+class App(ThreadingHTTPServer):
+    """A real HTTP/1.1 app (keep-alive) answering JSON about the request it got."""
+
+    daemon_threads = True
+
+    def __init__(self, name: str, host: str = "127.0.0.1", port: int = 0) -> None:
+        super().__init__((host, port), _Handler)
+        self.name = name
+        self.hits: list[tuple[str, str, dict[str, str]]] = []
+        self.fail_with: int | None = None
+        self.thread = threading.Thread(target=self.serve_forever, daemon=True)
+        self.thread.start()
+
+    @property
+    def port(self) -> int:
+        return int(self.server_address[1])
+
+    def stop(self) -> None:
+        self.shutdown()
+        self.server_close()
+
+
+@pytest.fixture
+def apps() -> Iterator[Callable[..., App]]:
+    started: list[App] = []
+
+    def start(name: str, host: str = "127.0.0.1", port: int = 0) -> App:
+        app = App(name, host, port)
+        started.append(app)
+        return app
+
+    yield start
+    for app in started:
+        app.stop()
+
+
+@dataclass
+class Running:
+    sidecar: running.Sidecar
+    task: asyncio.Task[None]
+    ports: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def proxy_url(self) -> str:
+        return f"http://127.0.0.1:{self.ports['outbound']}"
+
+
+@pytest.fixture
+async def sidecars() -> AsyncIterator[Callable[..., Any]]:
+    """Start in-process sidecars (ports 0 unless given); all are stopped at the end."""
+    started: list[Running] = []
+
+    async def start(config: snapshots.ProxyConfig | None = None, **overrides: Any) -> Running:
+        values: dict[str, Any] = {
+            "outbound_port": 0,
+            "admin_port": 0,
+            "inbound_port": 0,
+            "admin_host": "127.0.0.1",
+            "drain_seconds": 2.0,
+        }
+        values.update(overrides)
+        sidecar = running.Sidecar(settings.SidecarSettings(**values))
+        if config is not None:
+            sidecar.apply(config)
+        ready = asyncio.Event()
+        ports: dict[str, int] = {}
+
+        def on_ready(bound: dict[str, int]) -> None:
+            ports.update(bound)
+            ready.set()
+
+        task = asyncio.create_task(sidecar.run(ready=on_ready))
+        await asyncio.wait_for(ready.wait(), 5)
+        item = Running(sidecar, task, ports)
+        started.append(item)
+        return item
+
+    yield start
+    for item in started:
+        item.sidecar.stop()
+    for item in started:
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(item.task, 10)
+
+
+# -- config builders -----------------------------------------------------------------------
+
+
+def service(
+    name: str,
+    endpoints: list[tuple[str, int, str]] = (),  # type: ignore[assignment]
+    *,
+    port: int = 80,
+    protocol: outbound.Protocol = "http",
+    namespace: str = NS,
+    cluster_ip: str | None = None,
+    routes: tuple[outbound.SplitRoute, ...] = (),
+    meshed: bool = False,
+    identity: str = "",
+) -> outbound.OutboundService:
+    """An OutboundService whose endpoints are (address, target_port, pod); one target port
+    per service (the first endpoint's)."""
+    target_port = endpoints[0][1] if endpoints else port
+    return outbound.OutboundService(
+        service=refs.ServiceRef(namespace=namespace, name=name),
+        cluster_ip=cluster_ip,
+        hostnames=(name, f"{name}.{namespace}", f"{name}.{namespace}.svc.cluster.local"),
+        ports=(outbound.ServicePort(port=port, target_port=target_port, protocol=protocol),),
+        endpoints=tuple(
+            outbound.Endpoint(
+                address=address,
+                pod=pod,
+                identity=identity or spiffe(namespace, name),
+                meshed=meshed,
+            )
+            for address, _, pod in endpoints
+        ),
+        routes=routes,
+    )
+
+
+def split(
+    name: str, weights: dict[str, int], *, only: tuple[matches.HttpMatch, ...] = ()
+) -> outbound.SplitRoute:
+    return outbound.SplitRoute(
+        split=f"{NS}/{name}",
+        matches=only,
+        backends=tuple(
+            outbound.WeightedBackend(service=refs.ServiceRef(namespace=NS, name=b), weight=w)
+            for b, w in weights.items()
+        ),
+    )
+
+
+def config(
+    *,
+    outbound_services: tuple[outbound.OutboundService, ...] = (),
+    inbound_ports: tuple[inbound.InboundPort, ...] = (),
+    proxy: refs.ProxyRef = ME,
+    **mesh: Any,
+) -> snapshots.ProxyConfig:
+    return snapshots.ProxyConfig.build(
+        proxy=proxy,
+        identity=spiffe(proxy.namespace, proxy.service_account),
+        settings=snapshots.MeshSettings(**mesh),
+        outbound=outbound_services,
+        inbound=inbound_ports,
+    )
