@@ -9,7 +9,7 @@ import pytest
 
 from smimesh.identity import authority, bundles, errors, keys, rotation, spiffe, tlscontexts
 
-from .test_tlscontexts import CLIENT, SERVER, connect
+from .handshakes import CLIENT, SERVER, connect
 
 HOUR = datetime.timedelta(hours=1)
 DAY = datetime.timedelta(days=1)

@@ -10,26 +10,12 @@ import datetime
 import socket
 import ssl
 import threading
-from dataclasses import dataclass, field
 
 import pytest
 
-from smimesh.identity import authority, bundles, errors, keys, spiffe, tlscontexts
+from smimesh.identity import authority, bundles, keys, spiffe, tlscontexts
 
-TRUST_DOMAIN = "cluster.local"
-SERVER = spiffe.SpiffeId(TRUST_DOMAIN, "shop", "api")
-CLIENT = spiffe.SpiffeId(TRUST_DOMAIN, "shop", "web")
-
-
-@dataclass
-class Outcome:
-    """What each side of one connection saw."""
-
-    server_saw: spiffe.SpiffeId | None = None
-    client_saw: spiffe.SpiffeId | None = None
-    client_received: bytes = b""
-    alpn: str | None = None
-    errors: list[BaseException] = field(default_factory=list)
+from .handshakes import CLIENT, SERVER, TRUST_DOMAIN, connect
 
 
 def _workload(
@@ -48,39 +34,6 @@ def _workload(
 
 def _bundle(*cas: authority.CertificateAuthority) -> bundles.TrustBundle:
     return bundles.TrustBundle(TRUST_DOMAIN, tuple(ca.root for ca in cas))
-
-
-def connect(server: ssl.SSLContext, client: ssl.SSLContext) -> Outcome:
-    """One TLS connection between two threads over a real loopback socket."""
-    outcome = Outcome()
-    listener = socket.create_server(("127.0.0.1", 0))
-    listener.settimeout(5)
-
-    def serve() -> None:
-        try:
-            connection, _ = listener.accept()
-            with server.wrap_socket(connection, server_side=True) as tls:
-                outcome.server_saw = tlscontexts.peer_identity(tls, trust_domain=TRUST_DOMAIN)
-                tls.sendall(b"hello " + str(outcome.server_saw).encode())
-        except (OSError, errors.IdentityError) as exc:
-            outcome.errors.append(exc)
-
-    thread = threading.Thread(target=serve)
-    thread.start()
-    try:
-        with (
-            socket.create_connection(listener.getsockname(), timeout=5) as raw,
-            client.wrap_socket(raw) as tls,
-        ):
-            outcome.client_saw = tlscontexts.peer_identity(tls)
-            outcome.alpn = tls.selected_alpn_protocol()
-            outcome.client_received = tls.recv(1024)
-    except OSError as exc:
-        outcome.errors.append(exc)
-    finally:
-        thread.join(10)
-        listener.close()
-    return outcome
 
 
 def test_mtls_handshake_and_both_sides_read_the_peer_identity(
