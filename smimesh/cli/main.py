@@ -10,7 +10,7 @@ import sys
 
 import typer
 
-from smimesh.cli import crds, demoing, injecting, validating, versioning
+from smimesh.cli import crds, demoing, injecting, sidecars, validating, versioning
 
 app = typer.Typer(
     name="smimesh",
@@ -22,7 +22,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-for _module in (crds, demoing, injecting, validating, versioning):
+for _module in (crds, demoing, injecting, sidecars, validating, versioning):
     _module.register(app)
 
 

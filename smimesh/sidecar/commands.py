@@ -12,10 +12,12 @@ import asyncio
 import logging
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Annotated, Any
 
+import httpx
 import typer
 
 from smimesh.sidecar import credentials, running, settings, transparent
@@ -48,21 +50,36 @@ def run(
         Path | None, typer.Option("--config", help="ProxyConfig JSON file (reloaded).")
     ] = None,
     config_server: Annotated[
-        str | None, typer.Option(help="host:port of the operator's config server.")
+        str | None,
+        typer.Option(
+            help="host:port of the operator's config server.", envvar="SMIMESH_CONTROL_PLANE"
+        ),
     ] = None,
-    namespace: str = typer.Option("", help="This proxy's pod namespace."),
-    service_account: str = typer.Option("", help="This proxy's ServiceAccount."),
-    pod: str = typer.Option("", help="This proxy's pod name."),
+    namespace: str = typer.Option(
+        "", help="This proxy's pod namespace.", envvar="SMIMESH_POD_NAMESPACE"
+    ),
+    service_account: str = typer.Option(
+        "", help="This proxy's ServiceAccount.", envvar="SMIMESH_SERVICE_ACCOUNT"
+    ),
+    pod: str = typer.Option("", help="This proxy's pod name.", envvar="SMIMESH_POD_NAME"),
     token_file: Annotated[
         Path | None, typer.Option(help="ServiceAccount token for the config server.")
     ] = None,
-    interception: str = typer.Option("explicit", help="explicit | transparent"),
+    interception: str = typer.Option(
+        "explicit", help="explicit | transparent", envvar="SMIMESH_INTERCEPTION"
+    ),
     outbound_host: str = typer.Option("127.0.0.1"),
-    outbound_port: int = typer.Option(settings.OUTBOUND_PORT, help="HTTP proxy / redirect port."),
+    outbound_port: int = typer.Option(
+        settings.OUTBOUND_PORT, help="HTTP proxy / redirect port.", envvar="SMIMESH_OUTBOUND_PORT"
+    ),
     inbound_host: str = typer.Option("0.0.0.0"),
-    inbound_port: int = typer.Option(settings.INBOUND_PORT, help="Transparent inbound port."),
+    inbound_port: int = typer.Option(
+        settings.INBOUND_PORT, help="Transparent inbound port.", envvar="SMIMESH_INBOUND_PORT"
+    ),
     admin_host: str = typer.Option("0.0.0.0"),
-    admin_port: int = typer.Option(settings.ADMIN_PORT, help="/ready /live /metrics /config"),
+    admin_port: int = typer.Option(
+        settings.ADMIN_PORT, help="/ready /live /metrics /config", envvar="SMIMESH_ADMIN_PORT"
+    ),
     app_host: str = typer.Option("127.0.0.1", help="Where the local app listens."),
     local_service: Annotated[
         list[str] | None,
@@ -71,6 +88,7 @@ def run(
     cert: Annotated[Path | None, typer.Option(help="PEM certificate chain (leaf first).")] = None,
     key: Annotated[Path | None, typer.Option(help="PEM private key.")] = None,
     trust_bundle: Annotated[Path | None, typer.Option(help="PEM roots to trust.")] = None,
+    trust_domain: str = typer.Option("cluster.local", envvar="SMIMESH_TRUST_DOMAIN"),
     mark: Annotated[
         int | None, typer.Option(help="SO_MARK for upstream sockets (transparent mode).")
     ] = None,
@@ -111,6 +129,7 @@ def run(
         cert_file=cert,
         key_file=key,
         trust_bundle_file=trust_bundle,
+        trust_domain=trust_domain,
         upstream_mark=mark,
         drain_seconds=drain_seconds,
         workload_kind=workload_kind,
@@ -139,20 +158,21 @@ async def _main(built: settings.SidecarSettings) -> None:
 def init(
     outbound_port: int = typer.Option(settings.OUTBOUND_PORT),
     inbound_port: int = typer.Option(settings.INBOUND_PORT),
-    mark: int = typer.Option(settings.PROXY_MARK, help="Mark the proxy sets on its sockets."),
+    mark: Annotated[
+        int | None, typer.Option(help="Exempt sockets with this mark (`run --mark`).")
+    ] = settings.PROXY_MARK,
     proxy_uid: Annotated[
         int | None, typer.Option(help="Also exempt this uid's traffic (the proxy's).")
     ] = None,
-    exclude_inbound_port: Annotated[
-        list[int] | None,
-        typer.Option(help=f"Inbound ports not redirected (default: {settings.ADMIN_PORT})."),
-    ] = None,
-    exclude_outbound_port: Annotated[
-        list[int] | None, typer.Option(help="Outbound ports not redirected.")
-    ] = None,
-    exclude_outbound_cidr: Annotated[
-        list[str] | None, typer.Option(help="Destinations not redirected.")
-    ] = None,
+    exclude_inbound_ports: Annotated[
+        str, typer.Option(help="Comma-separated inbound ports not redirected (admin, probes).")
+    ] = str(settings.ADMIN_PORT),
+    exclude_outbound_ports: Annotated[
+        str, typer.Option(help="Comma-separated outbound ports not redirected.")
+    ] = "",
+    exclude_outbound_cidrs: Annotated[
+        str, typer.Option(help="Comma-separated destination CIDRs not redirected.")
+    ] = "",
     dry_run: bool = typer.Option(False, help="Print the iptables commands instead."),
 ) -> None:
     """Write the iptables rules of transparent interception in this network namespace.
@@ -164,9 +184,9 @@ def init(
         inbound_port=inbound_port,
         mark=mark,
         proxy_uid=proxy_uid,
-        exclude_inbound_ports=exclude_inbound_port or [settings.ADMIN_PORT],
-        exclude_outbound_ports=exclude_outbound_port or (),
-        exclude_outbound_cidrs=exclude_outbound_cidr or (),
+        exclude_inbound_ports=_ports(exclude_inbound_ports),
+        exclude_outbound_ports=_ports(exclude_outbound_ports),
+        exclude_outbound_cidrs=[c.strip() for c in exclude_outbound_cidrs.split(",") if c.strip()],
     )
     if dry_run:
         for rule in rules:
@@ -181,3 +201,32 @@ def init(
         typer.echo(f"iptables {' '.join(exc.cmd[1:])}: {exc.stderr.strip()}", err=True)
         raise typer.Exit(1) from None
     typer.echo(f"{len(rules)} iptables rules written", file=sys.stdout)
+
+
+def _ports(text: str) -> list[int]:
+    try:
+        return [int(item) for item in text.split(",") if item.strip()]
+    except ValueError:
+        raise typer.BadParameter(f"expected comma-separated ports, got {text!r}") from None
+
+
+@app.command("wait-ready")
+def wait_ready(
+    admin_port: int = typer.Option(settings.ADMIN_PORT, envvar="SMIMESH_ADMIN_PORT"),
+    within: float = typer.Option(120.0, help="Give up after this many seconds."),
+) -> None:
+    """Block until the local sidecar's /ready answers 200 (a postStart hook runs this).
+
+    Example: smimesh sidecar wait-ready --within 60
+    """
+    deadline = time.monotonic() + within
+    url = f"http://127.0.0.1:{admin_port}/ready"
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(url, timeout=1.0).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    typer.echo(f"sidecar not ready after {within:g}s", err=True)
+    raise typer.Exit(1)

@@ -98,8 +98,14 @@ class Connector(Protocol):
     async def connect(self, address: Address) -> Connection: ...
 
 
-TlsFactory = Callable[[Address], "tuple[ssl.SSLContext, str] | None"]
-"""For a meshed address: the client context and the server_hostname to send, or None."""
+TlsFactory = Callable[[Address], ssl.SSLContext | None]
+"""For a meshed address: the client context to originate mTLS with, or None (plaintext)."""
+Identify = Callable[[ssl.SSLObject | None], str | None]
+"""The verified SPIFFE id of the peer of an established TLS connection."""
+
+
+class PeerMismatchError(ConnectionError):
+    """The upstream presented a valid certificate, but not the identity the config expects."""
 
 
 class TcpConnector:
@@ -108,11 +114,17 @@ class TcpConnector:
     traffic."""
 
     def __init__(
-        self, *, timeout: float, mark: int | None = None, tls_for: TlsFactory | None = None
+        self,
+        *,
+        timeout: float,
+        mark: int | None = None,
+        tls_for: TlsFactory | None = None,
+        identify: Identify | None = None,
     ) -> None:
         self.timeout = timeout
         self.mark = mark
         self.tls_for = tls_for
+        self.identify = identify
 
     async def connect(self, address: Address) -> Connection:
         loop = asyncio.get_running_loop()
@@ -132,11 +144,15 @@ class TcpConnector:
                 if tls is None:
                     reader, writer = await asyncio.open_connection(sock=sock, limit=1 << 20)
                 else:
-                    context, server_name = tls
                     reader, writer = await asyncio.open_connection(
-                        sock=sock, ssl=context, server_hostname=server_name, limit=1 << 20
+                        sock=sock, ssl=tls, server_hostname=address.host, limit=1 << 20
                     )
             except BaseException:
                 sock.close()
                 raise
+        if tls is not None and address.identity:
+            found = self.identify(writer.get_extra_info("ssl_object")) if self.identify else None
+            if found != address.identity:
+                writer.close()
+                raise PeerMismatchError(f"{address} is {found}, expected {address.identity}")
         return Connection(reader, writer)

@@ -79,9 +79,7 @@ class Inbound:
             if server is None:
                 return
             reader, writer = await listeners.streams(conn, tls=server)
-            ssl_object = writer.get_extra_info("ssl_object")
-            der = ssl_object.getpeercert(binary_form=True) if ssl_object is not None else None
-            peer = Peer(credentials.peer_identity(der))
+            peer = Peer(credentials.peer_identity(writer.get_extra_info("ssl_object")))
         elif policy.plaintext_ok:
             reader, writer = await listeners.streams(conn)
             peer = Peer(None)

@@ -47,7 +47,10 @@ class Sidecar:
         self.settings = config
         self.registry = clusters.Registry(config.limits, config.outliers)
         connector = endpoints.TcpConnector(
-            timeout=config.limits.connect_timeout, mark=config.upstream_mark, tls_for=self._tls_for
+            timeout=config.limits.connect_timeout,
+            mark=config.upstream_mark,
+            tls_for=self._tls_for,
+            identify=credentials.peer_identity if credentials is not None else None,
         )
         proxy = config.proxy
         me = metrics.Workload()
@@ -74,14 +77,12 @@ class Sidecar:
         self._group: asyncio.TaskGroup | None = None
         self.file_source: loading.FileSource | None = None
 
-    def _tls_for(self, address: endpoints.Address) -> tuple[ssl.SSLContext, str] | None:
+    def _tls_for(self, address: endpoints.Address) -> ssl.SSLContext | None:
+        """mTLS to meshed endpoints unless the mesh disabled it (or we hold no certificate)."""
         credentials = self.ctx.credentials
         if not address.meshed or credentials is None or self.ctx.mtls_mode() == "disabled":
             return None
-        client = credentials.client_context()
-        if client is None:
-            return None
-        return client, address.identity or address.host
+        return credentials.client_context()
 
     # -- ConfigSink ---------------------------------------------------------------------------
 
@@ -90,6 +91,10 @@ class Sidecar:
         if proxy is not None and config.proxy != proxy:
             raise ValueError(f"config is for {config.proxy}, this proxy is {proxy}")
         table = tables.build(config, self.registry, self.settings)
+        if proxy is None:  # learn who we are from the config (metrics labels)
+            me = config.proxy
+            kind, name = self.settings.workload_kind, self.settings.workload_name
+            self.ctx.me = metrics.Workload.of_pod(me.namespace, me.pod, kind, name)
         self.ctx.table = table  # the swap: one reference
         self.registry.prune()
         self._inbound_changed.set()

@@ -15,9 +15,10 @@ from smimesh.proxyconfig import refs
 
 Interception = Literal["explicit", "transparent"]
 
+# The ports the injector (smimesh.webhooks.injection.settings.Ports) gives the proxy.
 OUTBOUND_PORT = 15001
-INBOUND_PORT = 15006
-ADMIN_PORT = 15090
+INBOUND_PORT = 15003
+ADMIN_PORT = 15000
 PROXY_MARK = 0x534D  # "SM": set on upstream sockets so iptables lets them through
 
 
@@ -85,6 +86,7 @@ class SidecarSettings:
     key_file: Path | None = None
     trust_bundle_file: Path | None = None
     cert_poll_seconds: float = 5.0
+    trust_domain: str = "cluster.local"
     upstream_mark: int | None = None
     drain_seconds: float = 20.0
     workload_kind: str = ""

@@ -2,7 +2,8 @@
 
 Used by `outbound` (a TCP Service port: the TrafficSplit is applied once per connection; also
 CONNECT tunnels and transparent passthrough) and by `inbound` (an authorized TCP connection
-to the local app). Half-close is propagated; byte counts feed `metrics`.
+to the local app). Half-close is propagated where TCP allows it (TLS cannot: there an
+ended direction closes the connection); byte counts feed `metrics`.
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ async def _pump(
             await writer.drain()
         if writer.can_write_eof():
             writer.write_eof()
+        else:  # TLS cannot half-close: end the whole connection, or both sides wait forever
+            writer.close()
     except (ConnectionError, OSError):
         writer.close()
 

@@ -12,13 +12,16 @@ import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
+from smimesh.identity import authority, keys
+from smimesh.identity import spiffe as spiffe_ids
 from smimesh.proxyconfig import inbound, matches, outbound, refs, snapshots
-from smimesh.sidecar import running, settings
+from smimesh.sidecar import credentials, running, settings
 
 NS = "shop"
 ME = refs.ProxyRef(namespace=NS, service_account="web", pod="web-5d8f7c9b6d-abcde")
@@ -127,7 +130,12 @@ async def sidecars() -> AsyncIterator[Callable[..., Any]]:
     """Start in-process sidecars (ports 0 unless given); all are stopped at the end."""
     started: list[Running] = []
 
-    async def start(config: snapshots.ProxyConfig | None = None, **overrides: Any) -> Running:
+    async def start(
+        config: snapshots.ProxyConfig | None = None,
+        *,
+        credentials: Any = None,
+        **overrides: Any,
+    ) -> Running:
         values: dict[str, Any] = {
             "outbound_port": 0,
             "admin_port": 0,
@@ -136,7 +144,7 @@ async def sidecars() -> AsyncIterator[Callable[..., Any]]:
             "drain_seconds": 2.0,
         }
         values.update(overrides)
-        sidecar = running.Sidecar(settings.SidecarSettings(**values))
+        sidecar = running.Sidecar(settings.SidecarSettings(**values), credentials=credentials)
         if config is not None:
             sidecar.apply(config)
         ready = asyncio.Event()
@@ -223,3 +231,38 @@ def config(
         outbound=outbound_services,
         inbound=inbound_ports,
     )
+
+
+# -- identities ------------------------------------------------------------------------------
+
+
+class Pki:
+    """A real mesh CA (smimesh.identity) that writes workload credentials to files."""
+
+    def __init__(self, directory: Path, trust_domain: str = TRUST) -> None:
+        self.directory = directory
+        self.ca = authority.create(trust_domain)
+        self.trust_domain = trust_domain
+
+    def files(self, namespace: str, service_account: str) -> tuple[Path, Path, Path]:
+        key = keys.generate_key()
+        identity = spiffe_ids.for_service_account(self.trust_domain, namespace, service_account)
+        issued = self.ca.sign(keys.build_request(key, identity), expected=identity)
+        base = self.directory / f"{namespace}-{service_account}-{id(issued)}"
+        base.mkdir(parents=True)
+        paths = (base / "tls.crt", base / "tls.key", base / "ca.crt")
+        paths[0].write_bytes(issued.chain_pem())
+        paths[1].write_bytes(keys.key_to_pem(key))
+        paths[2].write_bytes(keys.certificates_to_pem((self.ca.root,)))
+        return paths
+
+    def credentials(self, namespace: str, service_account: str) -> credentials.FileCredentials:
+        cert, key, bundle = self.files(namespace, service_account)
+        return credentials.FileCredentials(
+            cert_file=cert, key_file=key, trust_bundle_file=bundle, trust_domain=self.trust_domain
+        )
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
+    return Pki(tmp_path_factory.mktemp("pki"))
