@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+import yaml
 from kubernetes import client
 
 from smimesh.kube import clients
@@ -51,6 +52,45 @@ class Cluster:
             text=True,
             check=False,
         )
+
+    def token(self, namespace: str, service_account: str, *, audience: str | None = None) -> str:
+        """A TokenRequest token for a ServiceAccount (default audience: the apiserver's)."""
+        spec = client.V1TokenRequestSpec(
+            audiences=[audience] if audience else [], expiration_seconds=3600
+        )
+        with self.api_client() as api:
+            response = client.CoreV1Api(api).create_namespaced_service_account_token(
+                service_account, namespace, client.AuthenticationV1TokenRequest(spec=spec)
+            )
+        if response.status is None:
+            raise ClusterError(f"no token issued for {namespace}/{service_account}")
+        return str(response.status.token)
+
+    def kubeconfig_for(self, namespace: str, service_account: str, path: Path) -> Path:
+        """A kubeconfig that authenticates as the ServiceAccount, to run a component under
+        exactly its own RBAC."""
+        admin = yaml.safe_load(self.kubeconfig.read_text())
+        context = next(
+            c["context"] for c in admin["contexts"] if c["name"] == admin["current-context"]
+        )
+        cluster = next(c for c in admin["clusters"] if c["name"] == context["cluster"])
+        config = {
+            "apiVersion": "v1",
+            "kind": "Config",
+            "clusters": [cluster],
+            "users": [
+                {"name": service_account, "user": {"token": self.token(namespace, service_account)}}
+            ],
+            "contexts": [
+                {
+                    "name": service_account,
+                    "context": {"cluster": cluster["name"], "user": service_account},
+                }
+            ],
+            "current-context": service_account,
+        }
+        path.write_text(yaml.safe_dump(config))
+        return path
 
 
 def mode_from_env() -> Mode:

@@ -1,0 +1,70 @@
+"""`python -m smimesh.operator`: run the operator with settings from flags and environment.
+
+Uses the in-cluster ServiceAccount, or $KUBECONFIG / --kubeconfig outside a cluster.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import sys
+
+from smimesh.kube import clients
+from smimesh.operator import running
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m smimesh.operator", description=__doc__)
+    parser.add_argument("--kubeconfig", help="kubeconfig file (default: in-cluster or $KUBECONFIG)")
+    parser.add_argument(
+        "--namespace",
+        default=os.environ.get("SMIMESH_NAMESPACE", running.OperatorSettings.namespace),
+    )
+    parser.add_argument(
+        "--grpc-address",
+        default=running.OperatorSettings.grpc_address,
+        help="host:port of the config server",
+    )
+    parser.add_argument(
+        "--identity",
+        default=os.environ.get("POD_NAME", running.OperatorSettings.identity),
+        help="this replica's name in the leader Lease",
+    )
+    parser.add_argument(
+        "--lease-duration",
+        type=float,
+        default=15.0,
+        help="seconds before a silent leader is replaced",
+    )
+    parser.add_argument(
+        "--access",
+        choices=["permissive", "strict"],
+        default="permissive",
+        help="access mode of namespaces without the smimesh.dev/access-mode annotation",
+    )
+    args = parser.parse_args()
+    if args.kubeconfig:
+        os.environ["KUBECONFIG"] = args.kubeconfig
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    settings = running.OperatorSettings(
+        namespace=args.namespace,
+        identity=args.identity,
+        grpc_address=args.grpc_address,
+        lease_duration=args.lease_duration,
+        lease_retry=max(0.5, args.lease_duration / 5),
+        default_access=args.access,
+    )
+    try:
+        asyncio.run(running.run(settings))
+    except clients.NoClusterError as exc:
+        sys.exit(f"smimesh operator: {exc}")
+    except KeyboardInterrupt:
+        pass
+
+
+if __name__ == "__main__":
+    main()

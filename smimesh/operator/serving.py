@@ -1,0 +1,123 @@
+"""The config server: proxies open `ConfigDiscovery.Stream`, prove who they are, get their
+full config at once and a new snapshot whenever it changes, and ACK or NACK each version.
+
+Fed by `publishing.Publisher` (desired configs, sessions) and `authenticating` (tokens);
+serves the `smimesh.proxyconfig` gRPC contract with grpc.aio. Every replica serves config,
+leader or not.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+import grpc
+
+from smimesh.operator import authenticating, publishing
+from smimesh.proxyconfig import proxyconfig_pb2, proxyconfig_pb2_grpc, refs, snapshots
+
+log = logging.getLogger(__name__)
+
+
+class ConfigDiscovery(proxyconfig_pb2_grpc.ConfigDiscoveryServicer):
+    def __init__(
+        self, publisher: publishing.Publisher, authenticator: authenticating.Authenticator
+    ) -> None:
+        self.publisher = publisher
+        self.authenticator = authenticator
+        self.acks_changed = asyncio.Event()
+
+    async def _hello(
+        self,
+        requests: AsyncIterator[proxyconfig_pb2.ProxyMessage],
+        context: grpc.aio.ServicerContext[
+            proxyconfig_pb2.ProxyMessage, proxyconfig_pb2.ConfigSnapshot
+        ],
+    ) -> refs.ProxyRef:
+        first = await anext(requests, None)
+        if first is None or first.WhichOneof("kind") != "hello":
+            await context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT, "the first message must be a Hello"
+            )
+        hello = first.hello
+        try:
+            caller = await self.authenticator.authenticate(hello.token)
+        except authenticating.AuthenticationError as exc:
+            await context.abort(grpc.StatusCode.UNAUTHENTICATED, str(exc))
+        if (caller.namespace, caller.service_account) != (hello.namespace, hello.service_account):
+            await context.abort(
+                grpc.StatusCode.PERMISSION_DENIED,
+                f"token is for {caller.namespace}/{caller.service_account}, the Hello claims "
+                f"{hello.namespace}/{hello.service_account}",
+            )
+        return refs.ProxyRef(
+            namespace=hello.namespace, service_account=hello.service_account, pod=hello.pod
+        )
+
+    async def _read_acks(
+        self,
+        session: publishing.Session,
+        requests: AsyncIterator[proxyconfig_pb2.ProxyMessage],
+    ) -> None:
+        async for message in requests:
+            kind = message.WhichOneof("kind")
+            if kind == "ack":
+                session.acked, session.nacked = message.ack.version, None
+            elif kind == "nack":
+                session.nacked = (message.nack.version, message.nack.reason)
+                log.warning(
+                    "proxy %s refused config %s: %s",
+                    session.proxy,
+                    message.nack.version,
+                    message.nack.reason,
+                )
+            self.acks_changed.set()
+
+    async def Stream(  # noqa: N802 - the name is the gRPC method's
+        self,
+        request_iterator: AsyncIterator[proxyconfig_pb2.ProxyMessage],
+        context: grpc.aio.ServicerContext[
+            proxyconfig_pb2.ProxyMessage, proxyconfig_pb2.ConfigSnapshot
+        ],
+    ) -> AsyncIterator[proxyconfig_pb2.ConfigSnapshot]:
+        proxy = await self._hello(request_iterator, context)
+        session = self.publisher.attach(proxy)
+        log.info("proxy %s connected", proxy)
+        reader = asyncio.create_task(self._read_acks(session, request_iterator))
+        try:
+            while not reader.done():
+                wake = asyncio.create_task(session.wake.wait())
+                await asyncio.wait({wake, reader}, return_when=asyncio.FIRST_COMPLETED)
+                wake.cancel()
+                session.wake.clear()
+                config = self.publisher.desired(proxy)
+                if config is not None and config.version != session.sent:
+                    session.sent = config.version
+                    yield proxyconfig_pb2.ConfigSnapshot(
+                        version=config.version,
+                        schema=snapshots.SCHEMA,
+                        config_json=config.to_json(),
+                    )
+        finally:
+            reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await reader
+            self.publisher.detach(session)
+            self.acks_changed.set()
+            log.info("proxy %s disconnected", proxy)
+
+
+async def start_server(
+    servicer: ConfigDiscovery, *, address: str, credentials: grpc.ServerCredentials | None = None
+) -> tuple[grpc.aio.Server, int]:
+    """Start a grpc.aio server with the config service; returns it and its bound port."""
+    server = grpc.aio.server()
+    proxyconfig_pb2_grpc.add_ConfigDiscoveryServicer_to_server(servicer, server)
+    if credentials is None:
+        port = server.add_insecure_port(address)
+    else:
+        port = server.add_secure_port(address, credentials)
+    await server.start()
+    return server, port

@@ -1,0 +1,188 @@
+"""Status conditions and Events on SMI objects, written by the leader only.
+
+Reads `indexing.MeshIndex` (which SMI objects exist, which could not be read),
+`publishing.Publisher` (the newest compilation's findings, and whether every connected proxy
+ACKed it) and `leading.LeaderElector`. Writes `status.conditions` (`Accepted`,
+`ResolvedRefs`, `Programmed`) through the status subresource with a merge patch — never
+`spec`, which Flagger and Argo Rollouts own — and an Event whenever a condition changes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from kubernetes import client
+
+from smimesh.compiler import findings
+from smimesh.operator import indexing, leading, publishing
+
+log = logging.getLogger(__name__)
+
+PLURALS = {
+    "TrafficSplit": "trafficsplits",
+    "TrafficTarget": "traffictargets",
+    "HTTPRouteGroup": "httproutegroups",
+    "TCPRoute": "tcproutes",
+}
+Condition = tuple[str, str, str, str]
+"""(type, status "True"/"False", reason, message)."""
+
+
+def conditions_for(
+    key: indexing.Key,
+    found: list[findings.Finding],
+    unreadable: str | None,
+    *,
+    programmed: bool,
+    pending: list[str],
+) -> list[Condition]:
+    """The three conditions of one object, from what the compiler and the proxies said."""
+    if unreadable is not None:
+        return [
+            ("Accepted", "False", "Invalid", unreadable),
+            ("ResolvedRefs", "False", "Invalid", "the object could not be read"),
+            ("Programmed", "False", "Invalid", "not programmed: the object is invalid"),
+        ]
+    result: list[Condition] = []
+    for kind, ok_reason in (("Accepted", "Accepted"), ("ResolvedRefs", "ResolvedRefs")):
+        problems = [f for f in found if f.condition == kind]
+        if problems:
+            result.append(
+                (kind, "False", problems[0].reason, "; ".join(p.message for p in problems))
+            )
+        else:
+            result.append((kind, "True", ok_reason, ""))
+    if programmed:
+        result.append(("Programmed", "True", "Programmed", "every connected proxy ACKed it"))
+    else:
+        waiting = ", ".join(pending[:5]) + (" …" if len(pending) > 5 else "")
+        result.append(("Programmed", "False", "Pending", f"waiting for {waiting}"))
+    return result
+
+
+@dataclass
+class StatusWriter:
+    api: client.ApiClient
+    index: indexing.MeshIndex
+    publisher: publishing.Publisher
+    elector: leading.LeaderElector
+    written: dict[indexing.Key, list[Condition]] = field(default_factory=dict)
+
+    def desired(self) -> dict[indexing.Key, list[Condition]]:
+        by_key: dict[tuple[str, str, str], list[findings.Finding]] = {}
+        for finding in self.publisher.compilation.findings:
+            by_key.setdefault(finding.key, []).append(finding)
+        current = self.publisher.compiled_generation >= self.index.generation
+        programmed = current and self.publisher.programmed()
+        pending = self.publisher.pending() if current else ["the next compilation"]
+        result = {}
+        for key in [*self.index.raw_smi, *self.index.unreadable]:
+            kind, _, namespace, name = key
+            if kind not in PLURALS:
+                continue
+            result[key] = conditions_for(
+                key,
+                by_key.get((kind, namespace, name), []),
+                self.index.unreadable.get(key),
+                programmed=programmed,
+                pending=pending,
+            )
+        return result
+
+    def _write(
+        self, key: indexing.Key, conditions: list[Condition], raw: Mapping[str, Any]
+    ) -> None:
+        kind, group, namespace, name = key
+        now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        old = {c["type"]: c for c in (raw.get("status") or {}).get("conditions") or []}
+        meta = raw.get("metadata") or {}
+        body = [
+            {
+                "type": type_,
+                "status": status,
+                "reason": reason,
+                "message": message,
+                "observedGeneration": meta.get("generation", 0),
+                "lastTransitionTime": old[type_]["lastTransitionTime"]
+                if type_ in old
+                and old[type_].get("status") == status
+                and old[type_].get("lastTransitionTime")
+                else now,
+            }
+            for type_, status, reason, message in conditions
+        ]
+        version = str(raw.get("apiVersion", "")).rpartition("/")[2]
+        client.CustomObjectsApi(self.api).patch_namespaced_custom_object_status(
+            group, version, namespace, PLURALS[kind], name, {"status": {"conditions": body}}
+        )
+        before = self.written.get(key, [])
+        for condition in conditions:
+            if condition not in before and (condition[1] == "False" or before):
+                self._event(raw, condition)
+
+    def _event(self, raw: Mapping[str, Any], condition: Condition) -> None:
+        type_, status, reason, message = condition
+        meta = raw.get("metadata") or {}
+        now = datetime.datetime.now(datetime.UTC)
+        event = client.CoreV1Event(
+            metadata=client.V1ObjectMeta(
+                generate_name=f"{meta.get('name')}.", namespace=meta.get("namespace")
+            ),
+            involved_object=client.V1ObjectReference(
+                api_version=raw.get("apiVersion"),
+                kind=raw.get("kind"),
+                name=meta.get("name"),
+                namespace=meta.get("namespace"),
+                uid=meta.get("uid"),
+            ),
+            type="Normal" if status == "True" else "Warning",
+            reason=reason,
+            message=f"{type_}={status}: {message}" if message else f"{type_}={status}",
+            first_timestamp=now,
+            last_timestamp=now,
+            count=1,
+            source=client.V1EventSource(component="smimesh-operator"),
+        )
+        client.CoreV1Api(self.api).create_namespaced_event(str(meta.get("namespace")), event)
+
+    def reconcile(self) -> int:
+        """Write every object whose conditions changed; returns how many were written."""
+        writes = 0
+        for key, conditions in self.desired().items():
+            if self.written.get(key) == conditions:
+                continue
+            raw = self.index.raw_smi.get(key)
+            if raw is None:
+                continue
+            try:
+                self._write(key, conditions, raw)
+            except client.ApiException as exc:
+                if exc.status != 404:
+                    log.warning("status of %s/%s: %s %s", key[2], key[3], exc.status, exc.reason)
+                continue
+            self.written[key] = conditions
+            writes += 1
+        return writes
+
+    async def run(self, acks_changed: asyncio.Event, *, period: float = 5.0) -> None:
+        """Reconcile after compilations, ACKs and leadership changes, and every `period`."""
+        while True:
+            waits = [
+                asyncio.ensure_future(self.publisher.compiled.wait()),
+                asyncio.ensure_future(acks_changed.wait()),
+                asyncio.ensure_future(self.elector.changed.wait()),
+            ]
+            await asyncio.wait(waits, timeout=period, return_when=asyncio.FIRST_COMPLETED)
+            for waiter in waits:
+                waiter.cancel()
+            acks_changed.clear()
+            self.elector.changed.clear()
+            if not self.elector.is_leader:
+                self.written.clear()
+                continue
+            await asyncio.to_thread(self.reconcile)

@@ -1,0 +1,38 @@
+"""kopf watch handlers that feed `indexing.MeshIndex`: every SMI kind (at its hub version,
+which the apiserver converts to) plus Services, EndpointSlices, Pods and Namespaces.
+
+Registered by `running` into an explicit kopf registry. Handlers only update the in-memory
+index (no I/O, no waiting), so no handler blocks the event loop; kopf never writes to the
+watched objects because only `on.event` handlers are used (no finalizers, no progress
+annotations).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import kopf
+
+from smimesh.operator import indexing
+
+WATCHED: tuple[tuple[str, str, str], ...] = (
+    ("", "v1", "services"),
+    ("discovery.k8s.io", "v1", "endpointslices"),
+    ("", "v1", "pods"),
+    ("", "v1", "namespaces"),
+    ("split.smi-spec.io", "v1alpha4", "trafficsplits"),
+    ("access.smi-spec.io", "v1alpha3", "traffictargets"),
+    ("specs.smi-spec.io", "v1alpha4", "httproutegroups"),
+    ("specs.smi-spec.io", "v1alpha4", "tcproutes"),
+)
+
+
+def register(registry: kopf.OperatorRegistry, index: indexing.MeshIndex) -> None:
+    """Add one event handler per watched resource to `registry`."""
+
+    def on_event(*, type: str, body: kopf.Body, **_: Any) -> None:
+        # `type` is None for objects of the initial listing: they are current state too.
+        index.apply(dict(body), deleted=type == "DELETED")
+
+    for group, version, plural in WATCHED:
+        kopf.on.event(group, version, plural, registry=registry)(on_event)

@@ -1,0 +1,78 @@
+"""A test proxy: a real grpcio client of ConfigDiscovery that records every snapshot."""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections.abc import Iterator
+
+import grpc
+
+from smimesh.proxyconfig import proxyconfig_pb2, proxyconfig_pb2_grpc, snapshots
+
+
+class TestProxy:
+    __test__ = False
+
+    def __init__(
+        self,
+        address: str,
+        *,
+        namespace: str,
+        service_account: str,
+        pod: str,
+        token: str,
+        ack: bool = True,
+    ) -> None:
+        self.channel = grpc.insecure_channel(address)
+        self.outbox: queue.Queue[proxyconfig_pb2.ProxyMessage | None] = queue.Queue()
+        self.snapshots: queue.Queue[snapshots.ProxyConfig] = queue.Queue()
+        self.received: list[snapshots.ProxyConfig] = []
+        self.error: grpc.RpcError | None = None
+        self.ack = ack
+        self.outbox.put(
+            proxyconfig_pb2.ProxyMessage(
+                hello=proxyconfig_pb2.Hello(
+                    namespace=namespace, service_account=service_account, pod=pod, token=token
+                )
+            )
+        )
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _requests(self) -> Iterator[proxyconfig_pb2.ProxyMessage]:
+        while (message := self.outbox.get()) is not None:
+            yield message
+
+    def _run(self) -> None:
+        stub = proxyconfig_pb2_grpc.ConfigDiscoveryStub(self.channel)
+        try:
+            for snapshot in stub.Stream(self._requests()):
+                config = snapshots.ProxyConfig.from_json(snapshot.config_json)
+                assert config.version == snapshot.version
+                self.received.append(config)
+                if self.ack:
+                    self.outbox.put(
+                        proxyconfig_pb2.ProxyMessage(
+                            ack=proxyconfig_pb2.Ack(version=snapshot.version)
+                        )
+                    )
+                self.snapshots.put(config)
+        except grpc.RpcError as exc:
+            self.error = exc
+
+    def next(self, timeout: float = 20.0) -> snapshots.ProxyConfig:
+        try:
+            return self.snapshots.get(timeout=timeout)
+        except queue.Empty:
+            raise AssertionError(f"no snapshot within {timeout}s (error: {self.error})") from None
+
+    def wait_for_error(self, timeout: float = 20.0) -> grpc.RpcError:
+        self.thread.join(timeout)
+        assert self.error is not None, "the stream did not fail"
+        return self.error
+
+    def close(self) -> None:
+        self.outbox.put(None)
+        self.channel.close()
+        self.thread.join(5)

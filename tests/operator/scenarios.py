@@ -1,0 +1,221 @@
+"""Building blocks of operator scenarios: kubectl writes, workload registration (as local
+workloads do it), TrafficSplits, and waiting for what proxies and status report."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from smimesh.proxyconfig import snapshots
+from smimesh.testing import clusters
+from tests.operator.proxies import TestProxy
+
+
+@dataclass
+class OperatorProcess:
+    process: subprocess.Popen[bytes]
+    grpc_address: str
+    identity: str
+    log: Path
+
+    def logs(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def stop(self, *, kill: bool = False) -> None:
+        if self.process.poll() is None:
+            (self.process.kill if kill else self.process.terminate)()
+            try:
+                self.process.wait(20)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+def kubectl(cluster: clusters.Cluster, *args: str, input: str | None = None) -> str:
+    result = cluster.kubectl(*args, input=input)
+    assert result.returncode == 0, f"kubectl {' '.join(args)}: {result.stderr}"
+    return result.stdout
+
+
+def apply(cluster: clusters.Cluster, *objects: dict[str, Any]) -> None:
+    kubectl(
+        cluster,
+        "apply",
+        "-f",
+        "-",
+        input=json.dumps({"apiVersion": "v1", "kind": "List", "items": list(objects)}),
+    )
+
+
+def service(namespace: str, name: str, port: int = 80) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {"ports": [{"name": "http", "port": port, "targetPort": 8080}]},
+    }
+
+
+def workload(
+    cluster: clusters.Cluster,
+    namespace: str,
+    pod: str,
+    service_account: str,
+    ip: str,
+    services: list[str],
+) -> None:
+    """A meshed pod (registered, as local workloads are) behind the given Services."""
+    apply(
+        cluster,
+        {
+            "apiVersion": "v1",
+            "kind": "ServiceAccount",
+            "metadata": {"name": service_account, "namespace": namespace},
+        },
+        {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {
+                "name": pod,
+                "namespace": namespace,
+                "annotations": {"smimesh.dev/injected": "true"},
+            },
+            "spec": {
+                "serviceAccountName": service_account,
+                "automountServiceAccountToken": False,
+                "containers": [{"name": "app", "image": "app"}],
+            },
+        },
+    )
+    status = {"status": {"podIP": ip, "conditions": [{"type": "Ready", "status": "True"}]}}
+    kubectl(
+        cluster,
+        "-n",
+        namespace,
+        "patch",
+        "pod",
+        pod,
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        json.dumps(status),
+    )
+    for name in services:
+        apply(
+            cluster,
+            {
+                "apiVersion": "discovery.k8s.io/v1",
+                "kind": "EndpointSlice",
+                "metadata": {
+                    "name": f"{name}-{pod}",
+                    "namespace": namespace,
+                    "labels": {"kubernetes.io/service-name": name},
+                },
+                "addressType": "IPv4",
+                "ports": [{"name": "http", "port": 8080}],
+                "endpoints": [
+                    {
+                        "addresses": [ip],
+                        "conditions": {"ready": True},
+                        "targetRef": {"kind": "Pod", "name": pod, "namespace": namespace},
+                    }
+                ],
+            },
+        )
+
+
+def split(namespace: str, name: str, root: str, weights: dict[str, int]) -> dict[str, Any]:
+    return {
+        "apiVersion": "split.smi-spec.io/v1alpha4",
+        "kind": "TrafficSplit",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {
+            "service": root,
+            "backends": [{"service": s, "weight": w} for s, w in weights.items()],
+        },
+    }
+
+
+def route_weights(config: snapshots.ProxyConfig, root: str) -> dict[str, int]:
+    """Weights of the split on `root` in the proxy's own namespace (tests share a cluster)."""
+    for item in config.outbound:
+        if (item.service.namespace, item.service.name) == (
+            config.proxy.namespace,
+            root,
+        ) and item.routes:
+            return {b.service.name: b.weight for b in item.routes[0].backends}
+    return {}
+
+
+def next_with(
+    proxy: TestProxy, predicate: Callable[[snapshots.ProxyConfig], bool], timeout: float = 30
+) -> snapshots.ProxyConfig:
+    deadline = time.monotonic() + timeout
+    while True:
+        config = proxy.next(max(0.1, deadline - time.monotonic()))
+        if predicate(config):
+            return config
+
+
+def conditions(cluster: clusters.Cluster, namespace: str, name: str) -> dict[str, dict[str, Any]]:
+    raw = json.loads(
+        kubectl(
+            cluster,
+            "-n",
+            namespace,
+            "get",
+            "trafficsplits.v1alpha4.split.smi-spec.io",
+            name,
+            "-o",
+            "json",
+        )
+    )
+    return {c["type"]: c for c in (raw.get("status") or {}).get("conditions") or []}
+
+
+def wait_conditions(
+    cluster: clusters.Cluster,
+    namespace: str,
+    name: str,
+    expected: dict[str, str],
+    *,
+    generation: int | None = None,
+    timeout: float = 30,
+) -> dict[str, dict[str, Any]]:
+    deadline = time.monotonic() + timeout
+    while True:
+        found = conditions(cluster, namespace, name)
+        statuses = {t: c["status"] for t, c in found.items() if t in expected}
+        fresh = generation is None or all(
+            c.get("observedGeneration") == generation for c in found.values()
+        )
+        if statuses == expected and fresh:
+            return found
+        assert time.monotonic() < deadline, f"conditions of {name}: {found}"
+        time.sleep(0.2)
+
+
+def connect(
+    cluster: clusters.Cluster,
+    operator: OperatorProcess,
+    namespace: str,
+    pod: str = "client-1",
+    service_account: str = "client",
+    **kwargs: Any,
+) -> TestProxy:
+    token = kwargs.pop("token", None) or cluster.token(
+        namespace, service_account, audience="smimesh"
+    )
+    return TestProxy(
+        operator.grpc_address,
+        namespace=namespace,
+        service_account=service_account,
+        pod=pod,
+        token=token,
+        **kwargs,
+    )

@@ -1,0 +1,167 @@
+"""The operator end to end: real apiserver, the operator as a process under its own RBAC,
+real gRPC proxies. Cluster state goes in with kubectl; configs, status and Events come out."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+
+import grpc
+import pytest
+
+from smimesh.testing import clusters
+from tests.operator.scenarios import (
+    OperatorProcess,
+    apply,
+    connect,
+    kubectl,
+    next_with,
+    route_weights,
+    service,
+    split,
+    wait_conditions,
+)
+
+pytestmark = pytest.mark.cluster
+
+
+def test_a_proxy_gets_its_config_and_every_weight_change(
+    mesh_installed: clusters.Cluster, canary: str, start_operator: Callable[..., OperatorProcess]
+) -> None:
+    cluster, namespace = mesh_installed, canary
+    apply(cluster, split(namespace, "canary", "root", {"v1": 90, "v2": 10}))
+    operator = start_operator()
+    proxy = connect(cluster, operator, namespace)
+    try:
+        first = next_with(proxy, lambda c: route_weights(c, "root") == {"v1": 90, "v2": 10})
+        assert first.identity == f"spiffe://cluster.local/ns/{namespace}/sa/client"
+        root = next(
+            s
+            for s in first.outbound
+            if (s.service.namespace, s.service.name) == (namespace, "root")
+        )
+        assert sorted(e.address for e in root.endpoints) == ["10.20.0.2", "10.20.0.3"]
+        wait_conditions(
+            cluster,
+            namespace,
+            "canary",
+            {"Accepted": "True", "ResolvedRefs": "True", "Programmed": "True"},
+            generation=1,
+        )
+
+        # Argo Rollouts' write: a merge patch of spec.backends.
+        patch = {
+            "spec": {"backends": [{"service": "v1", "weight": 50}, {"service": "v2", "weight": 50}]}
+        }
+        kubectl(
+            cluster,
+            "-n",
+            namespace,
+            "patch",
+            "trafficsplits.v1alpha4.split.smi-spec.io",
+            "canary",
+            "--type=merge",
+            "-p",
+            json.dumps(patch),
+        )
+        second = next_with(proxy, lambda c: route_weights(c, "root") == {"v1": 50, "v2": 50})
+        assert second.version != first.version
+        wait_conditions(cluster, namespace, "canary", {"Programmed": "True"}, generation=2)
+    finally:
+        proxy.close()
+
+    # The operator never wrote spec: its only field manager on the object is for status.
+    raw = json.loads(
+        kubectl(
+            cluster,
+            "-n",
+            namespace,
+            "get",
+            "trafficsplits.v1alpha4.split.smi-spec.io",
+            "canary",
+            "-o",
+            "json",
+            "--show-managed-fields",
+        )
+    )
+    for entry in raw["metadata"]["managedFields"]:
+        if entry.get("subresource") != "status":
+            assert "f:spec" not in json.dumps(entry.get("fieldsV1", {})) or entry[
+                "manager"
+            ].startswith("kubectl")
+
+
+def test_a_second_split_on_the_same_root_is_refused_with_a_warning_event(
+    mesh_installed: clusters.Cluster, canary: str, start_operator: Callable[..., OperatorProcess]
+) -> None:
+    cluster, namespace = mesh_installed, canary
+    apply(cluster, split(namespace, "first", "root", {"v1": 100, "v2": 0}))
+    time.sleep(1.1)  # creationTimestamp has one-second resolution
+    apply(cluster, split(namespace, "second", "root", {"v1": 0, "v2": 100}))
+    operator = start_operator()
+    proxy = connect(cluster, operator, namespace)
+    try:
+        config = next_with(proxy, lambda c: bool(route_weights(c, "root")))
+        assert route_weights(config, "root") == {"v1": 100, "v2": 0}
+    finally:
+        proxy.close()
+    loser = wait_conditions(cluster, namespace, "second", {"Accepted": "False"})
+    assert loser["Accepted"]["reason"] == "Conflict"
+    assert f"{namespace}/first" in loser["Accepted"]["message"]
+    wait_conditions(cluster, namespace, "first", {"Accepted": "True"})
+    deadline = time.monotonic() + 20
+    while True:
+        events = json.loads(kubectl(cluster, "-n", namespace, "get", "events", "-o", "json"))[
+            "items"
+        ]
+        warnings = [
+            e for e in events if e["involvedObject"]["name"] == "second" and e["type"] == "Warning"
+        ]
+        if warnings:
+            break
+        assert time.monotonic() < deadline, events
+        time.sleep(0.2)
+    assert warnings[0]["reason"] == "Conflict"
+
+
+def test_proxies_must_prove_their_identity(
+    mesh_installed: clusters.Cluster, canary: str, start_operator: Callable[..., OperatorProcess]
+) -> None:
+    cluster, namespace = mesh_installed, canary
+    operator = start_operator()
+    wrong_audience = connect(cluster, operator, namespace, token=cluster.token(namespace, "client"))
+    assert wrong_audience.wait_for_error().code() == grpc.StatusCode.UNAUTHENTICATED
+    wrong_audience.close()
+    impostor = connect(
+        cluster,
+        operator,
+        namespace,
+        pod="v1-1",
+        service_account="backend",
+        token=cluster.token(namespace, "client", audience="smimesh"),
+    )
+    error = impostor.wait_for_error()
+    assert error.code() == grpc.StatusCode.PERMISSION_DENIED
+    assert "claims" in (error.details() or "")
+    impostor.close()
+
+
+def test_a_burst_of_changes_is_coalesced_into_few_pushes(
+    mesh_installed: clusters.Cluster, canary: str, start_operator: Callable[..., OperatorProcess]
+) -> None:
+    cluster, namespace = mesh_installed, canary
+    operator = start_operator()
+    proxy = connect(cluster, operator, namespace)
+    try:
+        proxy.next()
+        apply(cluster, *[service(namespace, f"burst-{i}") for i in range(100)])
+        config = next_with(
+            proxy, lambda c: sum(s.service.name.startswith("burst-") for s in c.outbound) == 100
+        )
+        assert len([s for s in config.outbound if s.service.name.startswith("burst-")]) == 100
+        time.sleep(1.0)
+        pushes = len(proxy.received) - 1
+        assert pushes <= 10, f"{pushes} pushes for one burst of 100 Services"
+    finally:
+        proxy.close()
