@@ -70,7 +70,7 @@ def inject_pod(
     containers: list[dict[str, Any]] = spec.setdefault("containers", [])
     _check_ports(containers, config)
 
-    originals = probes.rewrite_probes(containers, config)
+    originals = probes.rewrite_probes(containers, config) if config.rewrite_probes else {}
     proxy = sidecars.proxy_container(
         config, native=config.native_sidecars, app_probes=bool(originals)
     )

@@ -48,6 +48,8 @@ class InjectionSettings:
     """Add the proxy as a restartable init container (set from the cluster version)."""
     cni_mode: bool = False
     """A CNI plugin sets up interception: no privileged iptables init container."""
+    rewrite_probes: bool = True
+    """Send kubelet's app probes through the proxy's probe port (see `probes`)."""
     proxy_uid: int = 1337
     """The proxy runs as this user; iptables lets its own traffic through unredirected."""
     ports: Ports = field(default_factory=Ports)

@@ -12,8 +12,9 @@ from typing import Any
 
 from smimesh.webhooks.injection import names, settings, volumes
 
-READY_PATH = "/healthz/ready"
-LIVE_PATH = "/healthz/live"
+READY_PATH = "/ready"
+LIVE_PATH = "/live"
+"""Served by the proxy on its admin port (`smimesh sidecar run`; `wait-ready` polls /ready)."""
 
 
 def proxy_container(
@@ -26,6 +27,7 @@ def proxy_container(
         "image": config.proxy_image,
         "imagePullPolicy": config.image_pull_policy,
         "command": list(config.proxy_command),
+        "args": ["--token-file", f"{volumes.MOUNT_PATH}/{volumes.TOKEN_FILE}"],
         "env": _env(config, app_probes=app_probes),
         "ports": [
             {"name": "smimesh-admin", "containerPort": ports.admin, "protocol": "TCP"},
@@ -57,7 +59,7 @@ def _probe(
     config: settings.InjectionSettings, path: str, *, period: int, failures: int
 ) -> dict[str, Any]:
     return {
-        "httpGet": {"path": path, "port": config.ports.probes, "scheme": "HTTP"},
+        "httpGet": {"path": path, "port": config.ports.admin, "scheme": "HTTP"},
         "periodSeconds": period,
         "failureThreshold": failures,
         "timeoutSeconds": 1,
@@ -77,7 +79,7 @@ def _env(config: settings.InjectionSettings, *, app_probes: bool) -> list[dict[s
         _field("SMIMESH_SERVICE_ACCOUNT", "spec.serviceAccountName"),
         {"name": "SMIMESH_TRUST_DOMAIN", "value": config.trust_domain},
         {"name": "SMIMESH_CONTROL_PLANE", "value": config.control_plane_address},
-        {"name": "SMIMESH_IDENTITY_DIR", "value": volumes.MOUNT_PATH},
+        {"name": "SMIMESH_INTERCEPTION", "value": "transparent"},
         {"name": "SMIMESH_ADMIN_PORT", "value": str(ports.admin)},
         {"name": "SMIMESH_INBOUND_PORT", "value": str(ports.inbound)},
         {"name": "SMIMESH_OUTBOUND_PORT", "value": str(ports.outbound)},

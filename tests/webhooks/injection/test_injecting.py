@@ -34,11 +34,7 @@ def test_native_mode_adds_interception_then_a_restartable_proxy_before_the_pods_
     assert _names(spec["initContainers"]) == ["smimesh-init", "smimesh-proxy", "migrate"]
     proxy = spec["initContainers"][1]
     assert proxy["restartPolicy"] == "Always"
-    assert proxy["startupProbe"]["httpGet"] == {
-        "path": "/healthz/ready",
-        "port": 15020,
-        "scheme": "HTTP",
-    }
+    assert proxy["startupProbe"]["httpGet"] == {"path": "/ready", "port": 15000, "scheme": "HTTP"}
     assert "lifecycle" not in proxy
     assert _names(spec["containers"]) == ["app"]
 
@@ -135,7 +131,10 @@ def test_the_proxy_gets_a_short_lived_smimesh_token_and_its_settings() -> None:
         "limits": {"memory": "256Mi"},
     }
     assert proxy["securityContext"]["runAsUser"] == 1337
+    assert proxy["command"] == ["smimesh", "sidecar", "run"]
+    assert proxy["args"] == ["--token-file", "/var/run/secrets/smimesh.dev/identity/token"]
     env = {item["name"]: item for item in proxy["env"]}
+    assert env["SMIMESH_INTERCEPTION"]["value"] == "transparent"
     assert env["SMIMESH_SERVICE_ACCOUNT"]["valueFrom"]["fieldRef"]["fieldPath"] == (
         "spec.serviceAccountName"
     )
@@ -223,3 +222,11 @@ def test_the_original_probes_annotation_is_compact_sorted_json() -> None:
         "app/readyz": {"tcpSocket": {"port": 8080}},
     }
     assert " " not in annotation
+
+
+def test_probe_rewriting_can_be_turned_off() -> None:
+    pod = _inject(app_pod(), settings.InjectionSettings(rewrite_probes=False))
+    assert pod["spec"]["containers"] == app_pod()["spec"]["containers"]
+    assert "smimesh.dev/original-probes" not in pod["metadata"]["annotations"]
+    env = [item["name"] for item in pod["spec"]["initContainers"][1]["env"]]
+    assert "SMIMESH_APP_PROBES" not in env
