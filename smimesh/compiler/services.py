@@ -11,6 +11,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping
 
 from smimesh.compiler import state
+from smimesh.identity import spiffe
 from smimesh.proxyconfig import outbound, refs
 
 _HTTP2_APP_PROTOCOLS = {"http2", "grpc", "h2c", "kubernetes.io/h2c", "grpc-web"}
@@ -19,8 +20,8 @@ _TCP_APP_PROTOCOLS = {"tcp", "tls", "https", "kubernetes.io/ws", "kubernetes.io/
 
 
 def spiffe_id(trust_domain: str, namespace: str, service_account: str) -> str:
-    """The SPIFFE id a workload of this ServiceAccount holds."""
-    return f"spiffe://{trust_domain}/ns/{namespace}/sa/{service_account}"
+    """The SPIFFE id (URI) a workload of this ServiceAccount holds."""
+    return spiffe.for_service_account(trust_domain, namespace, service_account).uri
 
 
 def protocol_of(service: state.Service, port: state.ServicePort) -> outbound.Protocol:

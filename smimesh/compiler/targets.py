@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections import defaultdict
 
 from smimesh.compiler import findings, matching, services, state
+from smimesh.identity import errors
 from smimesh.proxyconfig import inbound, matches
 from smimesh.smi import access
 
@@ -67,13 +68,17 @@ class Authorizer:
     def _sources(self, target: access.TrafficTarget) -> tuple[str, ...]:
         namespace = target.metadata.namespace or ""
         trust_domain = self.mesh.settings.trust_domain
-        return tuple(
-            sorted(
-                services.spiffe_id(trust_domain, source.namespace or namespace, source.name)
-                for source in target.spec.sources
-                if source.kind == "ServiceAccount"
-            )
-        )
+        sources = []
+        for source in target.spec.sources:
+            if source.kind != "ServiceAccount":
+                continue
+            try:
+                sources.append(
+                    services.spiffe_id(trust_domain, source.namespace or namespace, source.name)
+                )
+            except errors.InvalidIdentityError as exc:
+                self._report(target, "InvalidSource", str(exc))
+        return tuple(sorted(sources))
 
     def _rule_for_port(
         self, target: access.TrafficTarget, port: int, protocol: str

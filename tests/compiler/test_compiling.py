@@ -135,3 +135,15 @@ def test_a_malformed_object_is_named_in_the_error() -> None:
                 }
             ]
         )
+
+
+def test_a_source_that_is_no_identity_is_reported_not_fatal() -> None:
+    objects = list(yaml.safe_load_all((GOLDEN / "strict-access" / "input.yaml").read_text()))
+    for item in objects:
+        if item["kind"] == "TrafficTarget" and item["metadata"]["name"] == "c-connects":
+            item["spec"]["sources"].append({"kind": "ServiceAccount", "name": "Not_A_Name"})
+    result = compiling.compile_mesh(parsing.mesh_state(objects))
+    assert ("c-connects", "InvalidSource") in {(f.name, f.reason) for f in result.findings}
+    config = _config(result, "strict", "server-1")
+    tcp = next(p for p in config.inbound if p.port == 5432)
+    assert tcp.rules[0].sources == ("spiffe://cluster.local/ns/strict/sa/service-c",)
