@@ -3,6 +3,6 @@
 Imports nothing else of smimesh.
 """
 
-from smimesh._aio import backoff, tasks
+from smimesh._aio import backoff, streams, tasks
 
-__all__ = ["backoff", "tasks"]
+__all__ = ["backoff", "streams", "tasks"]

@@ -47,7 +47,11 @@ class Connection:
         )
 
     def close(self) -> None:
-        if not self.writer.is_closing():
+        """Close without waiting: a TLS peer's close_notify is not awaited (nothing is in
+        flight on a connection the pool gives up), so TLS connections are aborted."""
+        if self.writer.get_extra_info("ssl_object") is not None:
+            self.writer.transport.abort()
+        elif not self.writer.is_closing():
             self.writer.close()
 
 

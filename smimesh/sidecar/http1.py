@@ -18,6 +18,7 @@ from http import HTTPStatus
 
 import httptools
 
+from smimesh._aio import streams
 from smimesh.sidecar import matching, settings
 
 HOP_BY_HOP = frozenset(
@@ -235,13 +236,14 @@ async def serve(
 
 
 async def close(writer: asyncio.StreamWriter) -> None:
+    """Flush what is buffered, then close (aborting a peer that does not finish the close)."""
     try:
         if not writer.is_closing():
-            await writer.drain()
-        writer.close()
-        await writer.wait_closed()
-    except (ConnectionError, OSError):
+            async with asyncio.timeout(1.0):
+                await writer.drain()
+    except (ConnectionError, OSError, TimeoutError):
         pass
+    await streams.close(writer)
 
 
 def simple_response(

@@ -1,10 +1,34 @@
-"""HTTP/2 and gRPC (placeholder until the h2 filter chain lands)."""
+"""The HTTP/2 filter chain (and so gRPC): serve a downstream h2 session, route each stream,
+and relay it over a pooled, multiplexed upstream h2 session with flow control both ways.
+
+Fed by `outbound` and `inbound` once `sniff` saw the client preface (prior knowledge: h2c in
+plaintext, h2 inside mesh mTLS). Uses `h2sessions` for the protocol, `routes`/`clusters` for
+the choice of endpoint, `authorizing` on the inbound side. The per-request deadline covers the
+time to the response headers only, so long gRPC streams are not cut.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import time
+from collections.abc import Awaitable, Callable
+
+from smimesh._aio import streams, tasks
+from smimesh.sidecar import (
+    authorizing,
+    clusters,
+    context,
+    endpoints,
+    h2sessions,
+    matching,
+    metrics,
+    routes,
+    tables,
+)
 
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+# `te: trailers` is legal in HTTP/2 (and gRPC requires it); h2 refuses the others.
+HOP_BY_HOP = frozenset({b"connection", b"keep-alive", b"proxy-connection", b"upgrade"})
 
 
 async def sniff(reader: asyncio.StreamReader, *, within: float = 10.0) -> bytes:
@@ -20,9 +44,241 @@ async def sniff(reader: asyncio.StreamReader, *, within: float = 10.0) -> bytes:
                 return data
 
 
-async def serve_outbound(*args: object) -> None:
-    raise NotImplementedError
+class Upstreams:
+    """Multiplexed client sessions per endpoint; a new one when all are full or gone."""
+
+    def __init__(self, connector: endpoints.Connector) -> None:
+        self.connector = connector
+        self.sessions: dict[endpoints.Address, list[h2sessions.Session]] = {}
+        self.running = tasks.Nursery("h2-upstreams")
+
+    async def session_for(self, endpoint: endpoints.EndpointState) -> h2sessions.Session:
+        pool = [s for s in self.sessions.get(endpoint.address, []) if not s.closed]
+        self.sessions[endpoint.address] = pool
+        for session in pool:
+            if session.capacity > 0:
+                return session
+        conn = await self.connector.connect(endpoint.address)
+        session = h2sessions.Session(conn.reader, conn.writer, client=True, name="h2-upstream")
+        session.start()
+        self.running.start(session.run())
+        pool.append(session)
+        return session
+
+    async def close(self) -> None:
+        for pool in self.sessions.values():
+            for session in pool:
+                session.goaway()
+                streams.abort(session.writer)
+        await self.running.cancel()
 
 
-async def serve_inbound(*args: object) -> None:
-    raise NotImplementedError
+def facts_of(stream: h2sessions.Stream) -> matching.RequestFacts:
+    headers: dict[str, str] = {}
+    for key, value in stream.headers:
+        if not key.startswith(b":"):
+            name, text = key.decode("latin-1"), value.decode("latin-1")
+            headers[name] = f"{headers[name]},{text}" if name in headers else text
+    path = (stream.header(b":path") or "/").split("?", 1)[0]
+    return matching.RequestFacts(stream.header(b":method") or "GET", path, headers)
+
+
+def respond(stream: h2sessions.Stream, status: int, text: str) -> None:
+    body = (text + "\n").encode()
+    session = stream.session
+    session.send_headers(
+        stream.stream_id,
+        [
+            (b":status", str(status).encode()),
+            (b"content-type", b"text/plain; charset=utf-8"),
+            (b"content-length", str(len(body)).encode()),
+        ],
+    )
+    session.conn.send_data(stream.stream_id, body, end_stream=True)
+    session.flush()
+
+
+async def serve(
+    ctx: context.Context,
+    reader: asyncio.StreamReader,
+    writer: asyncio.StreamWriter,
+    first: bytes,
+    handler: Callable[[h2sessions.Stream], Awaitable[None]],
+) -> None:
+    """One downstream h2 connection; GOAWAY once draining and no stream is left."""
+
+    async def handle(stream: h2sessions.Stream) -> None:
+        try:
+            await handler(stream)
+        finally:
+            if ctx.drain() and len(stream.session.streams) <= 1:
+                stream.session.goaway()
+                stream.session.writer.close()
+
+    session = h2sessions.Session(reader, writer, client=False, on_request=handle, name="h2-down")
+    session.start(first)
+    try:
+        await session.run(idle_wait=ctx.drain.idle)
+    finally:
+        if ctx.drain():
+            session.goaway()
+
+
+async def proxy_stream(
+    down: h2sessions.Stream,
+    cluster: clusters.Cluster,
+    upstreams: Upstreams,
+    *,
+    add: tuple[tuple[bytes, bytes], ...],
+    drop: frozenset[bytes],
+    deadline: float,
+    retries: int,
+) -> tuple[int, endpoints.Address | None]:
+    """Relay one stream to `cluster`; returns (status, endpoint). Retries cover connecting
+    only: nothing was sent yet, so any method is safe to send elsewhere."""
+    tried: list[endpoints.EndpointState] = []
+    session = None
+    for _ in range(retries + 1):
+        try:
+            endpoint = cluster.pick(tried)
+        except clusters.NoEndpointError:
+            break
+        tried.append(endpoint)
+        try:
+            session = await upstreams.session_for(endpoint)
+            break
+        except (OSError, TimeoutError):
+            cluster.record(endpoint, False)
+    if session is None:
+        respond(down, 503, f"smimesh: no endpoint of {cluster.name} reachable")
+        return 503, None
+    headers = [(k, v) for k, v in down.headers if k not in HOP_BY_HOP and k not in drop]
+    up = session.open([*headers, *add])
+    endpoint.in_flight += 1
+    sending = asyncio.get_running_loop().create_task(_pump(down, up))
+    status = 502
+    try:
+        async with asyncio.timeout(deadline):
+            assert up.response is not None
+            response = await up.response
+        status = int(dict(response).get(b":status", b"502"))
+        down.session.send_headers(
+            down.stream_id, [(k, v) for k, v in response if k not in HOP_BY_HOP]
+        )
+        await _pump(up, down)
+        return status, endpoint.address
+    except TimeoutError:
+        status = 504
+        session.reset(up.stream_id)
+        respond(down, 504, f"smimesh: {cluster.name} timed out after {deadline:g}s")
+        return 504, endpoint.address
+    except ConnectionResetError:
+        down.session.reset(down.stream_id)
+        return status, endpoint.address
+    finally:
+        sending.cancel()
+        await asyncio.gather(sending, return_exceptions=True)
+        session.forget(up.stream_id)
+        endpoint.in_flight -= 1
+        cluster.record(endpoint, status < 500)
+
+
+async def _pump(source: h2sessions.Stream, target: h2sessions.Stream) -> None:
+    """Data, trailers, end or reset from one stream to the other, acknowledging as we go."""
+    out = target.session
+    while True:
+        kind, payload = await source.events.get()
+        if kind == "data":
+            data, size = payload
+            await out.send_data(target.stream_id, data)
+            source.consumed(size)
+        elif kind == "trailers":
+            out.send_headers(target.stream_id, payload, end=True)
+            return
+        elif kind == "end":
+            out.end(target.stream_id)
+            return
+        else:  # reset
+            out.reset(target.stream_id)
+            return
+
+
+# -- the two sides ---------------------------------------------------------------------------
+
+
+async def serve_outbound(
+    ctx: context.Context,
+    upstreams: Upstreams,
+    reader: asyncio.StreamReader,
+    writer: asyncio.StreamWriter,
+    first: bytes,
+    resolve: Callable[[tables.Table], routes.Logical | None] | None,
+) -> None:
+    async def handle(stream: h2sessions.Stream) -> None:
+        started = time.perf_counter()
+        table = ctx.table
+        if table is None:
+            respond(stream, 503, "smimesh: no proxy config yet")
+            return
+        if resolve is not None:
+            logical = resolve(table)
+        else:
+            logical = table.by_authority(stream.header(b":authority") or "", 80)
+        if logical is None:
+            respond(stream, 404, "smimesh: no such Service in the mesh")
+            return
+        try:
+            concrete = routes.choose(logical, facts_of(stream))
+        except routes.NoRouteError as exc:
+            respond(stream, 503, f"smimesh: {exc}")
+            return
+        mesh = table.config.settings
+        status, endpoint = await proxy_stream(
+            stream, concrete.cluster, upstreams, add=ctx.me.headers(),
+            drop=metrics.STATS_HEADERS, deadline=mesh.request_timeout_seconds,
+            retries=mesh.retries,
+        )  # fmt: skip
+        cluster = concrete.cluster
+        if endpoint is not None and endpoint.pod:
+            destination = metrics.Workload.of_pod(cluster.service_namespace, endpoint.pod)
+        else:
+            destination = metrics.Workload(
+                cluster.service_namespace, "Service", cluster.service_name
+            )
+        millis = (time.perf_counter() - started) * 1000
+        ctx.telemetry.request("client", ctx.me, destination, status, millis)
+        ctx.telemetry.route(concrete.split, cluster.name, status)
+
+    await serve(ctx, reader, writer, first, handle)
+
+
+async def serve_inbound(
+    ctx: context.Context,
+    upstreams: Upstreams,
+    reader: asyncio.StreamReader,
+    writer: asyncio.StreamWriter,
+    first: bytes,
+    policy: tables.InboundPolicy,
+    identity: str | None,
+    peer: metrics.Workload,
+) -> None:
+    async def handle(stream: h2sessions.Stream) -> None:
+        started = time.perf_counter()
+        facts = facts_of(stream)
+        source = metrics.Workload.from_headers(facts.headers, peer)
+        decision = authorizing.authorize(policy, identity, facts)
+        if not decision.allowed:
+            ctx.telemetry.denied(policy.port.port, "http2")
+            respond(stream, 403, f"smimesh: denied: {decision.reason}")
+            status = 403
+        else:
+            table = ctx.table
+            deadline = table.config.settings.request_timeout_seconds if table else 15.0
+            status, _ = await proxy_stream(
+                stream, policy.app, upstreams, add=(), drop=metrics.STATS_HEADERS,
+                deadline=deadline, retries=0,
+            )  # fmt: skip
+        millis = (time.perf_counter() - started) * 1000
+        ctx.telemetry.request("server", source, ctx.me, status, millis)
+
+    await serve(ctx, reader, writer, first, handle)

@@ -57,6 +57,7 @@ def _workload_of_identity(identity: str | None) -> metrics.Workload:
 class Inbound:
     def __init__(self, ctx: context.Context) -> None:
         self.ctx = ctx
+        self.h2 = http2.Upstreams(ctx.connector)
 
     async def transparent_connection(self, conn: socket.socket) -> None:
         destination = transparent.original_destination(conn)
@@ -116,7 +117,9 @@ class Inbound:
     ) -> None:
         first = await http2.sniff(reader)
         if first.startswith(http2.PREFACE):
-            await http2.serve_inbound(self.ctx, reader, writer, first, policy, peer)
+            await http2.serve_inbound(
+                self.ctx, self.h2, reader, writer, first, policy, peer.identity, peer.workload
+            )
             return
 
         async def handle(request: http1.Request, down: asyncio.StreamWriter) -> bool:

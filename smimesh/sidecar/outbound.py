@@ -49,6 +49,7 @@ def origin_form(target: bytes) -> tuple[bytes | None, bytes]:
 class Outbound:
     def __init__(self, ctx: context.Context) -> None:
         self.ctx = ctx
+        self.h2 = http2.Upstreams(ctx.connector)
 
     # -- listeners' connection handlers ------------------------------------------------------
 
@@ -91,7 +92,7 @@ class Outbound:
     ) -> None:
         first = await http2.sniff(reader)
         if first.startswith(http2.PREFACE):
-            await http2.serve_outbound(self.ctx, reader, writer, first, resolve)
+            await http2.serve_outbound(self.ctx, self.h2, reader, writer, first, resolve)
             return
         limits = self.ctx.settings.limits
 

@@ -164,6 +164,8 @@ class Sidecar:
                 task.cancel()
             admin_listener.stop()
             await admin_listener.connections.cancel()
+            await self.outbound.h2.close()
+            await self.inbound.h2.close()
         self.registry.close()
 
     async def _drain(self, data_listeners: list[listeners.Listener]) -> None:

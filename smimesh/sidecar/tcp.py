@@ -9,7 +9,8 @@ ended direction closes the connection); byte counts feed `metrics`.
 from __future__ import annotations
 
 import asyncio
-import contextlib
+
+from smimesh._aio import streams
 
 
 async def _pump(
@@ -45,9 +46,5 @@ async def relay(
             group.create_task(_pump(down_reader, up_writer, sent))
             group.create_task(_pump(up_reader, down_writer, received))
     finally:
-        for writer in (up_writer, down_writer):
-            writer.close()
-        for writer in (up_writer, down_writer):
-            with contextlib.suppress(ConnectionError, OSError):
-                await writer.wait_closed()
+        await asyncio.gather(streams.close(up_writer), streams.close(down_writer))
     return sent[0], received[0]
