@@ -10,6 +10,7 @@ from typing import Any
 
 import grpc
 import httpx
+import pytest
 
 from smimesh.proxyconfig import inbound, refs
 from smimesh.sidecar import settings
@@ -54,10 +55,8 @@ async def _grpc_server() -> tuple[grpc.aio.Server, _Echo, int]:
     return server, echo, port
 
 
-async def test_grpc_unary_and_streaming_through_a_meshed_pair(
-    sidecars: Any, pki: Pki
-) -> None:
-    server, echo, app_port = await _grpc_server()
+async def test_grpc_unary_and_streaming_through_a_meshed_pair(sidecars: Any, pki: Pki) -> None:
+    server, _, app_port = await _grpc_server()
     try:
         port, local = free_port(), free_port()
         rule = inbound.InboundRule(target=f"{NS}/web-to-echo", sources=(spiffe(NS, "web"),))
@@ -130,11 +129,9 @@ async def test_grpc_call_denied_by_authorization_fails_with_permission_denied(
             local_services=(settings.LocalService.parse(f"{local}=shop/echo:50051"),),
         )
         async with grpc.aio.insecure_channel(f"127.0.0.1:{local}") as channel:
-            try:
+            with pytest.raises(grpc.aio.AioRpcError) as denied:
                 await channel.unary_unary("/test.Echo/Unary")(b"hi")
-                raise AssertionError("the call should have been denied")
-            except grpc.aio.AioRpcError as exc:
-                assert exc.code() == grpc.StatusCode.PERMISSION_DENIED
+        assert denied.value.code() == grpc.StatusCode.PERMISSION_DENIED
         assert echo.calls == 0
     finally:
         await server.stop(None)
