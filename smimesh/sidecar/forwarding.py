@@ -92,6 +92,9 @@ class Forwarder:
                     cluster.record(endpoint, False)
                     failure = f"{endpoint.address} reset: {exc}"
                     continue
+                except BaseException:  # the deadline (cancellation): the exchange is void
+                    conn.close()
+                    raise
                 if status == RETRYABLE_STATUS and not last:
                     cluster.record(endpoint, False)
                     conn.close()
