@@ -9,19 +9,24 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import logging
 import os
 import socket
 from dataclasses import dataclass, field
 from typing import Any
 
+import grpc
 import kopf
 from kubernetes import client
 
 from smimesh.compiler import state
+from smimesh.identity import keys, rotation
 from smimesh.kube import clients, names
 from smimesh.operator import (
     authenticating,
+    authorities,
+    certificates,
     indexing,
     leading,
     publishing,
@@ -50,6 +55,7 @@ class Operator:
     """The running parts, exposed so tests and the CLI can look inside."""
 
     index: indexing.MeshIndex
+    ca: rotation.MeshCa
     publisher: publishing.Publisher
     servicer: serving.ConfigDiscovery
     elector: leading.LeaderElector
@@ -73,6 +79,27 @@ def _connection(api: client.ApiClient) -> kopf.ConnectionInfo:
         certificate_path=config.cert_file,
         private_key_path=config.key_file,
     )
+
+
+def _serving_credentials(ca: rotation.MeshCa, settings: OperatorSettings) -> grpc.ServerCredentials:
+    """TLS for the gRPC server: a certificate from the mesh CA for the operator Service's
+    names and the listen address; its key is made here and never leaves this process."""
+    host = settings.grpc_address.rpartition(":")[0].strip("[]")
+    service = f"{names.OPERATOR_SERVICE}.{settings.namespace}"
+    dns: tuple[str, ...] = (
+        names.OPERATOR_SERVICE,
+        service,
+        f"{service}.svc",
+        f"{service}.svc.cluster.local",
+    )
+    try:
+        ipaddress.ip_address(host)
+        ips: tuple[str, ...] = ("127.0.0.1",) if host in ("0.0.0.0", "::") else (host,)
+    except ValueError:
+        dns, ips = (*dns, host), ()
+    key = keys.generate_key()
+    serving = ca.active.issue_serving(key.public_key(), dns_names=dns, ip_addresses=ips)
+    return grpc.ssl_server_credentials([(keys.key_to_pem(key), serving.chain_pem())])
 
 
 def _registry(index: indexing.MeshIndex, api: client.ApiClient) -> kopf.OperatorRegistry:
@@ -105,7 +132,10 @@ async def run(
     api = clients.api_client(None)
     index = indexing.MeshIndex(settings=settings.mesh, default_access=settings.default_access)
     publisher = publishing.Publisher(index)
-    servicer = serving.ConfigDiscovery(publisher, authenticating.TokenReviewAuthenticator(api))
+    authenticator = authenticating.TokenReviewAuthenticator(api)
+    servicer = serving.ConfigDiscovery(publisher, authenticator)
+    store = authorities.CaStore(api, settings.namespace, settings.mesh.trust_domain)
+    ca = await asyncio.to_thread(store.load_or_create)
     elector = leading.LeaderElector(
         api,
         namespace=settings.namespace,
@@ -114,8 +144,16 @@ async def run(
         retry_period=settings.lease_retry,
     )
     writer = statuses.StatusWriter(api, index, publisher, elector)
-    server, port = await serving.start_server(servicer, address=settings.grpc_address)
-    operator = Operator(index, publisher, servicer, elector, grpc_port=port)
+    bundles = authorities.TrustBundlePublisher(
+        api, ca, index, elector, mesh_namespace=settings.namespace
+    )
+    server, port = await serving.start_server(
+        servicer,
+        certificates.Certificates(ca, authenticator),
+        address=settings.grpc_address,
+        credentials=_serving_credentials(ca, settings),
+    )
+    operator = Operator(index, ca, publisher, servicer, elector, grpc_port=port)
     log.info("config server on port %d; identity %s", port, settings.identity)
     if started is not None:
         started.set_result(operator)
@@ -125,6 +163,7 @@ async def run(
                 group.create_task(publisher.run()),
                 group.create_task(elector.run()),
                 group.create_task(writer.run(servicer.acks_changed)),
+                group.create_task(bundles.run()),
             ]
             await kopf.operator(
                 registry=_registry(index, api),

@@ -110,14 +110,16 @@ class ConfigDiscovery(proxyconfig_pb2_grpc.ConfigDiscoveryServicer):
 
 
 async def start_server(
-    servicer: ConfigDiscovery, *, address: str, credentials: grpc.ServerCredentials | None = None
+    servicer: ConfigDiscovery,
+    certificates: proxyconfig_pb2_grpc.CertificatesServicer,
+    *,
+    address: str,
+    credentials: grpc.ServerCredentials,
 ) -> tuple[grpc.aio.Server, int]:
-    """Start a grpc.aio server with the config service; returns it and its bound port."""
+    """Start the TLS gRPC server (config and certificates); returns it and its bound port."""
     server = grpc.aio.server()
     proxyconfig_pb2_grpc.add_ConfigDiscoveryServicer_to_server(servicer, server)
-    if credentials is None:
-        port = server.add_insecure_port(address)
-    else:
-        port = server.add_secure_port(address, credentials)
+    proxyconfig_pb2_grpc.add_CertificatesServicer_to_server(certificates, server)
+    port = server.add_secure_port(address, credentials)
     await server.start()
     return server, port

@@ -18,13 +18,14 @@ class TestProxy:
         self,
         address: str,
         *,
+        trust_bundle: bytes,
         namespace: str,
         service_account: str,
         pod: str,
         token: str,
         ack: bool = True,
     ) -> None:
-        self.channel = grpc.insecure_channel(address)
+        self.channel = grpc.secure_channel(address, grpc.ssl_channel_credentials(trust_bundle))
         self.outbox: queue.Queue[proxyconfig_pb2.ProxyMessage | None] = queue.Queue()
         self.snapshots: queue.Queue[snapshots.ProxyConfig] = queue.Queue()
         self.received: list[snapshots.ProxyConfig] = []

@@ -200,6 +200,25 @@ def wait_conditions(
         time.sleep(0.2)
 
 
+def trust_bundle(cluster: clusters.Cluster, timeout: float = 30) -> bytes:
+    """The mesh CA's roots, as workloads get them: ConfigMap smimesh-trust-bundle."""
+    deadline = time.monotonic() + timeout
+    while True:
+        found = cluster.kubectl(
+            "-n",
+            "smimesh-system",
+            "get",
+            "configmap",
+            "smimesh-trust-bundle",
+            "-o",
+            "jsonpath={.data.ca\\.crt}",
+        )
+        if found.returncode == 0 and "BEGIN CERTIFICATE" in found.stdout:
+            return found.stdout.encode()
+        assert time.monotonic() < deadline, found.stderr
+        time.sleep(0.2)
+
+
 def connect(
     cluster: clusters.Cluster,
     operator: OperatorProcess,
@@ -213,6 +232,7 @@ def connect(
     )
     return TestProxy(
         operator.grpc_address,
+        trust_bundle=trust_bundle(cluster),
         namespace=namespace,
         service_account=service_account,
         pod=pod,

@@ -1,0 +1,62 @@
+"""Certificate issuing without moving private keys: a sidecar sends a CSR and its projected
+ServiceAccount token; the token's TokenReview identity decides the one SPIFFE id the CSR may
+ask for; the mesh CA signs.
+
+Serves the `Certificates.Sign` RPC of the proxyconfig contract for `running`; uses
+`authenticating` (TokenReview) and `smimesh.identity` (checks and signing). Every refusal has
+a clear message and is counted in `smimesh_certificate_requests_total{result}`.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import grpc
+from prometheus_client import Counter
+
+from smimesh.identity import errors, keys, rotation, spiffe
+from smimesh.operator import authenticating
+from smimesh.proxyconfig import proxyconfig_pb2, proxyconfig_pb2_grpc
+
+log = logging.getLogger(__name__)
+
+REQUESTS = Counter(
+    "smimesh_certificate_requests",
+    "Workload certificate requests, by result (signed or the refusal's reason).",
+    ["result"],
+)
+
+
+class Certificates(proxyconfig_pb2_grpc.CertificatesServicer):
+    def __init__(self, ca: rotation.MeshCa, authenticator: authenticating.Authenticator) -> None:
+        self.ca = ca
+        self.authenticator = authenticator
+
+    async def Sign(  # noqa: N802 - the name is the gRPC method's
+        self,
+        request: proxyconfig_pb2.SignRequest,
+        context: grpc.aio.ServicerContext[
+            proxyconfig_pb2.SignRequest, proxyconfig_pb2.SignResponse
+        ],
+    ) -> proxyconfig_pb2.SignResponse:
+        try:
+            caller = await self.authenticator.authenticate(request.token)
+        except authenticating.AuthenticationError as exc:
+            REQUESTS.labels(result="unauthenticated").inc()
+            await context.abort(grpc.StatusCode.UNAUTHENTICATED, str(exc))
+        expected = spiffe.for_service_account(
+            self.ca.active.trust_domain, caller.namespace, caller.service_account
+        )
+        try:
+            issued = self.ca.active.sign(
+                keys.request_from_bytes(request.csr_pem), expected=expected
+            )
+        except errors.IdentityError as exc:
+            REQUESTS.labels(result=exc.reason).inc()
+            log.warning("refused a CSR from %s: %s", expected.uri, exc)
+            await context.abort(grpc.StatusCode.PERMISSION_DENIED, f"{exc.reason}: {exc}")
+        REQUESTS.labels(result="signed").inc()
+        return proxyconfig_pb2.SignResponse(
+            certificate_chain_pem=issued.chain_pem(),
+            trust_bundle_pem=self.ca.bundle.pem(),
+        )
