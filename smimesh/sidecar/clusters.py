@@ -139,8 +139,8 @@ class Registry:
         flight keep their own references; only idle pooled connections are closed)."""
         for address in list(self._endpoints):
             if address not in self._used:
-                self._endpoints.pop(address).close_idle()
+                self._endpoints.pop(address).retire()
 
     def close(self) -> None:
         for state in self._endpoints.values():
-            state.close_idle()
+            state.retire()

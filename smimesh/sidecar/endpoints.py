@@ -65,6 +65,7 @@ class EndpointState:
     ejections: int = 0
     ejected_until: float = 0.0
     idle: deque[Connection] = field(default_factory=deque)
+    retired: bool = False  # no snapshot names it any more: do not pool
 
     def ejected(self, now: float) -> bool:
         return self.ejected_until > now
@@ -85,11 +86,15 @@ class EndpointState:
         return None
 
     def give_back(self, conn: Connection, max_pool: int) -> None:
-        if len(self.idle) >= max_pool or conn.writer.is_closing():
+        if self.retired or len(self.idle) >= max_pool or conn.writer.is_closing():
             conn.close()
             return
         conn.idle_since = time.monotonic()
         self.idle.append(conn)
+
+    def retire(self) -> None:
+        self.retired = True
+        self.close_idle()
 
     def close_idle(self) -> None:
         while self.idle:
