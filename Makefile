@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: test demo lint typecheck layers pytest binaries proto crds fuzz bench clean
+.PHONY: test demo lint typecheck layers pytest binaries proto crds fuzz bench sidecar-deps clean
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -50,6 +50,17 @@ crds: $(STAMP)
 fuzz: $(STAMP)
 	SMIMESH_FUZZ_SECONDS=$${SMIMESH_FUZZ_SECONDS:-60} $(VENV)/bin/pytest -q -p no:cacheprovider \
 	  tests/smi/fuzzing.py
+
+## System tools the sidecar's tests need: iptables (transparent interception in network
+## namespaces) and curl (a real client). Installed with apt only when missing.
+sidecar-deps:
+	@command -v iptables >/dev/null && command -v curl >/dev/null || \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq iptables curl)
+
+## Sidecar benchmark: HTTP/1.1 keep-alive through the sidecar vs direct (and nginx/HAProxy
+## from Debian when apt can install them); prints added latency and throughput ratios.
+bench: $(STAMP)
+	$(PY) bench/sidecar_http.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache
