@@ -10,7 +10,18 @@ import sys
 
 import typer
 
-from smimesh.cli import crds, demoing, injecting, sidecars, validating, versioning
+from smimesh.cli import (
+    checking,
+    crds,
+    demoing,
+    injecting,
+    installing,
+    sidecars,
+    splitting,
+    statuses,
+    validating,
+    versioning,
+)
 
 app = typer.Typer(
     name="smimesh",
@@ -22,7 +33,18 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-for _module in (crds, demoing, injecting, sidecars, validating, versioning):
+for _module in (
+    checking,
+    crds,
+    demoing,
+    injecting,
+    installing,
+    sidecars,
+    splitting,
+    statuses,
+    validating,
+    versioning,
+):
     _module.register(app)
 
 
