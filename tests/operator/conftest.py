@@ -3,29 +3,20 @@ as real processes (`python -m smimesh.operator`) under their own ServiceAccount'
 
 from __future__ import annotations
 
-import subprocess
-import sys
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
-from smimesh.testing import clusters, controlplane
-from tests.operator.scenarios import OperatorProcess, apply, service, workload
-
-ROOT = Path(__file__).resolve().parents[2]
+from smimesh.testing import clusters, meshes
+from smimesh.testing.meshes import OperatorProcess
+from tests.operator.scenarios import apply, service, workload
 
 
 @pytest.fixture(scope="session")
 def mesh_installed(cluster: clusters.Cluster) -> clusters.Cluster:
     """Namespace, CRDs and RBAC applied the way users apply them."""
-    applied = cluster.kubectl(
-        "apply", "--server-side", "--force-conflicts", "-k", str(ROOT / "manifests")
-    )
-    assert applied.returncode == 0, applied.stderr
-    ready = cluster.kubectl("wait", "--for=condition=Established", "--timeout=60s", "crd", "--all")
-    assert ready.returncode == 0, ready.stderr
+    meshes.install(cluster)
     return cluster
 
 
@@ -39,34 +30,20 @@ def start_operator(
     )
     started: list[OperatorProcess] = []
 
-    def start(identity: str = "operator-a", *, lease_duration: float = 3.0) -> OperatorProcess:
-        address = f"127.0.0.1:{controlplane.free_port()}"
-        log = tmp_path / f"{identity}.log"
-        with log.open("wb") as out:
-            process = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "smimesh.operator",
-                    "--kubeconfig",
-                    str(kubeconfig),
-                    "--grpc-address",
-                    address,
-                    "--identity",
-                    identity,
-                    "--lease-duration",
-                    str(lease_duration),
-                ],
-                stdout=out,
-                stderr=subprocess.STDOUT,
-            )
-        operator = OperatorProcess(process, address, identity, log)
+    def start(
+        identity: str = "operator-a",
+        *,
+        lease_duration: float = 3.0,
+        extra_args: tuple[str, ...] = (),
+    ) -> OperatorProcess:
+        operator = meshes.start_operator(
+            kubeconfig,
+            tmp_path,
+            identity=identity,
+            lease_duration=lease_duration,
+            extra_args=extra_args,
+        )
         started.append(operator)
-        deadline = time.monotonic() + 30
-        while "config server on port" not in operator.logs():
-            assert process.poll() is None, operator.logs()
-            assert time.monotonic() < deadline, operator.logs()
-            time.sleep(0.1)
         return operator
 
     yield start

@@ -4,36 +4,14 @@ workloads do it), TrafficSplits, and waiting for what proxies and status report.
 from __future__ import annotations
 
 import json
-import subprocess
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from smimesh.proxyconfig import snapshots
-from smimesh.testing import clusters
+from smimesh.testing import clusters, meshes
+from smimesh.testing.meshes import OperatorProcess
 from tests.operator.proxies import TestProxy
-
-
-@dataclass
-class OperatorProcess:
-    process: subprocess.Popen[bytes]
-    grpc_address: str
-    identity: str
-    log: Path
-
-    def logs(self) -> str:
-        return self.log.read_text(errors="replace")
-
-    def stop(self, *, kill: bool = False) -> None:
-        if self.process.poll() is None:
-            (self.process.kill if kill else self.process.terminate)()
-            try:
-                self.process.wait(20)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
 
 
 def kubectl(cluster: clusters.Cluster, *args: str, input: str | None = None) -> str:
@@ -200,25 +178,6 @@ def wait_conditions(
         time.sleep(0.2)
 
 
-def trust_bundle(cluster: clusters.Cluster, timeout: float = 30) -> bytes:
-    """The mesh CA's roots, as workloads get them: ConfigMap smimesh-trust-bundle."""
-    deadline = time.monotonic() + timeout
-    while True:
-        found = cluster.kubectl(
-            "-n",
-            "smimesh-system",
-            "get",
-            "configmap",
-            "smimesh-trust-bundle",
-            "-o",
-            "jsonpath={.data.ca\\.crt}",
-        )
-        if found.returncode == 0 and "BEGIN CERTIFICATE" in found.stdout:
-            return found.stdout.encode()
-        assert time.monotonic() < deadline, found.stderr
-        time.sleep(0.2)
-
-
 def connect(
     cluster: clusters.Cluster,
     operator: OperatorProcess,
@@ -232,7 +191,7 @@ def connect(
     )
     return TestProxy(
         operator.grpc_address,
-        trust_bundle=trust_bundle(cluster),
+        trust_bundle=meshes.trust_bundle(cluster),
         namespace=namespace,
         service_account=service_account,
         pod=pod,

@@ -12,7 +12,8 @@ import pytest
 from smimesh.identity import bundles, keys, spiffe
 from smimesh.proxyconfig import proxyconfig_pb2, proxyconfig_pb2_grpc
 from smimesh.testing import clusters
-from tests.operator.scenarios import OperatorProcess, apply, trust_bundle
+from smimesh.testing.meshes import OperatorProcess, trust_bundle
+from tests.operator.scenarios import apply
 
 pytestmark = pytest.mark.cluster
 

@@ -10,8 +10,8 @@ from collections.abc import Callable
 import pytest
 
 from smimesh.testing import clusters
+from smimesh.testing.meshes import OperatorProcess
 from tests.operator.scenarios import (
-    OperatorProcess,
     apply,
     connect,
     kubectl,

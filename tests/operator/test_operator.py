@@ -11,8 +11,8 @@ import grpc
 import pytest
 
 from smimesh.testing import clusters
+from smimesh.testing.meshes import OperatorProcess
 from tests.operator.scenarios import (
-    OperatorProcess,
     apply,
     connect,
     kubectl,
