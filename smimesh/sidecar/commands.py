@@ -20,7 +20,7 @@ from typing import Annotated, Any
 import httpx
 import typer
 
-from smimesh.sidecar import credentials, running, settings, transparent
+from smimesh.sidecar import certifying, credentials, running, settings, transparent
 
 app = typer.Typer(
     name="sidecar",
@@ -138,8 +138,32 @@ def run(
     _event_loop_runner()(_main(built))
 
 
-async def _main(built: settings.SidecarSettings) -> None:
+def _credentials(
+    built: settings.SidecarSettings,
+) -> credentials.FileCredentials | certifying.IssuedCredentials | None:
+    """Certificate files if given; else, with a config server, a token and the mesh roots,
+    certificates issued by the mesh CA; else none (plaintext)."""
     files = credentials.from_settings(built)
+    if files is not None:
+        return files
+    if (
+        built.config_server is not None
+        and built.proxy is not None
+        and built.token_file is not None
+        and built.trust_bundle_file is not None
+    ):
+        return certifying.IssuedCredentials(
+            target=built.config_server,
+            proxy=built.proxy,
+            token_file=built.token_file,
+            trust_bundle_file=built.trust_bundle_file,
+            trust_domain=built.trust_domain,
+        )
+    return None
+
+
+async def _main(built: settings.SidecarSettings) -> None:
+    files = _credentials(built)
     sidecar = running.Sidecar(built, credentials=files)
     running.install_signals(sidecar)
 
@@ -149,6 +173,9 @@ async def _main(built: settings.SidecarSettings) -> None:
 
     async with asyncio.TaskGroup() as group:
         watcher = group.create_task(files.watch()) if files is not None else None
+        if isinstance(files, certifying.IssuedCredentials):
+            # Serve nothing (and so report not ready) until the mesh CA issued our identity.
+            await files.issued.wait()
         await sidecar.run(ready=announce)
         if watcher is not None:
             watcher.cancel()

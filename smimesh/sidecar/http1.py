@@ -405,7 +405,8 @@ class Response:
                 written += len(data)
                 if writer.transport.get_write_buffer_size() > 1 << 20:
                     await writer.drain()
-        await writer.drain()
+        if writer.transport.get_write_buffer_size() > 1 << 16:
+            await writer.drain()
         return written
 
     async def discard(self) -> None:

@@ -228,7 +228,7 @@ async def serve_outbound(
             respond(stream, 404, "smimesh: no such Service in the mesh")
             return
         try:
-            concrete = routes.choose(logical, facts_of(stream))
+            concrete = routes.choose(logical, lambda: facts_of(stream))
         except routes.NoRouteError as exc:
             respond(stream, 503, f"smimesh: {exc}")
             return

@@ -9,6 +9,7 @@ the expensive part of prometheus-client on the hot path.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -39,15 +40,20 @@ class Workload:
 
     def headers(self) -> tuple[tuple[bytes, bytes], ...]:
         """OSM's `osm-stats-*` request headers: how the server side learns the source pod."""
-        return tuple(
-            (f"osm-stats-{label}".encode(), getattr(self, label).encode())
-            for label in WORKLOAD_LABELS
-        )
+        return _stats_headers(self)
 
     @classmethod
     def from_headers(cls, headers: Mapping[str, str], fallback: Workload) -> Workload:
         values = [headers.get(f"osm-stats-{label}", "") for label in WORKLOAD_LABELS]
         return cls(*values) if any(values) else fallback
+
+
+@functools.lru_cache(maxsize=64)
+def _stats_headers(workload: Workload) -> tuple[tuple[bytes, bytes], ...]:
+    return tuple(
+        (f"osm-stats-{label}".encode(), getattr(workload, label).encode())
+        for label in WORKLOAD_LABELS
+    )
 
 
 STATS_HEADERS = frozenset(f"osm-stats-{label}".encode() for label in WORKLOAD_LABELS)
@@ -89,7 +95,7 @@ class Telemetry:
             ["port", "protocol"],
             registry=self.registry,
         )
-        self._children: dict[tuple[Any, ...], tuple[Any, Any]] = {}
+        self._children: dict[tuple[Any, ...], Any] = {}
 
     def request(
         self, side: str, source: Workload, destination: Workload, code: int, millis: float
@@ -109,7 +115,13 @@ class Telemetry:
         pair[1].observe(millis)
 
     def route(self, split: str, cluster: str, code: int) -> None:
-        self._routes.labels(split, cluster, str(code)).inc()
+        key = ("route", split, cluster, code)
+        child = self._children.get(key)
+        if child is None:
+            child = self._routes.labels(split, cluster, str(code))
+            if len(self._children) < 50_000:
+                self._children[key] = child
+        child.inc()
 
     def tcp_bytes(self, cluster: str, sent: int, received: int) -> None:
         self._tcp.labels(cluster, "sent").inc(sent)

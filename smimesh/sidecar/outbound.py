@@ -122,7 +122,7 @@ class Outbound:
             writer.write(http1.simple_response(404, "smimesh: no such Service in the mesh"))
             return True
         try:
-            concrete = routes.choose(logical, request.facts())
+            concrete = routes.choose(logical, request.facts)
         except routes.NoRouteError as exc:
             writer.write(http1.simple_response(503, f"smimesh: {exc}"))
             self._record(logical.root, "", 503, None, started)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import bisect
 import random
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from smimesh.proxyconfig import outbound
@@ -45,11 +46,11 @@ class Split:
             cumulative.append(running)
         return cls(name, matches, backends, tuple(cumulative))
 
-    def applies(self, request: matching.RequestFacts | None) -> bool:
+    def applies(self, request: Callable[[], matching.RequestFacts] | None) -> bool:
         """An empty `matches` applies to everything; TCP (no request) only then."""
         if not self.matches:
             return True
-        return request is not None and matching.first_match(self.matches, request) is not None
+        return request is not None and matching.first_match(self.matches, request()) is not None
 
     def choose(self) -> Backend:
         total = self.cumulative[-1] if self.cumulative else 0
@@ -81,8 +82,9 @@ class Concrete:
     split: str  # "" when no TrafficSplit applied
 
 
-def choose(logical: Logical, request: matching.RequestFacts | None) -> Concrete:
-    """Apply the first TrafficSplit whose matches admit the request; else the root."""
+def choose(logical: Logical, request: Callable[[], matching.RequestFacts] | None) -> Concrete:
+    """Apply the first TrafficSplit whose matches admit the request (whose facts are only
+    computed when a split has matches); else the root. `None` for a TCP connection."""
     for split in logical.splits:
         if split.applies(request):
             backend = split.choose()

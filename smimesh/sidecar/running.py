@@ -19,6 +19,7 @@ from collections.abc import Awaitable, Callable
 from smimesh.proxyconfig import refs, snapshots
 from smimesh.sidecar import (
     admin,
+    certifying,
     clusters,
     context,
     discovery,
@@ -151,7 +152,12 @@ class Sidecar:
                 background.append(group.create_task(self.file_source.run()))
             if config.config_server is not None and config.proxy is not None:
                 client = discovery.DiscoveryClient(
-                    config.config_server, self, hello=discovery.hello_for(config)
+                    config.config_server,
+                    self,
+                    hello=discovery.hello_for(config),
+                    credentials=certifying.channel_credentials(config.trust_bundle_file)
+                    if config.trust_bundle_file is not None
+                    else None,
                 )
                 background.append(group.create_task(client.run()))
             if config.interception == "explicit":

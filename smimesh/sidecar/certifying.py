@@ -1,0 +1,125 @@
+"""mTLS credentials issued by the mesh CA: the sidecar makes its key, sends a CSR with its
+projected ServiceAccount token to the operator (`Certificates.Sign`), and renews at ~70 % of
+the certificate's lifetime. The key never leaves this process and is never written to disk.
+
+Created by `commands` when the sidecar has a config server, a token file and a trust bundle
+but no certificate files (the injected and local-workload case); offers the same
+`context.Credentials` face as `credentials.FileCredentials`. New handshakes use the new
+contexts after a renewal; established connections keep theirs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import logging
+import ssl
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+
+from smimesh._aio import backoff
+from smimesh.identity import authority, bundles, errors, keys, spiffe, tlscontexts
+from smimesh.proxyconfig import proxyconfig_pb2, proxyconfig_pb2_grpc, refs
+
+log = logging.getLogger(__name__)
+
+
+def channel_credentials(trust_bundle_file: Path) -> grpc.ChannelCredentials:
+    """TLS to the operator, verified against the mesh roots."""
+    return grpc.ssl_channel_credentials(trust_bundle_file.read_bytes())
+
+
+@dataclass(frozen=True)
+class _Issued:
+    server: ssl.SSLContext
+    client: ssl.SSLContext
+    identity: str
+    renew_at: datetime.datetime
+
+
+class IssuedCredentials:
+    def __init__(
+        self,
+        *,
+        target: str,
+        proxy: refs.ProxyRef,
+        token_file: Path,
+        trust_bundle_file: Path,
+        trust_domain: str,
+    ) -> None:
+        self.target = target
+        self.identity_wanted = spiffe.for_service_account(
+            trust_domain, proxy.namespace, proxy.service_account
+        )
+        self.token_file = token_file
+        self.trust_bundle_file = trust_bundle_file
+        self.trust_domain = trust_domain
+        self._issued: _Issued | None = None
+        self.last_error: str | None = None
+        self.issued = asyncio.Event()
+
+    @property
+    def identity(self) -> str | None:
+        return self._issued.identity if self._issued is not None else None
+
+    def server_context(self) -> ssl.SSLContext | None:
+        return self._issued.server if self._issued is not None else None
+
+    def client_context(self) -> ssl.SSLContext | None:
+        return self._issued.client if self._issued is not None else None
+
+    def peer_identity(self, connection: ssl.SSLObject | None) -> str | None:
+        if connection is None:
+            return None
+        try:
+            return tlscontexts.peer_identity(connection, trust_domain=self.trust_domain).uri
+        except errors.IdentityError:
+            return None
+
+    async def request(self) -> _Issued:
+        """One CSR round trip; raises grpc.aio.AioRpcError or IdentityError on failure."""
+        key = keys.generate_key()
+        csr = keys.request_to_pem(keys.build_request(key, self.identity_wanted))
+        token = self.token_file.read_text().strip()
+        async with grpc.aio.secure_channel(
+            self.target, channel_credentials(self.trust_bundle_file)
+        ) as channel:
+            response = await proxyconfig_pb2_grpc.CertificatesStub(channel).Sign(
+                proxyconfig_pb2.SignRequest(csr_pem=csr, token=token), timeout=15
+            )
+        issued = authority.IssuedCertificate(
+            keys.certificates_from_pem(response.certificate_chain_pem)
+        )
+        bundle = bundles.from_pem(self.trust_domain, response.trust_bundle_pem)
+        identity = bundle.verify_chain(issued.chain)
+        if identity != self.identity_wanted:
+            raise errors.IdentityMismatchError(
+                f"the CA issued {identity.uri}, this proxy is {self.identity_wanted.uri}"
+            )
+        return _Issued(
+            tlscontexts.server_context(key=key, certificate=issued, bundle=bundle),
+            tlscontexts.client_context(key=key, certificate=issued, bundle=bundle),
+            identity.uri,
+            issued.renew_at(),
+        )
+
+    async def watch(self) -> None:
+        """Get a certificate, then renew it at its renewal time, forever."""
+        retry = backoff.Backoff(initial=0.5, maximum=30.0)
+        while True:
+            try:
+                self._issued = await self.request()
+            except (grpc.aio.AioRpcError, errors.IdentityError, OSError, ValueError) as exc:
+                detail = exc.details() if isinstance(exc, grpc.aio.AioRpcError) else str(exc)
+                self.last_error = f"{type(exc).__name__}: {detail}"
+                log.error("certificate request failed: %s", self.last_error)
+                await retry.sleep()
+                continue
+            retry.reset()
+            self.last_error = None
+            self.issued.set()
+            log.info("certificate issued: %s, renewing at %s", self.identity, self._issued.renew_at)
+            wait = self._issued.renew_at - datetime.datetime.now(datetime.UTC)
+            await asyncio.sleep(max(1.0, wait.total_seconds()))
