@@ -141,6 +141,11 @@ class Registry:
             if address not in self._used:
                 self._endpoints.pop(address).retire()
 
+    def close_idle(self) -> None:
+        """Close every pooled connection (new requests dial again: new TLS handshakes)."""
+        for state in self._endpoints.values():
+            state.close_idle()
+
     def close(self) -> None:
         for state in self._endpoints.values():
             state.retire()

@@ -195,3 +195,24 @@ async def test_client_and_server_side_metrics_name_both_workloads(
 
 def test_authority_module_is_the_one_used() -> None:
     assert authority.create  # the sidecar uses smimesh.identity, not its own PKI
+
+
+async def test_rotated_certificates_are_used_without_dropping_connections(
+    apps: Any, sidecars: Any, pki: Pki
+) -> None:
+    _, clients, _ = await _mesh(apps, sidecars, pki)
+    web = clients["web"]
+    async with httpx.AsyncClient(proxy=web.proxy_url) as client:
+        assert (await client.get("http://api.shop/api/a")).status_code == 200
+        credentials = web.sidecar.ctx.credentials
+        old_context = credentials.client_context()
+        cert, key, bundle = pki.files(NS, "web")  # a fresh certificate for the same identity
+        for target, source in zip(credentials.files, (cert, key, bundle), strict=True):
+            target.write_bytes(source.read_bytes())
+        assert credentials.reload()
+        assert credentials.client_context() is not old_context
+        # the pooled connection (old certificate) and new ones (new certificate) both work
+        for _ in range(5):
+            assert (await client.get("http://api.shop/api/b")).status_code == 200
+        web.sidecar.registry.close_idle()  # new upstream connections: new handshakes
+        assert (await client.get("http://api.shop/api/c")).status_code == 200
