@@ -20,7 +20,7 @@ from typing import Annotated, Any
 import httpx
 import typer
 
-from smimesh.sidecar import certifying, credentials, running, settings, transparent
+from smimesh.sidecar import certifying, credentials, probing, running, settings, transparent
 
 app = typer.Typer(
     name="sidecar",
@@ -81,6 +81,15 @@ def run(
         settings.ADMIN_PORT, help="/ready /live /metrics /config", envvar="SMIMESH_ADMIN_PORT"
     ),
     app_host: str = typer.Option("127.0.0.1", help="Where the local app listens."),
+    probe_port: Annotated[
+        int | None,
+        typer.Option(
+            help="Kubelet probes: /ready /live /app-health/...", envvar="SMIMESH_PROBE_PORT"
+        ),
+    ] = None,
+    app_probes: Annotated[
+        str, typer.Option(help="The app's original probes (JSON).", envvar="SMIMESH_APP_PROBES")
+    ] = "",
     local_service: Annotated[
         list[str] | None,
         typer.Option(help="LOCALPORT=namespace/name:port, a local port forwarding to one Service."),
@@ -110,6 +119,7 @@ def run(
         proxy = running.proxy_ref(namespace, service_account, pod)
     try:
         locals_ = tuple(settings.LocalService.parse(item) for item in local_service or ())
+        originals = probing.parse(app_probes)
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from None
     built = settings.SidecarSettings(
@@ -122,6 +132,8 @@ def run(
         admin_host=admin_host,
         admin_port=admin_port,
         app_host=app_host,
+        probe_port=probe_port,
+        app_probes=originals,
         local_services=locals_,
         config_file=config,
         config_server=config_server,

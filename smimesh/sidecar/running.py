@@ -31,6 +31,7 @@ from smimesh.sidecar import (
     loading,
     metrics,
     outbound,
+    probing,
     settings,
     tables,
 )
@@ -142,6 +143,13 @@ class Sidecar:
             )  # fmt: skip
             self.ports["inbound"] = data_listeners[-1].port
         bound = [admin_listener, *data_listeners]
+        if config.probe_port is not None:
+            probes = probing.Probes(self.ctx, config.app_probes)
+            probe_listener = listeners.Listener(
+                "probes", config.admin_host, config.probe_port, probes.connection
+            )
+            self.ports["probes"] = probe_listener.port
+            bound.append(probe_listener)
         async with asyncio.TaskGroup() as group:
             self._group = group
             background = [group.create_task(item.serve()) for item in bound]
@@ -168,8 +176,9 @@ class Sidecar:
             await self._drain(data_listeners)
             for task in background:
                 task.cancel()
-            admin_listener.stop()
-            await admin_listener.connections.cancel()
+            for item in bound[:1] + bound[1 + len(data_listeners) :]:  # admin and probes
+                item.stop()
+                await item.connections.cancel()
             await self.outbound.h2.close()
             await self.inbound.h2.close()
         self.registry.close()

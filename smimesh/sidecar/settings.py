@@ -7,9 +7,10 @@ Mesh-wide knobs (timeout, retries, mTLS mode) come from the proxy config instead
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from smimesh.proxyconfig import refs
 
@@ -19,6 +20,7 @@ Interception = Literal["explicit", "transparent"]
 OUTBOUND_PORT = 15001
 INBOUND_PORT = 15003
 ADMIN_PORT = 15000
+PROBE_PORT = 15020
 PROXY_MARK = 0x534D  # "SM": set on upstream sockets so iptables lets them through
 
 
@@ -76,6 +78,8 @@ class SidecarSettings:
     inbound_port: int = INBOUND_PORT
     admin_host: str = "0.0.0.0"
     admin_port: int = ADMIN_PORT
+    probe_port: int | None = None  # None: no probe listener
+    app_probes: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     app_host: str = "127.0.0.1"
     local_services: tuple[LocalService, ...] = ()
     config_file: Path | None = None

@@ -10,7 +10,8 @@ from typing import Any
 
 import httpx
 
-from tests.sidecar.conftest import config, service
+from smimesh.sidecar import probing
+from tests.sidecar.conftest import config, free_port, service
 
 
 async def test_admin_endpoints(apps: Any, sidecars: Any) -> None:
@@ -48,3 +49,33 @@ async def test_curl_with_http_proxy_environment(apps: Any, sidecars: Any) -> Non
     assert answer["path"] == "/from-curl"  # absolute-form target rewritten to origin-form
     assert answer["headers"]["host"] == "web.shop.svc.cluster.local"
     assert "proxy-connection" not in answer["headers"]
+
+
+async def test_probe_port_runs_the_apps_original_probes(apps: Any, sidecars: Any) -> None:
+    app = apps("one")
+    closed = free_port()
+    originals = {
+        "app/readyz": {"httpGet": {"path": "/healthz", "port": app.port, "scheme": "HTTP"}},
+        "app/livez": {"httpGet": {"path": "/healthz?status=500", "port": app.port}},
+        "app/startupz": {"tcpSocket": {"port": closed}},
+        "db/readyz": {"tcpSocket": {"port": app.port}},
+    }
+    proxy = await sidecars(config(), probe_port=0, app_probes=probing.parse(json.dumps(originals)))
+    base = f"http://127.0.0.1:{proxy.ports['probes']}"
+    async with httpx.AsyncClient() as client:
+        statuses = {
+            path: (await client.get(f"{base}{path}")).status_code
+            for path in ("/app-health/app/readyz", "/app-health/app/livez",
+                         "/app-health/app/startupz", "/app-health/db/readyz",
+                         "/app-health/nope/readyz", "/ready", "/live")
+        }  # fmt: skip
+    assert statuses == {
+        "/app-health/app/readyz": 200,
+        "/app-health/app/livez": 503,
+        "/app-health/app/startupz": 503,
+        "/app-health/db/readyz": 200,
+        "/app-health/nope/readyz": 404,
+        "/ready": 200,
+        "/live": 200,
+    }
+    assert any(hit[1] == "/healthz" for hit in app.hits)
