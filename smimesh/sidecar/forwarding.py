@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 
-from smimesh.sidecar import clusters, endpoints, http1, settings
+from smimesh.sidecar import clusters, endpoints, http1, relaying, settings
 
 RETRYABLE_STATUS = 503
 
@@ -83,7 +83,7 @@ class Forwarder:
                         cluster.record(endpoint, False)
                         failure = f"connect to {endpoint.address} failed: {exc}"
                         continue
-                response = http1.Response(conn.reader, head_only=request.method == "HEAD")
+                response = relaying.Response(conn.reader, head_only=request.method == "HEAD")
                 try:
                     conn.writer.write(payload)
                     status = await response.read_head()

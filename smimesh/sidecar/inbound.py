@@ -23,6 +23,7 @@ from smimesh.sidecar import (
     listeners,
     metrics,
     outbound,
+    relaying,
     tables,
     transparent,
 )
@@ -123,7 +124,14 @@ class Inbound:
             return
 
         async def handle(request: http1.Request, down: asyncio.StreamWriter) -> bool:
-            return await self.http(request, down, policy, peer)
+            # Authorization follows the newest snapshot per request: a keep-alive connection
+            # (the caller's sidecar pools them) must see a TrafficTarget added or removed.
+            table = self.ctx.table
+            latest = table.inbound.get(policy.port.port) if table is not None else policy
+            if latest is None:
+                down.write(http1.simple_response(403, "smimesh: denied: port no longer meshed"))
+                return False
+            return await self.http(request, down, latest, peer)
 
         await http1.serve(
             reader, writer, handle, limits=self.ctx.settings.limits, draining=self.ctx.drain,
@@ -149,7 +157,7 @@ class Inbound:
         table = self.ctx.table
         timeout = table.config.settings.request_timeout_seconds if table else 15.0
         _, path = outbound.origin_form(request.target)
-        payload = http1.encode_request(request, path=path, host=None, drop=metrics.STATS_HEADERS)
+        payload = relaying.encode_request(request, path=path, host=None, drop=metrics.STATS_HEADERS)
         result = await self.ctx.forwarder.forward(
             request, writer, cluster=policy.app, payload=payload, deadline=timeout, retries=0
         )

@@ -24,6 +24,7 @@ from smimesh.sidecar import (
     http2,
     listeners,
     metrics,
+    relaying,
     routes,
     tables,
     tcp,
@@ -127,7 +128,7 @@ class Outbound:
             writer.write(http1.simple_response(503, f"smimesh: {exc}"))
             self._record(logical.root, "", 503, None, started)
             return True
-        payload = http1.encode_request(
+        payload = relaying.encode_request(
             request, path=path, host=absolute, add=self.ctx.me.headers(), drop=metrics.STATS_HEADERS
         )
         mesh = table.config.settings
