@@ -176,9 +176,10 @@ class LocalMesh:
             {
                 "apiVersion": "v1",
                 "kind": "Namespace",
+                # No injection label: local workloads are meshed by registration, and
+                # their Pods must not go through the injector.
                 "metadata": {
                     "name": name,
-                    "labels": {names.NAMESPACE_MESH_LABEL: "enabled"},
                     "annotations": {names.NAMESPACE_ACCESS_ANNOTATION: access},
                 },
             }

@@ -19,7 +19,7 @@ from kubernetes import client
 from smimesh.kube import names
 
 GATE = f"{names.DOMAIN}/local-workload"
-MANAGED_BY = f"{names.DOMAIN}/local-workloads"
+MANAGED_BY = "local-workloads.smimesh.dev"
 
 
 @dataclass(frozen=True)

@@ -1,5 +1,5 @@
-"""Local workloads: an app process and its sidecar as one "pod", on a loopback address of
-its own (127.77.x.y), registered in the apiserver (`registering`).
+"""Local workloads: an app process and its sidecar as one "pod", on an address of its own
+(in 10.77.0.0/16, made local to the host), registered in the apiserver (`registering`).
 
 The sidecar (`python -m smimesh.sidecar run`) listens on the workload's address: inbound on
 the Services' target ports, outbound as the app's HTTP proxy (port 15001), admin on 15000;
@@ -12,6 +12,7 @@ outside Kubernetes, as VMs join other meshes).
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import os
 import random
 import signal
@@ -39,18 +40,49 @@ class WorkloadError(RuntimeError):
     """A workload could not start; the message says which part and why."""
 
 
+LOCAL_RANGE = os.environ.get("SMIMESH_LOCAL_RANGE", "10.77.0.0/16")
+"""Addresses of local workloads. Not 127/8: the apiserver refuses loopback addresses in
+EndpointSlices. The range is made local to this host once (`ip route add local ... dev lo`,
+root only), so any address in it can be bound without configuring each one."""
+
+
+def ensure_local_range(cidr: str = LOCAL_RANGE) -> ipaddress.IPv4Network:
+    network = ipaddress.IPv4Network(cidr)
+    shown = subprocess.run(
+        ["ip", "route", "show", "table", "local", str(network)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if str(network) in shown.stdout:
+        return network
+    added = subprocess.run(
+        ["ip", "route", "add", "local", str(network), "dev", "lo"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if added.returncode != 0 and "File exists" not in added.stderr:
+        raise WorkloadError(
+            f"cannot make {network} local to this host ({added.stderr.strip()}); run once as "
+            f"root: ip route add local {network} dev lo  (or set SMIMESH_LOCAL_RANGE)"
+        )
+    return network
+
+
 def allocate_address(rng: random.Random | None = None) -> str:
-    """A loopback address nobody on this host listens on (127.77.0.0/16)."""
+    """An address of the local range that nobody on this host listens on."""
+    network = ensure_local_range()
     rng = rng or random.Random()
     for _ in range(200):
-        address = f"127.77.{rng.randrange(1, 255)}.{rng.randrange(1, 255)}"
+        address = str(network[rng.randrange(1, network.num_addresses - 1)])
         with socket.socket() as probe:
             try:
                 probe.bind((address, ADMIN_PORT))
             except OSError:
                 continue
         return address
-    raise WorkloadError("no free loopback address in 127.77.0.0/16")
+    raise WorkloadError(f"no free address in {network}")
 
 
 @dataclass
