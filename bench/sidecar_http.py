@@ -283,6 +283,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--no-install", action="store_true")
+    parser.add_argument("--only", action="append", help="Measure only these targets (+direct).")
     args = parser.parse_args()
     ensure_tools(not args.no_install)
     if shutil.which("wrk") is None:
@@ -290,6 +291,8 @@ def main() -> None:
     results: list[Result] = []
     with tempfile.TemporaryDirectory(prefix="smimesh-bench-") as tmp, targets(Path(tmp)) as found:
         for name, (url, pid) in found.items():
+            if args.only and name != "direct" and name not in args.only:
+                continue
             wrk(url, connections=4, seconds=1)  # warm up: pools, caches
             _, p50, p99 = wrk(url, connections=1, seconds=args.seconds)
             rps, _, _ = wrk(url, connections=args.connections, seconds=args.seconds)

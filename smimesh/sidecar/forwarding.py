@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 
-from smimesh.sidecar import clusters, endpoints, http1, relaying, settings
+from smimesh.sidecar import clusters, endpoints, http1, relaying, settings, tcp
 
 RETRYABLE_STATUS = 503
 
@@ -22,6 +22,7 @@ class Result:
     status: int
     keep_alive: bool
     endpoint: endpoints.Address | None
+    upgraded: endpoints.Connection | None = None  # 101: relay both ways from here
 
 
 class Forwarder:
@@ -46,13 +47,19 @@ class Forwarder:
         written = [False]
         try:
             async with asyncio.timeout(deadline):
-                return await self._attempts(request, writer, cluster, payload, retries, written)
+                result = await self._attempts(request, writer, cluster, payload, retries, written)
         except TimeoutError:
             if written[0]:
                 return Result(504, False, None)
             return _local(writer, 504, f"smimesh: {cluster.name} timed out after {deadline:g}s")
         finally:
             budget.release()
+        if result.upgraded is not None and request.takeover is not None:
+            # The deadline covered the handshake; the upgraded connection lives on its own.
+            reader, leftover = request.takeover
+            up = result.upgraded
+            await tcp.relay(reader, writer, up.reader, up.writer, first=leftover)
+        return result
 
     async def _attempts(
         self,
@@ -95,6 +102,11 @@ class Forwarder:
                 except BaseException:  # the deadline (cancellation): the exchange is void
                     conn.close()
                     raise
+                if response.callbacks.upgraded:
+                    cluster.record(endpoint, True)
+                    written[0] = True
+                    writer.write(bytes(response.buffered))
+                    return Result(status, False, endpoint.address, upgraded=conn)
                 if status == RETRYABLE_STATUS and not last:
                     cluster.record(endpoint, False)
                     conn.close()

@@ -28,6 +28,8 @@ log = logging.getLogger(__name__)
 
 Headers = list[tuple[bytes, bytes]]
 WINDOW = 1 << 20
+MAX_HEADER_LIST = 64 * 1024
+MAX_STREAMS = 1000
 
 
 @dataclass(eq=False)
@@ -75,7 +77,15 @@ class Session:
 
     def start(self, first: bytes = b"") -> None:
         self.conn.initiate_connection()
-        self.conn.update_settings({h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: WINDOW})
+        self.conn.update_settings(
+            {
+                h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: WINDOW,
+                # Bounds a peer's cost: HPACK refuses bigger header lists, and streams beyond
+                # the limit are refused before a handler task exists.
+                h2.settings.SettingCodes.MAX_HEADER_LIST_SIZE: MAX_HEADER_LIST,
+                h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS: MAX_STREAMS,
+            }
+        )
         self.conn.increment_flow_control_window(WINDOW * 16)
         if first:
             self._receive(first)

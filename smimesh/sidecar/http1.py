@@ -43,6 +43,7 @@ class Request:
         "headers",
         "keep_alive",
         "method",
+        "takeover",
         "target",
         "upgrade",
         "version",
@@ -56,6 +57,9 @@ class Request:
         self.keep_alive = True
         self.version = "1.1"
         self.upgrade = False
+        # For an Upgrade request (WebSocket): the downstream reader and the bytes read past
+        # the head, so that the forwarder can relay both ways once the app answers 101.
+        self.takeover: tuple[asyncio.StreamReader, bytes] | None = None
         self._facts: matching.RequestFacts | None = None
 
     def header(self, name: bytes) -> str | None:
@@ -179,8 +183,12 @@ async def serve(
                                 raise HttpError(405, "CONNECT not supported here") from None
                             await tunnel(request, reader, writer, bytes(leftover))
                             return
-                        # Not CONNECT (h2c, websocket): serve it as plain HTTP/1.1 and
-                        # parse what follows with a fresh parser.
+                        if (request.header(b"upgrade") or "").lower() != "h2c":
+                            # WebSocket and friends: forwarded as is; on 101 the forwarder
+                            # relays both ways (and this loop ends after that request).
+                            request.takeover = (reader, bytes(leftover))
+                            break
+                        # h2c: serve it as plain HTTP/1.1, parse on with a fresh parser.
                         parser = httptools.HttpRequestParser(callbacks)
                         callbacks.parser = parser
                         data = bytes(leftover)
@@ -212,7 +220,7 @@ async def serve(
                     return
             request = callbacks.ready.popleft()
             keep = await handler(request, writer)
-            if not (keep and request.keep_alive) or draining():
+            if not (keep and request.keep_alive) or draining() or request.takeover:
                 return
     except HttpError as exc:
         writer.write(simple_response(exc.status, exc.reason, keep_alive=False))

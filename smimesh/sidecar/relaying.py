@@ -57,6 +57,9 @@ def encode_request(
         parts += [name, b": ", value, b"\r\n"]
     if not has_host and host is not None:
         parts += [b"host: ", host, b"\r\n"]
+    if request.takeover is not None:
+        upgrade = (request.header(b"upgrade") or "").encode("latin-1")
+        parts += [b"connection: upgrade\r\nupgrade: ", upgrade, b"\r\n"]
     for name, value in add:
         parts += [name, b": ", value, b"\r\n"]
     if request.body or request.method in ("POST", "PUT", "PATCH"):
@@ -73,6 +76,7 @@ class _ResponseCallbacks:
         self.done = False
         self.keep_alive = True
         self.framed = False
+        self.upgraded = False
 
     def on_header(self, name: bytes, value: bytes) -> None:
         lower = name.lower()
@@ -131,6 +135,10 @@ class Response:
             raise ConnectionResetError("upstream closed mid-response")
         try:
             self.parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            cb = self.callbacks  # 101 Switching Protocols: what follows is not HTTP
+            cb.head_done = cb.done = cb.upgraded = True
+            cb.keep_alive = False
         except httptools.HttpParserError as exc:
             raise ConnectionResetError(f"malformed upstream response: {exc}") from None
         return data
