@@ -10,23 +10,14 @@ from pathlib import Path
 import pytest
 import yaml
 
+from smimesh.cli import kustomizing
 from smimesh.testing import clusters
 from tests.cli.conftest import Run, run_smi
 
 pytestmark = pytest.mark.cluster
 
-KINDS = [
-    "Namespace",
-    *["CustomResourceDefinition"] * 5,
-    "ServiceAccount",
-    "Role",
-    "ClusterRole",
-    "RoleBinding",
-    "ClusterRoleBinding",
-    "Service",
-    "Deployment",
-    "PodDisruptionBudget",
-]
+ROOT = Path(__file__).resolve().parents[2]
+RENDERED = kustomizing.render_builtin(ROOT / "manifests")
 
 
 def test_install_applies_everything_server_side_as_smimesh(
@@ -35,7 +26,9 @@ def test_install_applies_everything_server_side_as_smimesh(
     again = smi("install")  # idempotent: an upgrade in place
     assert again.returncode == 0, again.stderr
     assert "✔ deployment/smimesh-system/smimesh-operator applied" in again.stdout
-    assert again.stdout.splitlines()[-1].startswith("14 objects applied in smimesh-system")
+    assert again.stdout.splitlines()[-1].startswith(
+        f"{len(RENDERED)} objects applied in smimesh-system"
+    )
 
     got = installed.kubectl(
         "get",
@@ -72,7 +65,7 @@ def test_dry_run_into_a_new_namespace_persists_nothing(smi: Run, cluster: cluste
         f"- deployment/{target}/smimesh-operator: not checked (its namespace is not created yet)"
         in result.stdout
     )
-    assert result.stdout.splitlines()[-1].startswith(f"14 objects checked in {target}")
+    assert result.stdout.splitlines()[-1].startswith(f"{len(RENDERED)} objects checked in {target}")
     assert cluster.kubectl("get", "namespace", target).returncode != 0
 
 
@@ -82,12 +75,14 @@ def test_render_moves_every_namespace_reference_and_needs_no_cluster(tmp_path: P
     )
     assert result.returncode == 0, result.stderr
     objects = list(yaml.safe_load_all(result.stdout))
-    assert [o["kind"] for o in objects] == KINDS
+    assert [o["kind"] for o in objects] == [o["kind"] for o in RENDERED]
+    assert [o["kind"] for o in objects[:6]] == ["Namespace", *["CustomResourceDefinition"] * 5]
     assert objects[0]["metadata"]["name"] == "mesh"
-    namespaced = [o for o in objects if o["kind"] not in ("Namespace", "CustomResourceDefinition")]
-    for obj in namespaced:
-        if not obj["kind"].startswith("Cluster"):
+    for obj in objects:
+        if obj["kind"] in ("Service", "Deployment", "ServiceAccount", "Role", "RoleBinding"):
             assert obj["metadata"]["namespace"] == "mesh", obj["kind"]
+        for hook in obj.get("webhooks", []):
+            assert hook["clientConfig"]["service"]["namespace"] == "mesh"
     binding = next(o for o in objects if o["kind"] == "ClusterRoleBinding")
     assert binding["subjects"] == [
         {"kind": "ServiceAccount", "name": "smimesh-operator", "namespace": "mesh"}

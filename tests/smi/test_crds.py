@@ -69,8 +69,13 @@ def installed(cluster: clusters.Cluster, tmp_path_factory: pytest.TempPathFactor
     assert checked.returncode == 0, checked.stderr  # the Webhook variant is accepted as is
     for name, text in crdgen.rendered(strategy="None").items():
         (directory / name).write_text(text)
-    applied = cluster.kubectl("apply", "-f", str(directory))
-    assert applied.returncode == 0, applied.stderr
+        # Replace, not apply: an apply keeps the conversion webhook fields that a server-side
+        # install (`kubectl smi install`, the operator tests) owns under another field
+        # manager, and the apiserver refuses them beside `strategy: None`.
+        applied = cluster.kubectl("replace", "-f", str(directory / name))
+        if applied.returncode != 0 and "NotFound" in applied.stderr:
+            applied = cluster.kubectl("create", "-f", str(directory / name))
+        assert applied.returncode == 0, applied.stderr
     ready = cluster.kubectl(
         "wait",
         "--for=condition=Established",
