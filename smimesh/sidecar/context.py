@@ -12,7 +12,7 @@ import ssl
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from smimesh.sidecar import draining, endpoints, forwarding, metrics, settings, tables
+from smimesh.sidecar import draining, endpoints, forwarding, metrics, settings, tables, tracing
 
 
 class Credentials(Protocol):
@@ -35,6 +35,7 @@ class Context:
     credentials: Credentials | None = None
     table: tables.Table | None = None
     me: metrics.Workload = field(default_factory=metrics.Workload)
+    tracer: tracing.Tracer = field(default_factory=tracing.Tracer)
 
     def mtls_mode(self) -> str:
         return self.table.config.settings.mtls if self.table is not None else "strict"

@@ -25,6 +25,7 @@ from smimesh.sidecar import (
     outbound,
     relaying,
     tables,
+    tracing,
     transparent,
 )
 
@@ -157,10 +158,32 @@ class Inbound:
         table = self.ctx.table
         timeout = table.config.settings.request_timeout_seconds if table else 15.0
         _, path = outbound.origin_form(request.target)
-        payload = relaying.encode_request(request, path=path, host=None, drop=metrics.STATS_HEADERS)
-        result = await self.ctx.forwarder.forward(
-            request, writer, cluster=policy.app, payload=payload, deadline=timeout, retries=0
-        )
+        tracer = self.ctx.tracer
+        if not tracer.enabled:
+            payload = relaying.encode_request(
+                request, path=path, host=None, drop=metrics.STATS_HEADERS
+            )
+            result = await self.ctx.forwarder.forward(
+                request, writer, cluster=policy.app, payload=payload, deadline=timeout, retries=0
+            )
+        else:
+            attributes: dict[str, str | int] = {
+                "http.request.method": request.method,
+                "url.path": request.path,
+                "smimesh.peer": peer.identity or "",
+                "smimesh.port": policy.port.port,
+            }
+            with tracer.span(f"{request.method} :{policy.port.port}", server=True,
+                             headers=request.headers, attributes=attributes) as span:  # fmt: skip
+                payload = relaying.encode_request(
+                    request, path=path, host=None, add=span.headers,
+                    drop=metrics.STATS_HEADERS | tracing.TRACE_HEADERS,
+                )  # fmt: skip
+                result = await self.ctx.forwarder.forward(
+                    request, writer, cluster=policy.app, payload=payload, deadline=timeout,
+                    retries=0,
+                )  # fmt: skip
+                span.finish(result.status)
         self._record(source, result.status, started)
         return result.keep_alive
 

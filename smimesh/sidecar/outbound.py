@@ -15,6 +15,7 @@ import logging
 import socket
 import time
 from collections.abc import Callable
+from typing import Any
 
 from smimesh.sidecar import (
     clusters,
@@ -28,6 +29,7 @@ from smimesh.sidecar import (
     routes,
     tables,
     tcp,
+    tracing,
     transparent,
 )
 
@@ -128,20 +130,39 @@ class Outbound:
             writer.write(http1.simple_response(503, f"smimesh: {exc}"))
             self._record(logical.root, "", 503, None, started)
             return True
-        payload = relaying.encode_request(
-            request, path=path, host=absolute, add=self.ctx.me.headers(), drop=metrics.STATS_HEADERS
-        )
         mesh = table.config.settings
-        result = await self.ctx.forwarder.forward(
-            request,
-            writer,
-            cluster=concrete.cluster,
-            payload=payload,
-            deadline=mesh.request_timeout_seconds,
-            retries=mesh.retries,
-        )
+
+        async def send(add: tuple[tuple[bytes, bytes], ...], drop: frozenset[bytes]) -> Any:
+            payload = relaying.encode_request(request, path=path, host=absolute, add=add, drop=drop)
+            return await self.ctx.forwarder.forward(
+                request,
+                writer,
+                cluster=concrete.cluster,
+                payload=payload,
+                deadline=mesh.request_timeout_seconds,
+                retries=mesh.retries,
+            )
+
+        tracer = self.ctx.tracer
+        if not tracer.enabled:
+            result = await send(self.ctx.me.headers(), metrics.STATS_HEADERS)
+        else:
+            attributes = {
+                "http.request.method": request.method,
+                "url.path": request.path,
+                "smimesh.cluster": concrete.cluster.name,
+                "smimesh.split": concrete.split,
+            }
+            name = f"{request.method} {logical.name}"
+            with tracer.span(name, server=False, headers=request.headers,
+                             attributes=attributes) as span:  # fmt: skip
+                result = await send(
+                    self.ctx.me.headers() + span.headers,
+                    metrics.STATS_HEADERS | tracing.TRACE_HEADERS,
+                )
+                span.finish(result.status)
         self._record(concrete.cluster, concrete.split, result.status, result.endpoint, started)
-        return result.keep_alive
+        return bool(result.keep_alive)
 
     def _record(
         self,

@@ -94,9 +94,14 @@ class Sidecar:
             raise ValueError(f"config is for {config.proxy}, this proxy is {proxy}")
         table = tables.build(config, self.registry, self.settings)
         if proxy is None:  # learn who we are from the config (metrics labels)
-            me = config.proxy
             kind, name = self.settings.workload_kind, self.settings.workload_name
-            self.ctx.me = metrics.Workload.of_pod(me.namespace, me.pod, kind, name)
+            self.ctx.me = metrics.Workload.of_pod(
+                config.proxy.namespace, config.proxy.pod, kind, name
+            )
+        me = self.ctx.me
+        self.ctx.tracer.configure(
+            config.settings.tracing_endpoint, service=f"{me.name}.{me.namespace}", pod=me.pod
+        )
         self.ctx.table = table  # the swap: one reference
         self.registry.prune()
         self._inbound_changed.set()
@@ -182,6 +187,7 @@ class Sidecar:
             await self.outbound.h2.close()
             await self.inbound.h2.close()
         self.registry.close()
+        self.ctx.tracer.shutdown()
 
     async def _drain(self, data_listeners: list[listeners.Listener]) -> None:
         """Refuse new connections, let in-flight requests finish (bounded), then cut."""

@@ -51,6 +51,7 @@ class _Handler(BaseHTTPRequestHandler):
         body = self.rfile.read(length) if length else b""
         query = parse_qs(urlsplit(self.path).query)
         self.server.hits.append((self.command, self.path, dict(self.headers.items())))
+        self.server.bodies.append(body)
         if "sleep" in query:
             time.sleep(float(query["sleep"][0]))
         status = int(query.get("status", ["200"])[0])
@@ -87,6 +88,7 @@ class App(ThreadingHTTPServer):
         super().__init__((host, port), _Handler)
         self.name = name
         self.hits: list[tuple[str, str, dict[str, str]]] = []
+        self.bodies: list[bytes] = []
         self.fail_with: int | None = None
         self.thread = threading.Thread(target=self.serve_forever, daemon=True)
         self.thread.start()

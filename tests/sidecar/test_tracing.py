@@ -1,0 +1,72 @@
+"""Traces: with a tracing endpoint in the mesh settings, the client and server sidecars each
+export a span over OTLP/HTTP (JSON) to a real collector socket, joined into the caller's
+trace by W3C traceparent, and the app receives the server span as its parent."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+import httpx
+
+from smimesh.proxyconfig import inbound, refs
+from tests.sidecar.conftest import NS, Pki, config, free_port, service, spiffe
+
+API = refs.ProxyRef(namespace=NS, service_account="api", pod="api-6f9c8d7b5c-xyz12")
+TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
+CALLER_SPAN = "00f067aa0ba902b7"
+
+
+async def test_spans_join_the_callers_trace_across_both_sidecars(
+    apps: Any, sidecars: Any, pki: Pki
+) -> None:
+    app, collector = apps("api"), apps("collector")
+    endpoint = f"http://127.0.0.1:{collector.port}"
+    port = free_port()
+    await sidecars(
+        config(
+            proxy=API, tracing_endpoint=endpoint,
+            inbound_ports=(
+                inbound.InboundPort(
+                    port=port, app_port=app.port, protocol="http",
+                    rules=(inbound.InboundRule(target=f"{NS}/all", sources=(spiffe(NS, "web"),)),),
+                ),
+            ),
+        ),
+        credentials=pki.credentials(NS, "api"), inbound_host="127.0.0.1",
+    )  # fmt: skip
+    client = await sidecars(
+        config(
+            tracing_endpoint=endpoint,
+            outbound_services=(
+                service("api", [("127.0.0.1", port, API.pod)], meshed=True,
+                        identity=spiffe(NS, "api")),
+            ),
+        ),
+        credentials=pki.credentials(NS, "web"),
+    )  # fmt: skip
+    async with httpx.AsyncClient(proxy=client.proxy_url) as http:
+        response = await http.get(
+            "http://api.shop/orders", headers={"traceparent": f"00-{TRACE_ID}-{CALLER_SPAN}-01"}
+        )
+    assert response.status_code == 200
+    spans: list[dict[str, Any]] = []
+    async with asyncio.timeout(10):
+        while len(spans) < 2:
+            await asyncio.sleep(0.1)
+            spans = [
+                span
+                for body in list(collector.bodies)
+                for resource in json.loads(body)["resourceSpans"]
+                for scope in resource["scopeSpans"]
+                for span in scope["spans"]
+            ]
+    by_kind = {span["kind"]: span for span in spans}
+    client_span, server_span = by_kind[3], by_kind[2]
+    assert {client_span["traceId"], server_span["traceId"]} == {TRACE_ID}
+    assert client_span["parentSpanId"] == CALLER_SPAN
+    assert server_span["parentSpanId"] == client_span["spanId"]
+    received = app.hits[-1][2]
+    assert received["traceparent"] == f"00-{TRACE_ID}-{server_span['spanId']}-01"
+    assert all(hit[1] == "/v1/traces" for hit in collector.hits)
