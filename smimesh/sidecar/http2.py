@@ -266,8 +266,15 @@ async def serve_inbound(
         started = time.perf_counter()
         facts = facts_of(stream)
         source = metrics.Workload.from_headers(facts.headers, peer)
-        decision = authorizing.authorize(policy, identity, facts)
-        if not decision.allowed:
+        # Per stream, the newest snapshot's rules: a pooled connection must see a
+        # TrafficTarget added or removed (as http1 does per request).
+        table = ctx.table
+        current = table.inbound.get(policy.port.port) if table is not None else policy
+        if current is None:
+            decision = authorizing.Decision(False, "port no longer meshed")
+        else:
+            decision = authorizing.authorize(current, identity, facts)
+        if current is None or not decision.allowed:
             ctx.telemetry.denied(policy.port.port, "http2")
             respond(stream, 403, f"smimesh: denied: {decision.reason}")
             status = 403
@@ -275,7 +282,7 @@ async def serve_inbound(
             table = ctx.table
             deadline = table.config.settings.request_timeout_seconds if table else 15.0
             status, _ = await proxy_stream(
-                stream, policy.app, upstreams, add=(), drop=metrics.STATS_HEADERS,
+                stream, current.app, upstreams, add=(), drop=metrics.STATS_HEADERS,
                 deadline=deadline, retries=0,
             )  # fmt: skip
         millis = (time.perf_counter() - started) * 1000

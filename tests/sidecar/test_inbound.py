@@ -216,3 +216,19 @@ async def test_rotated_certificates_are_used_without_dropping_connections(
             assert (await client.get("http://api.shop/api/b")).status_code == 200
         web.sidecar.registry.close_idle()  # new upstream connections: new handshakes
         assert (await client.get("http://api.shop/api/c")).status_code == 200
+
+
+async def test_revoking_a_traffic_target_applies_to_pooled_connections(
+    apps: Any, sidecars: Any, pki: Pki
+) -> None:
+    app, clients, port = await _mesh(apps, sidecars, pki)
+    assert await _status(clients["web"], "GET", "/api/one") == 200
+    revoked = config(
+        proxy=API,
+        inbound_ports=(inbound.InboundPort(port=port, app_port=app.port, protocol="http"),),
+    )
+    clients["server"].sidecar.apply(revoked)  # no rules left: deny by default
+    async with httpx.AsyncClient(proxy=clients["web"].proxy_url) as client:
+        response = await client.get("http://api.shop/api/two")
+    assert response.status_code == 403
+    assert [hit[1] for hit in app.hits] == ["/api/one"]
