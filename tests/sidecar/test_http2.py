@@ -4,6 +4,7 @@ httpx through the explicit proxy port with a TrafficSplit."""
 
 from __future__ import annotations
 
+import asyncio
 import collections
 from collections.abc import AsyncIterator
 from typing import Any
@@ -180,5 +181,43 @@ async def test_httpx_http2_prior_knowledge_reaches_a_grpc_server(sidecars: Any) 
         assert response.http_version == "HTTP/2"
         assert response.status_code == 200
         assert response.content.endswith(b"echo:hi:")
+    finally:
+        await server.stop(None)
+
+
+async def test_drain_lets_an_in_flight_grpc_call_finish(sidecars: Any) -> None:
+    release = asyncio.Event()
+
+    async def slow(request: bytes, context: grpc.aio.ServicerContext[Any, Any]) -> bytes:
+        await release.wait()
+        return b"done:" + request
+
+    server = grpc.aio.server()
+    server.add_generic_rpc_handlers(
+        (
+            grpc.method_handlers_generic_handler(
+                "test.Slow", {"Call": grpc.unary_unary_rpc_method_handler(slow)}
+            ),
+        )
+    )
+    app_port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    local = free_port()
+    try:
+        proxy = await sidecars(
+            config(outbound_services=(service("slow", [("127.0.0.1", app_port, "s")],
+                                              protocol="http2"),)),
+            local_services=(settings.LocalService.parse(f"{local}=shop/slow:80"),),
+        )  # fmt: skip
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{local}") as channel:
+            call = asyncio.ensure_future(channel.unary_unary("/test.Slow/Call")(b"x"))
+            await asyncio.sleep(0.3)
+            proxy.sidecar.stop()  # what SIGTERM does: drain
+            await asyncio.sleep(0.3)
+            with pytest.raises(ConnectionRefusedError):
+                await asyncio.open_connection("127.0.0.1", local)
+            release.set()
+            assert await asyncio.wait_for(call, 5) == b"done:x"
+        await asyncio.wait_for(proxy.task, 5)
     finally:
         await server.stop(None)
