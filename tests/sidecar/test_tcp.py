@@ -57,8 +57,8 @@ async def test_tcp_split_is_per_connection_and_bytes_are_counted(sidecars: Any) 
             answers += await asyncio.gather(*(one(i) for i in range(start, start + 50)))
         assert all(ans.endswith(b"hello from " + str(i).encode()) for i, ans in enumerate(answers))
         counts = collections.Counter(ans.split(b":")[0] for ans in answers)
-        # 25 % of 400: sd 2.2 pp; ±7 pp is over 3 sd
-        assert abs(counts[b"a"] / CONNECTIONS - 0.25) <= 0.07, counts
+        # 25 % of 400: sd 2.2 pp; ±8 pp is 3.7 sd (a false failure once in ~5,000 runs)
+        assert abs(counts[b"a"] / CONNECTIONS - 0.25) <= 0.08, counts
         async with httpx.AsyncClient() as client:
             text = (await client.get(f"http://127.0.0.1:{proxy.ports['admin']}/metrics")).text
         assert 'smimesh_tcp_bytes_total{cluster="shop/db-a:5432",direction="sent"}' in text
