@@ -12,6 +12,7 @@ import typer
 
 from smimesh.cli import (
     checking,
+    conforming,
     crds,
     demoing,
     injecting,
@@ -35,6 +36,7 @@ app = typer.Typer(
 
 for _module in (
     checking,
+    conforming,
     crds,
     demoing,
     injecting,

@@ -1,9 +1,9 @@
 """The conformance test app: an HTTP server that answers, calls others on request, and counts.
 
 - `/echo` (any method): 200 with what it received.
-- `POST /call` with JSON `{url, method, headers, body, count}`: the app itself makes the
-  request `count` times (through its sidecar: HTTP_PROXY), recording success for 200-399 and
-  failure otherwise; answers with the tally.
+- `POST /call` with JSON `{url, method, headers, body, count, concurrency}`: the app itself
+  makes the request `count` times, `concurrency` at once (default 1), through its sidecar
+  (HTTP_PROXY), recording success for 200-399 and failure otherwise; answers with the tally.
 - `GET /metrics`: JSON `{name, received: {caller: n}, paths: {path: n},
   calls: {url: {ok, failed, codes}}}`; `DELETE /metrics` resets.
 It names itself (SMIMESH_WORKLOAD) in the `x-smimesh-caller` header of its own calls, so the
@@ -17,6 +17,7 @@ import json
 import os
 import threading
 from collections import Counter, defaultdict
+from concurrent.futures import ThreadPoolExecutor
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -111,22 +112,21 @@ def _handler(tally: Tally, client: httpx.Client) -> type[BaseHTTPRequestHandler]
                 self._reply(400, {"error": f"bad /call order: {exc}"})
                 return
             headers = {**order.get("headers", {}), CALLER_HEADER: tally.name}
-            ok = failed = 0
-            codes: Counter[str] = Counter()
-            for _ in range(count):
+            content = str(order.get("body", "")).encode()
+            method = str(order.get("method", "GET"))
+
+            def once(_: int) -> str:
                 try:
-                    response = client.request(
-                        order.get("method", "GET"),
-                        url,
-                        headers=headers,
-                        content=str(order.get("body", "")).encode(),
-                    )
-                    code = str(response.status_code)
-                    success = 200 <= response.status_code < 400
+                    response = client.request(method, url, headers=headers, content=content)
                 except httpx.HTTPError as exc:
-                    code, success = type(exc).__name__, False
-                ok, failed = ok + success, failed + (not success)
-                codes[code] += 1
+                    return type(exc).__name__
+                return str(response.status_code)
+
+            workers = max(1, min(int(order.get("concurrency", 1)), 32))
+            with ThreadPoolExecutor(workers) as pool:
+                codes: Counter[str] = Counter(pool.map(once, range(count)))
+            ok = sum(n for code, n in codes.items() if code.isdigit() and 200 <= int(code) < 400)
+            failed = count - ok
             with tally.lock:
                 entry = tally.calls[url]
                 entry["ok"] += ok

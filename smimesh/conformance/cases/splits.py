@@ -1,0 +1,191 @@
+"""Traffic split cases (split.smi-spec.io): weighted shares over enough requests, every
+version, `matches`, weights changing under traffic (Flagger's and Argo Rollouts' sequences),
+a root that is its own backend, two splits on one root. Registered into `registry.CASES`.
+
+Shares are measured by the backends' own counts of requests from caller `a` in the
+permissive namespace, where the root Service `backend` selects both `b` and `c`.
+Tolerance: 400 requests per measurement and +/-0.10 absolute on a share (4 standard
+deviations of the binomial at p=0.5, the widest case); a 0 weight must get exactly 0.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Mapping
+
+from smimesh.conformance import objects, stages
+from smimesh.conformance.cases.registry import case, expect
+
+REQUESTS = 400
+TOLERANCE = 0.10
+RESOURCE = "trafficsplits.split.smi-spec.io"
+
+
+def measure(
+    stage: stages.Stage, *, requests: int = REQUESTS, headers: Mapping[str, str] | None = None
+) -> dict[str, float]:
+    """Send `requests` from a to the root; the share each of b and c received."""
+    space = stage.open
+    a, b, c = space.apps["a"], space.apps["b"], space.apps["c"]
+    before = {"b": stage.received(b, a), "c": stage.received(c, a)}
+    tally = stage.call(a, space.url("backend"), count=requests, headers=headers, concurrency=8)
+    expect(tally.failed == 0, f"{tally.failed} of {requests} requests failed: {dict(tally.codes)}")
+    got = {"b": stage.received(b, a) - before["b"], "c": stage.received(c, a) - before["c"]}
+    expect(sum(got.values()) == requests, f"{requests} sent, backends counted {got}")
+    return {name: count / requests for name, count in got.items()}
+
+
+def expect_shares(shares: Mapping[str, float], wanted: Mapping[str, float]) -> None:
+    for name, share in wanted.items():
+        seen = shares[name]
+        if share == 0.0:
+            expect(seen == 0.0, f"{name} has weight 0 but got {seen:.3f} of the traffic")
+        else:
+            expect(
+                abs(seen - share) <= TOLERANCE,
+                f"{name} got {seen:.3f} of the traffic, expected {share:.2f} +/- {TOLERANCE}",
+            )
+
+
+def apply_split(stage: stages.Stage, split: objects.Object) -> None:
+    stage.apply(stage.open, split)
+    stage.wait_programmed(stage.open, RESOURCE, split["metadata"]["name"])
+
+
+def _weights_case(b: int, c: int) -> None:
+    @case(
+        f"split/weights-{b}-{c}",
+        spec="split.smi-spec.io/v1alpha4",
+        description=f"weights {b}/{c} between two backends of one root give that share",
+        origin="smi-conformance",
+    )
+    def run(stage: stages.Stage) -> None:
+        apply_split(stage, objects.split("weights", "backend", {"b": b, "c": c}))
+        expect_shares(measure(stage), {"b": b / (b + c), "c": c / (b + c)})
+
+
+for _b, _c in ((100, 0), (0, 100), (75, 25), (25, 75)):
+    _weights_case(_b, _c)
+
+
+def _version_case(
+    version: str, weights: Mapping[str, int | str], shares: Mapping[str, float]
+) -> None:
+    @case(
+        f"split/version-{version}",
+        spec=f"split.smi-spec.io/{version}",
+        description=f"a {version} TrafficSplit (as its producers write it) routes by weight",
+    )
+    def run(stage: stages.Stage) -> None:
+        apply_split(stage, objects.split("versioned", "backend", weights, version=version))
+        expect_shares(measure(stage), shares)
+
+
+_version_case("v1alpha1", {"b": "250m", "c": "750m"}, {"b": 0.25, "c": 0.75})
+_version_case("v1alpha2", {"b": 75, "c": 25}, {"b": 0.75, "c": 0.25})
+_version_case("v1alpha3", {"b": 25, "c": 75}, {"b": 0.25, "c": 0.75})
+_version_case("v1alpha4", {"b": 50, "c": 50}, {"b": 0.5, "c": 0.5})
+
+
+@case(
+    "split/matches-route-only-matching-requests",
+    spec="split.smi-spec.io/v1alpha4 matches",
+    description="a split with matches applies to matching requests; others go to the root",
+)
+def matches(stage: stages.Stage) -> None:
+    stage.apply(
+        stage.open,
+        objects.route_group(
+            "canary-header", [{"name": "canary", "headers": [{"x-canary": "yes"}]}]
+        ),
+    )
+    apply_split(
+        stage, objects.split("by-header", "backend", {"b": 0, "c": 100}, matches=["canary-header"])
+    )
+    expect_shares(measure(stage, requests=200, headers={"x-canary": "yes"}), {"b": 0.0, "c": 1.0})
+    unsplit = measure(stage, requests=REQUESTS)
+    expect(unsplit["b"] > 0.3, f"requests without the header must reach the root's pods: {unsplit}")
+
+
+@case(
+    "split/flagger-progressive-canary",
+    spec="split.smi-spec.io/v1alpha4 (Flagger osm: patch weights step by step)",
+    description="0/100 -> 5/95 -> ... -> 50/50 -> promotion 0/100, no request fails in between",
+)
+def flagger(stage: stages.Stage) -> None:
+    for canary in (0, 5, 10, 20, 30, 40, 50):
+        apply_split(stage, objects.split("podinfo", "backend", {"c": canary, "b": 100 - canary}))
+        expect_shares(measure(stage), {"c": canary / 100, "b": 1 - canary / 100})
+    apply_split(stage, objects.split("podinfo", "backend", {"c": 0, "b": 100}))
+    expect_shares(measure(stage), {"c": 0.0, "b": 1.0})
+
+
+@case(
+    "split/argo-rollouts-v1alpha1-steps",
+    spec="split.smi-spec.io/v1alpha1 (Argo Rollouts: merge patch on spec.backends)",
+    description="Argo's default v1alpha1 split, stepped 10 -> 50 -> 100 by merge patches",
+)
+def argo(stage: stages.Stage) -> None:
+    space = stage.open
+    apply_split(stage, objects.split("rollout", "backend", {"c": 0, "b": 100}, version="v1alpha1"))
+    for canary in (10, 50, 100):
+        patch = {
+            "spec": {
+                "backends": [
+                    {"service": "c", "weight": canary},
+                    {"service": "b", "weight": 100 - canary},
+                ]
+            }
+        }
+        result = stage.mesh.cluster.kubectl(
+            "-n",
+            space.name,
+            "patch",
+            "trafficsplits.v1alpha1.split.smi-spec.io",
+            "rollout",
+            "--type=merge",
+            "-p",
+            json.dumps(patch),
+        )
+        expect(result.returncode == 0, f"Argo's merge patch failed: {result.stderr.strip()}")
+        stage.wait_programmed(space, RESOURCE, "rollout")
+        expect_shares(measure(stage), {"c": canary / 100, "b": 1 - canary / 100})
+
+
+@case(
+    "split/root-is-a-backend",
+    spec="split.smi-spec.io/v1alpha4",
+    description="a backend that is the root itself is resolved to the root's own pods",
+)
+def root_backend(stage: stages.Stage) -> None:
+    # backend (root, selecting b and c) 50 + c 50: b gets 25 %, c 75 %.
+    apply_split(stage, objects.split("self", "backend", {"backend": 50, "c": 50}))
+    expect_shares(measure(stage), {"b": 0.25, "c": 0.75})
+
+
+@case(
+    "split/two-splits-one-root",
+    spec="split.smi-spec.io/v1alpha4",
+    description="of two splits on one root the oldest wins; the other reports Accepted=False",
+)
+def two_splits(stage: stages.Stage) -> None:
+    space = stage.open
+    apply_split(stage, objects.split("first", "backend", {"b": 100, "c": 0}))
+    time.sleep(1.1)  # creationTimestamp has one-second resolution
+    stage.apply(space, objects.split("second", "backend", {"b": 0, "c": 100}))
+    deadline = time.monotonic() + 20
+    while True:
+        raw = json.loads(
+            stage.mesh.cluster.kubectl(
+                "-n", space.name, "get", RESOURCE, "second", "-o", "json"
+            ).stdout
+        )
+        conditions = {c["type"]: c for c in (raw.get("status") or {}).get("conditions") or []}
+        accepted = conditions.get("Accepted", {})
+        if accepted.get("status") == "False":
+            expect(accepted.get("reason") == "Conflict", f"unexpected reason: {accepted}")
+            break
+        expect(time.monotonic() < deadline, f"the second split was never refused: {conditions}")
+        time.sleep(0.2)
+    expect_shares(measure(stage, requests=200), {"b": 1.0, "c": 0.0})

@@ -1,0 +1,64 @@
+"""Conformance results as text (one line per case as it finishes, then a summary), JSON, or
+JUnit XML for CI systems. Used by `smimesh conformance run`."""
+
+from __future__ import annotations
+
+import json
+import xml.etree.ElementTree as ElementTree
+from collections import Counter
+from collections.abc import Sequence
+
+from smimesh.conformance import running
+
+MARKS = {"passed": "✔", "failed": "✖", "error": "!"}
+
+
+def line(result: running.Result) -> str:
+    text = f"{MARKS[result.outcome]} {result.case.name} [{result.case.spec}] {result.seconds:.1f}s"
+    return f"{text}\n    {result.message}" if result.message else text
+
+
+def summary(results: Sequence[running.Result]) -> str:
+    counts = Counter(result.outcome for result in results)
+    return ", ".join(f"{counts[key]} {key}" for key in ("passed", "failed", "error"))
+
+
+def as_json(results: Sequence[running.Result]) -> str:
+    return json.dumps(
+        [
+            {
+                "case": r.case.name,
+                "spec": r.case.spec,
+                "origin": r.case.origin,
+                "description": r.case.description,
+                "outcome": r.outcome,
+                "seconds": round(r.seconds, 2),
+                "message": r.message,
+            }
+            for r in results
+        ],
+        indent=2,
+    )
+
+
+def as_junit(results: Sequence[running.Result]) -> str:
+    counts = Counter(result.outcome for result in results)
+    suite = ElementTree.Element(
+        "testsuite",
+        name="smi-conformance",
+        tests=str(len(results)),
+        failures=str(counts["failed"]),
+        errors=str(counts["error"]),
+    )
+    for result in results:
+        element = ElementTree.SubElement(
+            suite,
+            "testcase",
+            classname=result.case.spec,
+            name=result.case.name,
+            time=f"{result.seconds:.2f}",
+        )
+        if result.outcome != "passed":
+            tag = "failure" if result.outcome == "failed" else "error"
+            ElementTree.SubElement(element, tag, message=result.message)
+    return ElementTree.tostring(suite, encoding="unicode")
