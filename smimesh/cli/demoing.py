@@ -1,92 +1,148 @@
 """`smimesh demo`: the main job on the embedded local control plane, step by step.
 
-Starts etcd + kube-apiserver (`smimesh.testing.controlplane`), installs the SMI CRDs from
-`manifests/crds/`, and runs every later step that exists; a step not built yet is named as
-such, never faked. Registered by `smimesh.cli.main`.
+Starts etcd + kube-apiserver (`smimesh.testing.controlplane`), installs `manifests/`, runs the
+operator and three local workloads (a client and two versions of `podinfo` behind one Service)
+with sidecars, applies a TrafficSplit and walks it through a canary's weights, measuring the
+share each version really gets. Registered by `smimesh.cli.main`.
 """
 
 from __future__ import annotations
 
-import sys
 import time
-from collections.abc import Callable
-from pathlib import Path
+from typing import Annotated, Any
 
+import httpx
 import typer
 from rich.console import Console
+from rich.table import Table
 
-from smimesh.testing import binaries, controlplane
+from smimesh.testing import binaries, clusters, controlplane, meshes, workloads
 
-_CRD_DIR = Path(__file__).resolve().parents[2] / "manifests" / "crds"
-
-NOT_BUILT = (
-    ("run the operator", "the operator issue (#4)"),
-    (
-        "start two local workloads with sidecars behind one Service",
-        "the sidecar (#5) and local workloads (#7)",
-    ),
-    ("apply a TrafficSplit and show the traffic share follow the weights", "#4, #5 and #7"),
-)
+STEPS = ((100, 0), (90, 10), (75, 25), (50, 50), (25, 75), (0, 100))
+NAMESPACE = "demo"
 
 
-def _install_crds(plane: controlplane.ControlPlane, say: Callable[[str], None]) -> bool:
-    files = sorted(_CRD_DIR.glob("*.yaml")) if _CRD_DIR.is_dir() else []
-    if not files:
-        say(f"[yellow]not built yet[/]: the SMI CRDs ({_CRD_DIR} is empty; issue #3)")
-        return False
-    for path in files:
-        result = plane.kubectl("apply", "--server-side", "-f", str(path))
-        if result.returncode != 0:
-            raise typer.Exit(_fail(f"applying {path.name} failed: {result.stderr.strip()}"))
-    established = plane.kubectl(
-        "wait", "--for=condition=Established", "--timeout=60s", "crd", "--all"
-    )
-    if established.returncode != 0:
-        raise typer.Exit(_fail(f"CRDs did not become established: {established.stderr.strip()}"))
-    served = plane.kubectl("api-resources", "--api-group=split.smi-spec.io", "-o", "name")
-    say(f"[green]✔[/] SMI CRDs installed ({len(files)} files); split API: {served.stdout.split()}")
-    return True
+def _split(v1: int, v2: int) -> dict[str, Any]:
+    return {
+        "apiVersion": "split.smi-spec.io/v1alpha4",
+        "kind": "TrafficSplit",
+        "metadata": {"name": "podinfo", "namespace": NAMESPACE},
+        "spec": {
+            "service": "podinfo",
+            "backends": [
+                {"service": "podinfo-v1", "weight": v1},
+                {"service": "podinfo-v2", "weight": v2},
+            ],
+        },
+    }
 
 
-def _fail(message: str) -> int:
-    Console(stderr=True).print(f"[red]✖ {message}[/]")
-    return 1
+def _received(target: workloads.LocalWorkload, caller: workloads.LocalWorkload) -> int:
+    metrics = httpx.get(f"{target.app_url(8080)}/metrics", timeout=10).json()
+    return int(metrics["received"].get(f"{caller.spec.namespace}/{caller.spec.name}", 0))
+
+
+def _wait_programmed(mesh: meshes.LocalMesh, timeout: float = 30.0) -> float:
+    """Seconds until the split's Programmed condition covers its newest generation."""
+    started = time.monotonic()
+    path = "{.metadata.generation} {.status.conditions[?(@.type=='Programmed')].status}"
+    path += " {.status.conditions[?(@.type=='Programmed')].observedGeneration}"
+    while time.monotonic() - started < timeout:
+        found = mesh.cluster.kubectl(
+            "-n",
+            NAMESPACE,
+            "get",
+            "trafficsplits.split.smi-spec.io",
+            "podinfo",
+            "-o",
+            f"jsonpath={path}",
+        ).stdout.split()
+        if len(found) == 3 and found[1] == "True" and found[0] == found[2]:
+            return time.monotonic() - started
+        time.sleep(0.1)
+    raise meshes.MeshError(f"the TrafficSplit was not Programmed within {timeout:.0f}s")
+
+
+def _run(mesh: meshes.LocalMesh, console: Console, requests: int) -> None:
+    mesh.namespace(NAMESPACE)
+    mesh.service(NAMESPACE, "podinfo", {"app": "podinfo"})
+    mesh.service(NAMESPACE, "podinfo-v1", {"app": "podinfo", "version": "v1"})
+    mesh.service(NAMESPACE, "podinfo-v2", {"app": "podinfo", "version": "v2"})
+    client = mesh.workload(NAMESPACE, "client-1", "client", {"app": "client"})
+    v1 = mesh.workload(NAMESPACE, "podinfo-v1-1", "podinfo", {"app": "podinfo", "version": "v1"})
+    v2 = mesh.workload(NAMESPACE, "podinfo-v2-1", "podinfo", {"app": "podinfo", "version": "v2"})
+    table = Table(title=f"TrafficSplit podinfo: share of {requests} requests per step")
+    for column in ("weights v1/v2", "programmed in", "v1 got", "v2 got", "failed"):
+        table.add_column(column, justify="right")
+    console.print(f"[bold]4.[/] walking a TrafficSplit through {len(STEPS)} canary steps")
+    for w1, w2 in STEPS:
+        mesh.apply(_split(w1, w2))
+        took = _wait_programmed(mesh)
+        before = (_received(v1, client), _received(v2, client))
+        order = {
+            "url": f"http://podinfo.{NAMESPACE}.svc.cluster.local/echo",
+            "count": requests,
+            "concurrency": 8,
+        }
+        tally = httpx.post(f"{client.app_url(8080)}/call", json=order, timeout=120).json()
+        got = (_received(v1, client) - before[0], _received(v2, client) - before[1])
+        row = (
+            f"{w1}/{w2}",
+            f"{took:.2f}s",
+            f"{got[0] / requests:.0%}",
+            f"{got[1] / requests:.0%}",
+            str(tally["failed"]),
+        )
+        table.add_row(*row)
+        console.print(f"   weights {row[0]:>7}: v1 {row[2]:>4}  v2 {row[3]:>4}  (failed {row[4]})")
+    console.print(table)
 
 
 def demo(
-    keep: bool = typer.Option(
-        False, "--keep", help="Leave the control plane running until Ctrl-C, to explore it."
-    ),
+    requests: Annotated[int, typer.Option(min=50, max=5000, help="Requests per step.")] = 400,
+    keep: Annotated[
+        bool, typer.Option(help="Leave everything running until Ctrl-C, to explore it.")
+    ] = False,
 ) -> None:
-    """Run the main job on a local control plane (etcd + kube-apiserver as processes).
+    """Run the main job: a canary TrafficSplit on a local mesh, with the measured share.
 
-    The first run builds kube-apiserver with Go (minutes); later runs reuse the cache.
+    Starts a local control plane (etcd + kube-apiserver as processes), the operator and three
+    local workloads with sidecars. The first run builds kube-apiserver with Go (minutes).
 
-    Example: smimesh demo --keep
+    Example: smimesh demo --requests 1000
     """
     console = Console()
-    say: Callable[[str], None] = console.print
+
+    def say(message: str) -> None:
+        console.print(f"   [green]✔[/] {message}")
+
     try:
         found = binaries.ensure_binaries(say=lambda message: console.print(f"[dim]{message}[/]"))
-        say("[bold]1.[/] starting the local control plane (etcd + kube-apiserver)")
-        with controlplane.ControlPlane(found, say=lambda m: say(f"[green]✔[/] {m}")) as plane:
-            say(f"   kubeconfig: {plane.kubeconfig}")
-            say("[bold]2.[/] installing the SMI CRDs")
-            _install_crds(plane, say)
-            for number, (step, issue) in enumerate(NOT_BUILT, start=3):
-                say(f"[bold]{number}.[/] {step}: [yellow]not built yet[/] ({issue})")
-            if keep:
-                say(f"control plane up; try: kubectl --kubeconfig={plane.kubeconfig} get crds")
-                say("press Ctrl-C to stop")
-                try:
-                    while True:
-                        time.sleep(3600)
-                except KeyboardInterrupt:
-                    pass
-    except (binaries.BinariesError, controlplane.ControlPlaneError) as exc:
-        raise typer.Exit(_fail(str(exc))) from None
-    say("control plane stopped; nothing left running")
-    sys.stdout.flush()
+        console.print("[bold]1.[/] starting the local control plane (etcd + kube-apiserver)")
+        with controlplane.ControlPlane(found, say=say) as plane:
+            console.print(f"   kubeconfig: {plane.kubeconfig}")
+            cluster = clusters.Cluster("local", plane.kubeconfig, str(found.kubectl))
+            console.print("[bold]2.[/] installing smimesh (CRDs, RBAC) and starting the operator")
+            with meshes.LocalMesh(cluster, say=say) as mesh:
+                console.print("[bold]3.[/] starting a client and podinfo v1 and v2 with sidecars")
+                _run(mesh, console, requests)
+                if keep:
+                    console.print(f"explore: kubectl --kubeconfig={plane.kubeconfig} get ts -A")
+                    console.print("press Ctrl-C to stop")
+                    try:
+                        while True:
+                            time.sleep(3600)
+                    except KeyboardInterrupt:
+                        pass
+    except (
+        binaries.BinariesError,
+        controlplane.ControlPlaneError,
+        meshes.MeshError,
+        workloads.WorkloadError,
+    ) as exc:
+        Console(stderr=True).print(f"[red]✖ {exc}[/]")
+        raise typer.Exit(1) from None
+    console.print("stopped the workloads, the operator and the control plane; nothing left running")
 
 
 def register(app: typer.Typer) -> None:

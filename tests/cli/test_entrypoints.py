@@ -43,11 +43,29 @@ def test_an_unknown_command_exits_2_with_a_message() -> None:
 
 
 @pytest.mark.cluster
-def test_demo_runs_what_exists_and_names_what_does_not() -> None:
+def test_demo_shows_the_traffic_share_follow_the_weights() -> None:
     result = subprocess.run(
-        [str(BIN / "smimesh"), "demo"], capture_output=True, text=True, check=False, timeout=300
+        [str(BIN / "smimesh"), "demo", "--requests", "200"],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=600,
     )
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "control plane ready at https://127.0.0.1:" in result.stdout
-    assert "not built yet" in result.stdout
-    assert "control plane stopped; nothing left running" in result.stdout
+    lines = [
+        line.split() for line in result.stdout.splitlines() if line.strip().startswith("weights ")
+    ]
+    # "weights 90/10: v1 89% v2 11% (failed 0)" -> weights, observed shares, failures
+    seen = {
+        words[1].rstrip(":"): (int(words[3][:-1]), int(words[5][:-1]), words[7]) for words in lines
+    }
+    assert list(seen) == ["100/0", "90/10", "75/25", "50/50", "25/75", "0/100"]
+    assert seen["100/0"] == (100, 0, "0)")
+    assert seen["0/100"] == (0, 100, "0)")
+    for weights, (v1, v2, failed) in seen.items():
+        wanted = int(weights.split("/")[0])
+        # 200 requests: +/-15 points is over 4 standard deviations of the binomial at p=0.5.
+        assert abs(v1 - wanted) <= 15, (weights, v1)
+        assert v1 + v2 == 100
+        assert failed == "0)"
+    assert "nothing left running" in result.stdout
