@@ -13,6 +13,7 @@ Usage: python bench/sidecar_http.py [--seconds 5] [--no-install]
 from __future__ import annotations
 
 import argparse
+import collections
 import contextlib
 import os
 import re
@@ -284,6 +285,9 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--no-install", action="store_true")
     parser.add_argument("--only", action="append", help="Measure only these targets (+direct).")
+    parser.add_argument(
+        "--profile", action="store_true", help="py-spy the sidecars under load (needs py-spy)."
+    )
     args = parser.parse_args()
     ensure_tools(not args.no_install)
     if shutil.which("wrk") is None:
@@ -295,10 +299,39 @@ def main() -> None:
                 continue
             wrk(url, connections=4, seconds=1)  # warm up: pools, caches
             _, p50, p99 = wrk(url, connections=1, seconds=args.seconds)
+            if args.profile and pid and name.startswith("sidecar"):
+                load = subprocess.Popen(
+                    ["wrk", "-t1", f"-c{args.connections}", f"-d{max(1, round(args.seconds))}s",
+                     url], stdout=subprocess.DEVNULL,
+                )  # fmt: skip
+                time.sleep(0.5)
+                print(f"  py-spy of {name}:\n{profile(pid, args.seconds / 2)}", flush=True)
+                load.wait()
             rps, _, _ = wrk(url, connections=args.connections, seconds=args.seconds)
             results.append(Result(name, rps, p50, p99, rss_mb(pid) if pid else None))
             print(f"  measured {name}", flush=True)
     report(results, args)
+
+
+def profile(pid: int, seconds: float, top: int = 12) -> str:
+    """The functions the process spends its own time in (py-spy, leaf frames)."""
+    spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+    with tempfile.NamedTemporaryFile(suffix=".txt") as out:
+        done = subprocess.run(
+            [spy, "record", "-p", str(pid), "-d", str(max(1, round(seconds))), "-r", "250",
+             "-f", "raw", "-o", out.name, "--nonblocking"],
+            capture_output=True, text=True,
+        )  # fmt: skip
+        if done.returncode != 0:
+            return f"    (py-spy failed: {done.stderr.strip()[:200]})"
+        leaves: collections.Counter[str] = collections.Counter()
+        for line in Path(out.name).read_text().splitlines():
+            stack, _, count = line.rpartition(" ")
+            leaves[stack.split(";")[-1]] += int(count)
+    total = sum(leaves.values()) or 1
+    return "\n".join(
+        f"    {100 * n / total:5.1f}%  {frame}" for frame, n in leaves.most_common(top)
+    )
 
 
 def report(results: list[Result], args: argparse.Namespace) -> None:

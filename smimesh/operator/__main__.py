@@ -28,6 +28,16 @@ def main() -> None:
         help="host:port of the config server",
     )
     parser.add_argument(
+        "--webhook-address",
+        default=running.OperatorSettings.webhook_address,
+        help="host:port of the HTTPS webhooks (conversion, validation, injection)",
+    )
+    parser.add_argument(
+        "--webhook-url",
+        help="local mode: the apiserver calls https://HOST:PORT/convert etc. instead of the "
+        "operator Service (for a control plane without Service routing)",
+    )
+    parser.add_argument(
         "--identity",
         default=os.environ.get("POD_NAME", running.OperatorSettings.identity),
         help="this replica's name in the leader Lease",
@@ -54,6 +64,8 @@ def main() -> None:
         namespace=args.namespace,
         identity=args.identity,
         grpc_address=args.grpc_address,
+        webhook_address=args.webhook_address,
+        webhook_url=args.webhook_url,
         lease_duration=args.lease_duration,
         lease_retry=max(0.5, args.lease_duration / 5),
         default_access=args.access,

@@ -33,6 +33,7 @@ from smimesh.operator import (
     serving,
     statuses,
     watching,
+    webhooking,
 )
 from smimesh.proxyconfig import snapshots
 
@@ -44,6 +45,9 @@ class OperatorSettings:
     namespace: str = names.MESH_NAMESPACE
     identity: str = f"{socket.gethostname()}-{os.getpid()}"
     grpc_address: str = "127.0.0.1:15010"
+    webhook_address: str = "0.0.0.0:9443"
+    webhook_url: str | None = None
+    """Local mode: the apiserver calls `<url>/convert` etc. instead of the operator Service."""
     lease_duration: float = 15.0
     lease_retry: float = 2.0
     mesh: snapshots.MeshSettings = field(default_factory=snapshots.MeshSettings)
@@ -153,6 +157,21 @@ async def run(
         address=settings.grpc_address,
         credentials=_serving_credentials(ca, settings),
     )
+    try:
+        webhooks = await webhooking.serve(
+            api,
+            ca,
+            index,
+            namespace=settings.namespace,
+            address=settings.webhook_address,
+            url=settings.webhook_url,
+            trust_domain=settings.mesh.trust_domain,
+            grpc_address=f"{settings.grpc_address.rpartition(':')[0]}:{port}",
+        )
+    except BaseException:
+        await server.stop(grace=None)
+        raise
+    log.info("webhooks on port %d", webhooks.port)
     operator = Operator(index, ca, publisher, servicer, elector, grpc_port=port)
     log.info("config server on port %d; identity %s", port, settings.identity)
     if started is not None:
@@ -164,6 +183,7 @@ async def run(
                 group.create_task(elector.run()),
                 group.create_task(writer.run(servicer.acks_changed)),
                 group.create_task(bundles.run()),
+                group.create_task(webhooks.run()),
             ]
             await kopf.operator(
                 registry=_registry(index, api),
@@ -178,5 +198,6 @@ async def run(
         # grpc's shutdown may surface the cancellation of its own accept loop; we are
         # stopping anyway, so neither that nor a late error may hide the real exit reason.
         with contextlib.suppress(Exception, asyncio.CancelledError):
+            await webhooks.stop()
             await server.stop(grace=2.0)
         api.close()  # type: ignore[no-untyped-call]

@@ -10,9 +10,11 @@ them, if every endpoint is ejected: Envoy's "panic" mode, better than failing ev
 from __future__ import annotations
 
 import asyncio
+import collections
+import contextlib
 import random
 import time
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 
 from smimesh.sidecar import endpoints, settings
@@ -21,31 +23,45 @@ from smimesh.sidecar import endpoints, settings
 @dataclass(eq=False)
 class Budget:
     """Circuit breaker of one cluster: at most `max_connections` requests upstream at once
-    and `max_pending` waiting for a slot; beyond that, fail fast (503 overflow)."""
+    and `max_pending` waiting for a slot; beyond that, fail fast (503 overflow).
+
+    Counters on the fast path; futures only for requests that actually have to wait."""
 
     max_connections: int
     max_pending: int
     active: int = 0
-    pending: int = 0
-    _slots: asyncio.Semaphore | None = None
+    _waiters: collections.deque[asyncio.Future[None]] = field(default_factory=collections.deque)
+
+    @property
+    def pending(self) -> int:
+        return len(self._waiters)
 
     def overflowing(self) -> bool:
         return self.active >= self.max_connections and self.pending >= self.max_pending
 
     async def acquire(self) -> None:
-        if self._slots is None:
-            self._slots = asyncio.Semaphore(self.max_connections)
-        self.pending += 1
+        if self.active < self.max_connections and not self._waiters:
+            self.active += 1
+            return
+        waiter = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
         try:
-            await self._slots.acquire()
-        finally:
-            self.pending -= 1
-        self.active += 1
+            await waiter  # release() hands its slot over: `active` is already counted
+        except BaseException:
+            if waiter.done() and not waiter.cancelled():
+                self.release()  # granted and cancelled at once: pass the slot on
+            else:
+                with contextlib.suppress(ValueError):  # release() may have dropped it
+                    self._waiters.remove(waiter)
+            raise
 
     def release(self) -> None:
-        assert self._slots is not None
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                return
         self.active -= 1
-        self._slots.release()
 
 
 class CircuitOpenError(Exception):
@@ -68,16 +84,25 @@ class Cluster:
     outliers: settings.Outliers
     http2: bool = False
 
-    def pick(self, exclude: Iterable[endpoints.EndpointState] = ()) -> endpoints.EndpointState:
-        candidates = self._candidates(set(exclude))
+    def pick(self, exclude: Collection[endpoints.EndpointState] = ()) -> endpoints.EndpointState:
+        members = self.members
+        if len(members) == 1 and not members[0].ejected_until:
+            return members[0]  # the common case: nothing to choose
+        candidates = self._candidates(exclude)
         if not candidates:
             raise NoEndpointError(f"no endpoint for {self.name}")
         if len(candidates) == 1:
             return candidates[0]
-        first, second = random.sample(candidates, 2)
+        count = len(candidates)
+        first = candidates[int(random.random() * count)]
+        second = candidates[int(random.random() * (count - 1))]
+        if second is first:
+            second = candidates[count - 1]
         return first if first.in_flight <= second.in_flight else second
 
-    def _candidates(self, exclude: set[endpoints.EndpointState]) -> list[endpoints.EndpointState]:
+    def _candidates(
+        self, exclude: Collection[endpoints.EndpointState]
+    ) -> list[endpoints.EndpointState]:
         now = time.monotonic()
         every = [ep for ep in self.members if ep not in exclude] or list(self.members)
         healthy = [ep for ep in every if not ep.ejected(now)]

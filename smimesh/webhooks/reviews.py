@@ -120,11 +120,14 @@ def admission_response(
     *,
     allowed: bool,
     message: str | None = None,
+    name: str = "",
     causes: Iterable[tuple[str, str]] = (),
     warnings: Iterable[str] = (),
 ) -> dict[str, Any]:
-    """The AdmissionReview answering `request`; a denial carries a 422 Invalid status with
-    `message` (what kubectl prints) and one cause per (field, reason)."""
+    """The AdmissionReview answering `request`. A denial carries a 422 Invalid status, as the
+    apiserver's own validation does: kubectl prints `The <kind> "<name>" is invalid:` and one
+    line per (field, reason) cause; other clients get `message`, which the apiserver prefixes
+    with the webhook's name."""
     response: dict[str, Any] = {"uid": request.uid, "allowed": allowed}
     if not allowed:
         response["status"] = {
@@ -134,6 +137,7 @@ def admission_response(
             "details": {
                 "group": request.group,
                 "kind": request.kind,
+                "name": name,
                 "causes": [
                     {"field": field, "message": reason, "reason": "FieldValueInvalid"}
                     for field, reason in causes

@@ -57,6 +57,7 @@ def review(body: Any) -> dict[str, Any]:
         request,
         allowed=False,
         message=message,
+        name=_name(request.object),
         causes=[(p.path, p.reason) for p in errors],
         warnings=warnings,
     )

@@ -8,15 +8,18 @@ from pathlib import Path
 
 import pytest
 
-from smimesh.testing import clusters, meshes
+from smimesh.testing import clusters, controlplane, meshes
 from smimesh.testing.meshes import OperatorProcess
-from tests.operator.scenarios import apply, service, workload
+from tests.operator.scenarios import apply, forget_webhooks, service, workload
 
 
 @pytest.fixture(scope="session")
 def mesh_installed(cluster: clusters.Cluster) -> clusters.Cluster:
-    """Namespace, CRDs and RBAC applied the way users apply them."""
+    """Namespace, CRDs and RBAC applied the way users apply them (the webhook configurations
+    are removed again: `test_webhooks_on_apiserver` installs them with an operator to serve)."""
+    forget_webhooks(cluster)
     meshes.install(cluster)
+    forget_webhooks(cluster)
     return cluster
 
 
@@ -36,12 +39,21 @@ def start_operator(
         lease_duration: float = 3.0,
         extra_args: tuple[str, ...] = (),
     ) -> OperatorProcess:
+        # Local mode: the apiserver calls this operator's webhooks by URL (the test control
+        # plane has no Service routing); a free port each, so operators never collide.
+        webhooks = f"127.0.0.1:{controlplane.free_port()}"
         operator = meshes.start_operator(
             kubeconfig,
             tmp_path,
             identity=identity,
             lease_duration=lease_duration,
-            extra_args=extra_args,
+            extra_args=(
+                "--webhook-address",
+                webhooks,
+                "--webhook-url",
+                f"https://{webhooks}",
+                *extra_args,
+            ),
         )
         started.append(operator)
         return operator
@@ -51,6 +63,7 @@ def start_operator(
         operator.stop()
         # Shown by pytest when the test failed: what the operator said.
         print(f"--- {operator.identity} log ---\n{operator.logs()[-6000:]}")
+    forget_webhooks(mesh_installed)
 
 
 @pytest.fixture

@@ -8,6 +8,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from smimesh.kube import names
+from smimesh.operator import cabundles
 from smimesh.proxyconfig import snapshots
 from smimesh.testing import clusters, meshes
 from smimesh.testing.meshes import OperatorProcess
@@ -198,3 +200,22 @@ def connect(
         token=token,
         **kwargs,
     )
+
+
+def forget_webhooks(cluster: clusters.Cluster) -> None:
+    """Undo what local-mode operators (`--webhook-url`) did, once they have stopped.
+
+    Admission webhooks exist only while a test's operator serves them: left pointing at a
+    stopped operator, the injector (failurePolicy Fail) would refuse every pod in labelled
+    namespaces for every later test. And the CRDs' conversion goes back to the Service
+    reference, or applying the manifests again would fail (URL and Service both set).
+    """
+    removed = cluster.kubectl(
+        "delete",
+        "--ignore-not-found",
+        "mutatingwebhookconfiguration/smimesh-injector",
+        "validatingwebhookconfiguration/smimesh-validator",
+    )
+    assert removed.returncode == 0, removed.stderr
+    with cluster.api_client() as api:
+        cabundles.leave_local_mode(api, names.MESH_NAMESPACE)

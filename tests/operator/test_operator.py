@@ -115,8 +115,13 @@ def test_a_second_split_on_the_same_root_is_refused_with_a_warning_event(
         events = json.loads(kubectl(cluster, "-n", namespace, "get", "events", "-o", "json"))[
             "items"
         ]
+        # Programmed=False (Pending) is a Warning too, and Events come in no set order.
         warnings = [
-            e for e in events if e["involvedObject"]["name"] == "second" and e["type"] == "Warning"
+            e
+            for e in events
+            if e["involvedObject"]["name"] == "second"
+            and e["type"] == "Warning"
+            and e["reason"] == "Conflict"
         ]
         if warnings:
             break

@@ -34,6 +34,7 @@ def test_a_semantic_error_denies_with_the_field_path_in_the_message() -> None:
     assert (status["code"], status["reason"]) == (422, "Invalid")
     assert status["message"].startswith("TrafficSplit web is invalid: spec.backends[1].service:")
     assert "listed twice" in status["message"]
+    assert status["details"]["name"] == "web"
     assert [cause["field"] for cause in status["details"]["causes"]] == ["spec.backends[1].service"]
 
 

@@ -119,7 +119,18 @@ class _Injector(BaseHTTPRequestHandler):
 
 @pytest.fixture
 def injection_webhook(cluster: clusters.Cluster, meshed_namespace: str) -> Iterator[str]:
-    """A mutating webhook for `meshed_namespace`, served with a mesh-CA certificate."""
+    """A mutating webhook for `meshed_namespace`, served with a mesh-CA certificate.
+
+    The mesh's own `smimesh-injector` (failurePolicy Fail) is removed first: a test that
+    installed the manifests without an operator to serve it must not refuse these pods.
+    """
+    _kubectl_ok(
+        cluster,
+        "delete",
+        "--ignore-not-found",
+        "mutatingwebhookconfiguration/smimesh-injector",
+        "validatingwebhookconfiguration/smimesh-validator",
+    )
     ca = authority.create("cluster.local")
     key = keys.generate_key()
     serving = ca.issue_serving(key.public_key(), ip_addresses=("127.0.0.1",))

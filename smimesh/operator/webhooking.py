@@ -1,0 +1,300 @@
+"""The operator's HTTPS webhook server: `/convert` (CRD conversion), `/validate` (SMI
+semantics), `/mutate` (sidecar injection) and `/healthz`, on aiohttp.
+
+`running` starts it with `start` and owns `WebhookServer.run` in its task group, which first
+points the apiserver at us (`cabundles`). The answers come from the pure builders in
+`smimesh.webhooks`; this module only serves them: TLS with a serving certificate from the mesh
+CA (its key made here, never written anywhere), bodies bounded in size, each request bounded
+in time, a malformed review answered 400 with what is wrong, an unexpected failure 500 with a
+generic message (the traceback goes to our log, never to the caller). The injector needs the
+one thing a pure builder cannot know, the namespace's labels: `IndexedNamespaces` takes them
+from the operator's `MeshIndex` (and asks the apiserver about a namespace the index has not
+seen labelled yet).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import json
+import logging
+import ssl
+import urllib.parse
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from aiohttp import web
+from kubernetes import client
+
+from smimesh.compiler import state
+from smimesh.identity import keys, rotation, tlscontexts
+from smimesh.kube import names
+from smimesh.operator import cabundles, indexing
+from smimesh.webhooks import converting, reviews, validating
+from smimesh.webhooks.injection import admission, settings
+from smimesh.webhooks.injection import names as injection_names
+
+log = logging.getLogger(__name__)
+
+MiB = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Bounds on every request. The apiserver gives up on admission webhooks after the
+    configuration's `timeoutSeconds` (at most 30) and on conversion after 30 s."""
+
+    admission_body: int = 8 * MiB
+    """An AdmissionReview carries the object and, on UPDATE, the old one (etcd: 1.5 MiB each)."""
+    conversion_body: int = 64 * MiB
+    """A ConversionReview carries every object of a list request at once."""
+    timeout: float = 25.0
+    concurrency: int = 16
+    """Reviews answered at once; more wait for a slot (within `timeout`)."""
+
+
+class NamespaceLabels(Protocol):
+    async def labels(self, namespace: str) -> Mapping[str, str]: ...
+
+
+@dataclass
+class IndexedNamespaces:
+    """Namespace labels for the injector, from the index the operator keeps anyway.
+
+    The index stores what the mesh reads of a namespace (whether it is meshed), which is all
+    injection asks. The apiserver calls the injector only for labelled namespaces, so a
+    namespace the index does not (yet) know as meshed is read from the apiserver: a label
+    added a moment ago must not let a pod escape the mesh.
+    """
+
+    index: indexing.MeshIndex
+    api: client.ApiClient
+
+    async def labels(self, namespace: str) -> Mapping[str, str]:
+        entry = self.index.objects.get(("Namespace", "", "", namespace))
+        if entry is not None and isinstance(entry[1], state.Namespace) and entry[1].meshed:
+            return {names.NAMESPACE_MESH_LABEL: injection_names.ENABLED}
+        read = client.CoreV1Api(self.api).read_namespace
+        found = await asyncio.to_thread(read, namespace)
+        return dict((found.metadata.labels if found.metadata else None) or {})
+
+
+class BadRequestError(Exception):
+    """The request cannot be answered as sent (400/413); the message says why."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+async def _read_body(request: web.Request, limit: int) -> bytes:
+    if request.content_length is not None and request.content_length > limit:
+        raise BadRequestError(413, f"the body is {request.content_length} bytes, over {limit}")
+    chunks: list[bytes] = []
+    size = 0
+    while chunk := await request.content.readany():
+        size += len(chunk)
+        if size > limit:
+            raise BadRequestError(413, f"the body is over {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _decode(body: bytes) -> Any:
+    try:
+        return json.loads(body)
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise BadRequestError(400, f"the body is not JSON: {exc}") from None
+    except RecursionError:
+        raise BadRequestError(400, "the body is nested too deeply to read") from None
+
+
+@dataclass
+class Webhooks:
+    """The request handlers, built on the pure review builders."""
+
+    injection: settings.InjectionSettings
+    namespaces: NamespaceLabels
+    limits: Limits = field(default_factory=Limits)
+
+    def __post_init__(self) -> None:
+        self._slots = asyncio.Semaphore(self.limits.concurrency)
+
+    def application(self) -> web.Application:
+        app = web.Application(
+            client_max_size=max(self.limits.admission_body, self.limits.conversion_body)
+        )
+        app.router.add_post(cabundles.CONVERT_PATH, self.convert)
+        app.router.add_post(cabundles.VALIDATE_PATH, self.validate)
+        app.router.add_post(cabundles.MUTATE_PATH, self.mutate)
+        app.router.add_get("/healthz", self.healthz)
+        return app
+
+    async def healthz(self, request: web.Request) -> web.Response:
+        return web.Response(text="ok\n")
+
+    async def convert(self, request: web.Request) -> web.Response:
+        return await self._answer(request, self.limits.conversion_body, self._converted)
+
+    async def validate(self, request: web.Request) -> web.Response:
+        return await self._answer(request, self.limits.admission_body, self._validated)
+
+    async def mutate(self, request: web.Request) -> web.Response:
+        return await self._answer(request, self.limits.admission_body, self._mutated)
+
+    async def _converted(self, body: Any) -> dict[str, Any]:
+        return await asyncio.to_thread(converting.review, body)
+
+    async def _validated(self, body: Any) -> dict[str, Any]:
+        return await asyncio.to_thread(validating.review, body)
+
+    async def _mutated(self, body: Any) -> dict[str, Any]:
+        request = reviews.admission_request(body)
+        labels: Mapping[str, str] = {}
+        if request.kind == "Pod" and request.operation == "CREATE" and request.namespace:
+            labels = await self.namespaces.labels(request.namespace)
+        return await asyncio.to_thread(
+            lambda: admission.review(body, namespace_labels=labels, config=self.injection)
+        )
+
+    async def _answer(
+        self,
+        request: web.Request,
+        limit: int,
+        build: Callable[[Any], Awaitable[dict[str, Any]]],
+    ) -> web.Response:
+        try:
+            async with asyncio.timeout(self.limits.timeout), self._slots:
+                answer = await build(_decode(await _read_body(request, limit)))
+        except BadRequestError as exc:
+            return web.Response(status=exc.status, text=f"{exc}\n")
+        except reviews.MalformedReviewError as exc:
+            return web.Response(status=400, text=f"not a review this webhook answers: {exc}\n")
+        except TimeoutError:
+            log.warning("%s: no answer within %.0fs", request.path, self.limits.timeout)
+            return web.Response(status=503, text="the review took too long; try again\n")
+        except Exception:
+            log.exception("%s: failed to answer a review", request.path)
+            return web.Response(status=500, text="internal error; see the operator's log\n")
+        return web.json_response(answer)
+
+
+def serving_names(
+    *, namespace: str, address: str, url: str | None
+) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The DNS names and IP addresses the serving certificate must hold: the operator
+    Service's names, the listen address, and the host of the local-mode URL."""
+    service = f"{names.OPERATOR_SERVICE}.{namespace}"
+    dns = [names.OPERATOR_SERVICE, service, f"{service}.svc", f"{service}.svc.cluster.local"]
+    ips: list[str] = []
+    hosts = [address.rpartition(":")[0].strip("[]")]
+    if url is not None:
+        hosts.append(urllib.parse.urlsplit(url).hostname or "")
+    for host in filter(None, hosts):
+        try:
+            unspecified = ipaddress.ip_address(host).is_unspecified
+        except ValueError:
+            dns.append(host)
+            continue
+        ips.append("127.0.0.1" if unspecified else host)
+    return tuple(dict.fromkeys(dns)), tuple(dict.fromkeys(ips))
+
+
+def serving_context(
+    ca: rotation.MeshCa, *, namespace: str, address: str, url: str | None
+) -> ssl.SSLContext:
+    """TLS for the webhooks: a certificate from the mesh CA, its key made here and kept in
+    memory only (the apiserver trusts it through the caBundle `cabundles` writes)."""
+    dns, ips = serving_names(namespace=namespace, address=address, url=url)
+    key = keys.generate_key()
+    certificate = ca.active.issue_serving(key.public_key(), dns_names=dns, ip_addresses=ips)
+    return tlscontexts.serving_context(key=key, certificate=certificate)
+
+
+@dataclass
+class WebhookServer:
+    """A started server; `run` points the apiserver at it, then serves until cancelled."""
+
+    runner: web.AppRunner
+    port: int
+    injector: cabundles.CaBundleInjector | None = None
+
+    async def run(self) -> None:
+        try:
+            if self.injector is not None:
+                await self.injector.run()
+            await asyncio.Event().wait()
+        finally:
+            await self.stop()
+
+    async def stop(self) -> None:
+        with contextlib.suppress(Exception):
+            await self.runner.cleanup()
+
+
+async def injection_settings(
+    api: client.ApiClient, *, namespace: str, trust_domain: str, control_plane_address: str
+) -> settings.InjectionSettings:
+    """What the injector adds, for this cluster: native sidecars if its version runs them."""
+    version = await asyncio.to_thread(client.VersionApi(api).get_code)
+    return settings.InjectionSettings(
+        mesh_namespace=namespace,
+        trust_domain=trust_domain,
+        control_plane_address=control_plane_address,
+        native_sidecars=settings.supports_native_sidecars(version.git_version),
+    )
+
+
+async def serve(
+    api: client.ApiClient,
+    ca: rotation.MeshCa,
+    index: indexing.MeshIndex,
+    *,
+    namespace: str,
+    address: str,
+    url: str | None,
+    trust_domain: str,
+    grpc_address: str,
+) -> WebhookServer:
+    """Everything `running` needs in one call: injection settings from the cluster version,
+    the serving certificate, the handlers, and the CA bundle patches `run` will make.
+
+    Sidecars reach the config server (`grpc_address`, the bound one) through the operator
+    Service; in local mode (`url` given) directly at that address.
+    """
+    host, _, port = grpc_address.rpartition(":")
+    control_plane = (
+        f"{host}:{port}" if url is not None else f"{names.OPERATOR_SERVICE}.{namespace}.svc:{port}"
+    )
+    webhooks = Webhooks(
+        await injection_settings(
+            api, namespace=namespace, trust_domain=trust_domain, control_plane_address=control_plane
+        ),
+        IndexedNamespaces(index, api),
+    )
+    context = serving_context(ca, namespace=namespace, address=address, url=url)
+    injector = cabundles.CaBundleInjector(api, cabundles.Endpoint(ca.bundle.pem(), url))
+    return await start(webhooks, address=address, ssl_context=context, injector=injector)
+
+
+async def start(
+    webhooks: Webhooks,
+    *,
+    address: str,
+    ssl_context: ssl.SSLContext,
+    injector: cabundles.CaBundleInjector | None = None,
+) -> WebhookServer:
+    """Listen on `address` (host:port; port 0 picks one) with TLS; returns the server."""
+    host, _, port = address.rpartition(":")
+    runner = web.AppRunner(webhooks.application(), access_log=None, keepalive_timeout=30.0)
+    await runner.setup()
+    site = web.TCPSite(runner, host.strip("[]") or None, int(port), ssl_context=ssl_context)
+    try:
+        await site.start()
+    except BaseException:
+        await runner.cleanup()
+        raise
+    bound = runner.addresses[0][1]
+    return WebhookServer(runner, int(bound), injector)
