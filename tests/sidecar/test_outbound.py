@@ -155,3 +155,25 @@ async def test_malformed_and_oversized_requests_get_400_and_431(sidecars: Any) -
     writer.write(b"GET / HTTP/1.1\r\nHost: web\r\nx-big: " + b"a" * 70000 + b"\r\n\r\n")
     assert (await reader.read(100)).startswith(b"HTTP/1.1 431")
     writer.close()
+
+
+async def test_expect_100_continue_is_answered_before_the_body_is_sent(
+    apps: Any, sidecars: Any
+) -> None:
+    app = apps("one")
+    proxy = await sidecars(
+        config(outbound_services=(service("web", [("127.0.0.1", app.port, "p")]),))
+    )
+    reader, writer = await asyncio.open_connection("127.0.0.1", proxy.ports["outbound"])
+    writer.write(
+        b"POST /upload HTTP/1.1\r\nHost: web\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n"
+    )
+    assert await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 2) == (
+        b"HTTP/1.1 100 Continue\r\n\r\n"
+    )
+    writer.write(b"hello")
+    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 2)
+    assert head.startswith(b"HTTP/1.1 200")
+    writer.close()
+    assert app.bodies == [b"hello"]
+    assert "expect" not in {name.lower() for name in app.hits[0][2]}
