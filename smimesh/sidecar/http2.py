@@ -24,6 +24,7 @@ from smimesh.sidecar import (
     metrics,
     routes,
     tables,
+    tracing,
 )
 
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
@@ -203,6 +204,37 @@ async def _pump(source: h2sessions.Stream, target: h2sessions.Stream) -> None:
             return
 
 
+async def _traced(
+    ctx: context.Context,
+    stream: h2sessions.Stream,
+    cluster: clusters.Cluster,
+    upstreams: Upstreams,
+    *,
+    server: bool,
+    add: tuple[tuple[bytes, bytes], ...],
+    deadline: float,
+    retries: int,
+) -> tuple[int, endpoints.Address | None]:
+    """`proxy_stream` inside a client or server span when tracing is on."""
+    if not ctx.tracer.enabled:
+        return await proxy_stream(
+            stream, cluster, upstreams, add=add, drop=metrics.STATS_HEADERS, deadline=deadline,
+            retries=retries,
+        )  # fmt: skip
+    method, path = stream.header(b":method") or "", stream.header(b":path") or ""
+    attributes = {"http.request.method": method, "url.path": path, "smimesh.cluster": cluster.name}
+    with ctx.tracer.span(
+        f"{method} {cluster.name}", server=server, headers=stream.headers, attributes=attributes
+    ) as span:
+        status, endpoint = await proxy_stream(
+            stream, cluster, upstreams, add=add + span.headers,
+            drop=metrics.STATS_HEADERS | tracing.TRACE_HEADERS, deadline=deadline,
+            retries=retries,
+        )  # fmt: skip
+        span.finish(status)
+    return status, endpoint
+
+
 # -- the two sides ---------------------------------------------------------------------------
 
 
@@ -233,10 +265,9 @@ async def serve_outbound(
             respond(stream, 503, f"smimesh: {exc}")
             return
         mesh = table.config.settings
-        status, endpoint = await proxy_stream(
-            stream, concrete.cluster, upstreams, add=ctx.me.headers(),
-            drop=metrics.STATS_HEADERS, deadline=mesh.request_timeout_seconds,
-            retries=mesh.retries,
+        status, endpoint = await _traced(
+            ctx, stream, concrete.cluster, upstreams, server=False, add=ctx.me.headers(),
+            deadline=mesh.request_timeout_seconds, retries=mesh.retries,
         )  # fmt: skip
         cluster = concrete.cluster
         if endpoint is not None and endpoint.pod:
@@ -281,9 +312,9 @@ async def serve_inbound(
         else:
             table = ctx.table
             deadline = table.config.settings.request_timeout_seconds if table else 15.0
-            status, _ = await proxy_stream(
-                stream, current.app, upstreams, add=(), drop=metrics.STATS_HEADERS,
-                deadline=deadline, retries=0,
+            status, _ = await _traced(
+                ctx, stream, current.app, upstreams, server=True, add=(), deadline=deadline,
+                retries=0,
             )  # fmt: skip
         millis = (time.perf_counter() - started) * 1000
         ctx.telemetry.request("server", source, ctx.me, status, millis)

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+import grpc
 import pytest
 
 from smimesh.identity import authority, keys
@@ -268,3 +269,44 @@ class Pki:
 @pytest.fixture(scope="module")
 def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
     return Pki(tmp_path_factory.mktemp("pki"))
+
+
+# -- gRPC ------------------------------------------------------------------------------------
+
+
+class GrpcEcho:
+    """A real grpcio server's handlers: Unary echoes (with metadata x-who), Chat upper-cases."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    async def unary(self, request: bytes, context: grpc.aio.ServicerContext[Any, Any]) -> bytes:
+        self.calls += 1
+        metadata = dict(context.invocation_metadata() or ())
+        return b"echo:" + request + b":" + str(metadata.get("x-who", "")).encode()
+
+    async def chat(
+        self, requests: AsyncIterator[bytes], context: grpc.aio.ServicerContext[Any, Any]
+    ) -> AsyncIterator[bytes]:
+        self.calls += 1
+        async for request in requests:
+            yield request.upper()
+
+
+async def grpc_echo_server() -> tuple[grpc.aio.Server, GrpcEcho, int]:
+    echo = GrpcEcho()
+    server = grpc.aio.server()
+    server.add_generic_rpc_handlers(
+        (
+            grpc.method_handlers_generic_handler(
+                "test.Echo",
+                {
+                    "Unary": grpc.unary_unary_rpc_method_handler(echo.unary),
+                    "Chat": grpc.stream_stream_rpc_method_handler(echo.chat),
+                },
+            ),
+        )
+    )
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    return server, echo, port

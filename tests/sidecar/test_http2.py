@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import collections
-from collections.abc import AsyncIterator
 from typing import Any
 
 import grpc
@@ -15,49 +14,22 @@ import pytest
 
 from smimesh.proxyconfig import inbound, refs
 from smimesh.sidecar import settings
-from tests.sidecar.conftest import NS, Pki, config, free_port, service, spiffe, split
+from tests.sidecar.conftest import (
+    NS,
+    Pki,
+    config,
+    free_port,
+    grpc_echo_server,
+    service,
+    spiffe,
+    split,
+)
 
 ECHO = refs.ProxyRef(namespace=NS, service_account="echo", pod="echo-7c9d8f6b5d-qwert")
 
 
-class _Echo:
-    def __init__(self) -> None:
-        self.calls = 0
-
-    async def unary(self, request: bytes, context: grpc.aio.ServicerContext[Any, Any]) -> bytes:
-        self.calls += 1
-        metadata = dict(context.invocation_metadata() or ())
-        return b"echo:" + request + b":" + str(metadata.get("x-who", "")).encode()
-
-    async def chat(
-        self, requests: AsyncIterator[bytes], context: grpc.aio.ServicerContext[Any, Any]
-    ) -> AsyncIterator[bytes]:
-        self.calls += 1
-        async for request in requests:
-            yield request.upper()
-
-
-async def _grpc_server() -> tuple[grpc.aio.Server, _Echo, int]:
-    echo = _Echo()
-    server = grpc.aio.server()
-    server.add_generic_rpc_handlers(
-        (
-            grpc.method_handlers_generic_handler(
-                "test.Echo",
-                {
-                    "Unary": grpc.unary_unary_rpc_method_handler(echo.unary),
-                    "Chat": grpc.stream_stream_rpc_method_handler(echo.chat),
-                },
-            ),
-        )
-    )
-    port = server.add_insecure_port("127.0.0.1:0")
-    await server.start()
-    return server, echo, port
-
-
 async def test_grpc_unary_and_streaming_through_a_meshed_pair(sidecars: Any, pki: Pki) -> None:
-    server, _, app_port = await _grpc_server()
+    server, _, app_port = await grpc_echo_server()
     try:
         port, local = free_port(), free_port()
         rule = inbound.InboundRule(target=f"{NS}/web-to-echo", sources=(spiffe(NS, "web"),))
@@ -104,7 +76,7 @@ async def test_grpc_unary_and_streaming_through_a_meshed_pair(sidecars: Any, pki
 async def test_grpc_call_denied_by_authorization_fails_with_permission_denied(
     sidecars: Any, pki: Pki
 ) -> None:
-    server, echo, app_port = await _grpc_server()
+    server, echo, app_port = await grpc_echo_server()
     try:
         port, local = free_port(), free_port()
         rule = inbound.InboundRule(target=f"{NS}/ops-only", sources=(spiffe(NS, "ops"),))
@@ -140,7 +112,7 @@ async def test_grpc_call_denied_by_authorization_fails_with_permission_denied(
 
 async def test_h2c_requests_are_split_per_request(apps: Any, sidecars: Any) -> None:
     # Apps speak HTTP/1.1; an h2 upstream needs an h2 app, so route h2c to grpc servers.
-    servers = [await _grpc_server() for _ in range(2)]
+    servers = [await grpc_echo_server() for _ in range(2)]
     try:
         proxy = await sidecars(
             config(
@@ -167,7 +139,7 @@ async def test_h2c_requests_are_split_per_request(apps: Any, sidecars: Any) -> N
 
 
 async def test_httpx_http2_prior_knowledge_reaches_a_grpc_server(sidecars: Any) -> None:
-    server, _, app_port = await _grpc_server()
+    server, _, app_port = await grpc_echo_server()
     try:
         proxy = await sidecars(
             config(outbound_services=(service("echo", [("127.0.0.1", app_port, "e")]),))

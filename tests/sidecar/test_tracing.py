@@ -8,10 +8,12 @@ import asyncio
 import json
 from typing import Any
 
+import grpc
 import httpx
 
 from smimesh.proxyconfig import inbound, refs
-from tests.sidecar.conftest import NS, Pki, config, free_port, service, spiffe
+from smimesh.sidecar import settings
+from tests.sidecar.conftest import NS, Pki, config, free_port, grpc_echo_server, service, spiffe
 
 API = refs.ProxyRef(namespace=NS, service_account="api", pod="api-6f9c8d7b5c-xyz12")
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
@@ -70,3 +72,56 @@ async def test_spans_join_the_callers_trace_across_both_sidecars(
     received = app.hits[-1][2]
     assert received["traceparent"] == f"00-{TRACE_ID}-{server_span['spanId']}-01"
     assert all(hit[1] == "/v1/traces" for hit in collector.hits)
+
+
+def _spans(collector: Any) -> list[dict[str, Any]]:
+    return [
+        span
+        for body in list(collector.bodies)
+        for resource in json.loads(body)["resourceSpans"]
+        for scope in resource["scopeSpans"]
+        for span in scope["spans"]
+    ]
+
+
+async def test_grpc_calls_are_traced_too(apps: Any, sidecars: Any, pki: Pki) -> None:
+    collector = apps("collector")
+    endpoint = f"http://127.0.0.1:{collector.port}"
+    server, _, app_port = await grpc_echo_server()
+    port, local = free_port(), free_port()
+    try:
+        await sidecars(
+            config(
+                proxy=API, tracing_endpoint=endpoint,
+                inbound_ports=(
+                    inbound.InboundPort(
+                        port=port, app_port=app_port, protocol="http2",
+                        rules=(inbound.InboundRule(target=f"{NS}/all",
+                                                   sources=(spiffe(NS, "web"),)),),
+                    ),
+                ),
+            ),
+            credentials=pki.credentials(NS, "api"), inbound_host="127.0.0.1",
+        )  # fmt: skip
+        await sidecars(
+            config(
+                tracing_endpoint=endpoint,
+                outbound_services=(
+                    service("api", [("127.0.0.1", port, API.pod)], port=50051, protocol="http2",
+                            meshed=True, identity=spiffe(NS, "api")),
+                ),
+            ),
+            credentials=pki.credentials(NS, "web"),
+            local_services=(settings.LocalService.parse(f"{local}=shop/api:50051"),),
+        )  # fmt: skip
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{local}") as channel:
+            assert await channel.unary_unary("/test.Echo/Unary")(b"hi") == b"echo:hi:"
+        async with asyncio.timeout(10):
+            while len(_spans(collector)) < 2:  # noqa: ASYNC110 - the collector has no event
+                await asyncio.sleep(0.1)
+        by_kind = {span["kind"]: span for span in _spans(collector)}
+        assert by_kind[2]["parentSpanId"] == by_kind[3]["spanId"]
+        assert by_kind[2]["traceId"] == by_kind[3]["traceId"]
+        assert by_kind[3]["name"] == "POST shop/api:50051"
+    finally:
+        await server.stop(None)
