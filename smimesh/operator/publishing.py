@@ -72,12 +72,22 @@ class Publisher:
         return True
 
     def pending(self) -> list[str]:
-        """Proxies that do not hold their newest config yet, for status messages."""
+        """Proxies that do not hold their newest config yet (with the reason of a NACK),
+        for status messages."""
         waiting = []
         for proxy, peers in sorted(self.sessions.items(), key=lambda item: str(item[0])):
             config = self.desired(proxy)
-            if config and any(session.acked != config.version for session in peers):
-                waiting.append(str(proxy))
+            if config is None:
+                continue
+            for session in peers:
+                if session.acked == config.version:
+                    continue
+                refused = session.nacked
+                if refused is not None and refused[0] == config.version:
+                    waiting.append(f"{proxy} (refused it: {refused[1]})")
+                else:
+                    waiting.append(str(proxy))
+                break
         return waiting
 
     async def compile_now(self) -> None:

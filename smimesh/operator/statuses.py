@@ -65,6 +65,19 @@ def conditions_for(
     return result
 
 
+def _on_object(raw: Mapping[str, Any]) -> tuple[int, list[Condition]] | None:
+    """The conditions the object carries now, if all are for one generation."""
+    found = (raw.get("status") or {}).get("conditions") or []
+    generations = {c.get("observedGeneration") for c in found}
+    if len(generations) != 1:
+        return None
+    conditions = [
+        (c.get("type", ""), c.get("status", ""), c.get("reason", ""), c.get("message", ""))
+        for c in found
+    ]
+    return (int(generations.pop() or 0), conditions)
+
+
 @dataclass
 class StatusWriter:
     api: client.ApiClient
@@ -72,6 +85,9 @@ class StatusWriter:
     publisher: publishing.Publisher
     elector: leading.LeaderElector
     written: dict[indexing.Key, list[Condition]] = field(default_factory=dict)
+    _written_generation: dict[indexing.Key, tuple[int, list[Condition]]] = field(
+        default_factory=dict
+    )
 
     def desired(self) -> dict[indexing.Key, list[Condition]]:
         by_key: dict[tuple[str, str, str], list[findings.Finding]] = {}
@@ -154,10 +170,15 @@ class StatusWriter:
         """Write every object whose conditions changed; returns how many were written."""
         writes = 0
         for key, conditions in self.desired().items():
-            if self.written.get(key) == conditions:
-                continue
             raw = self.index.raw_smi.get(key)
             if raw is None:
+                continue
+            generation = (raw.get("metadata") or {}).get("generation", 0)
+            stamped = (generation, conditions)
+            if self._written_generation.get(key) == stamped or _on_object(raw) == stamped:
+                # Equal conditions for a new generation are written again: observedGeneration
+                # is how Flagger, Argo and `kubectl wait` know the new spec was programmed.
+                self.written[key] = conditions
                 continue
             try:
                 self._write(key, conditions, raw)
@@ -166,6 +187,7 @@ class StatusWriter:
                     log.warning("status of %s/%s: %s %s", key[2], key[3], exc.status, exc.reason)
                 continue
             self.written[key] = conditions
+            self._written_generation[key] = stamped
             writes += 1
         return writes
 
@@ -184,5 +206,6 @@ class StatusWriter:
             self.elector.changed.clear()
             if not self.elector.is_leader:
                 self.written.clear()
+                self._written_generation.clear()
                 continue
             await asyncio.to_thread(self.reconcile)

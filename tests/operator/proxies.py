@@ -24,6 +24,7 @@ class TestProxy:
         pod: str,
         token: str,
         ack: bool = True,
+        nack: str | None = None,
     ) -> None:
         self.channel = grpc.secure_channel(address, grpc.ssl_channel_credentials(trust_bundle))
         self.outbox: queue.Queue[proxyconfig_pb2.ProxyMessage | None] = queue.Queue()
@@ -31,6 +32,7 @@ class TestProxy:
         self.received: list[snapshots.ProxyConfig] = []
         self.error: grpc.RpcError | None = None
         self.ack = ack
+        self.nack = nack
         self.outbox.put(
             proxyconfig_pb2.ProxyMessage(
                 hello=proxyconfig_pb2.Hello(
@@ -52,7 +54,10 @@ class TestProxy:
                 config = snapshots.ProxyConfig.from_json(snapshot.config_json)
                 assert config.version == snapshot.version
                 self.received.append(config)
-                if self.ack:
+                if self.nack is not None:
+                    refusal = proxyconfig_pb2.Nack(version=snapshot.version, reason=self.nack)
+                    self.outbox.put(proxyconfig_pb2.ProxyMessage(nack=refusal))
+                elif self.ack:
                     self.outbox.put(
                         proxyconfig_pb2.ProxyMessage(
                             ack=proxyconfig_pb2.Ack(version=snapshot.version)

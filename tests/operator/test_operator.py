@@ -170,3 +170,53 @@ def test_a_burst_of_changes_is_coalesced_into_few_pushes(
         assert pushes <= 10, f"{pushes} pushes for one burst of 100 Services"
     finally:
         proxy.close()
+
+
+def test_a_proxy_that_refuses_its_config_keeps_the_split_unprogrammed_with_its_reason(
+    mesh_installed: clusters.Cluster, canary: str, start_operator: Callable[..., OperatorProcess]
+) -> None:
+    cluster, namespace = mesh_installed, canary
+    apply(cluster, split(namespace, "canary", "root", {"v1": 90, "v2": 10}))
+    operator = start_operator()
+    proxy = connect(cluster, operator, namespace, nack="route table too large for this proxy")
+    try:
+        next_with(proxy, lambda c: route_weights(c, "root") == {"v1": 90, "v2": 10})
+        found = wait_conditions(
+            cluster, namespace, "canary", {"Programmed": "False", "Accepted": "True"}
+        )
+        assert "refused it: route table too large for this proxy" in found["Programmed"]["message"]
+        assert f"{namespace}/client-1" in found["Programmed"]["message"]
+    finally:
+        proxy.close()
+
+
+def test_observed_generation_follows_every_spec_change_even_when_conditions_stay_equal(
+    mesh_installed: clusters.Cluster, canary: str, start_operator: Callable[..., OperatorProcess]
+) -> None:
+    # No proxy is connected, so every generation is Programmed at once: the conditions never
+    # change, and only observedGeneration tells a controller that its write was seen.
+    cluster, namespace = mesh_installed, canary
+    apply(cluster, split(namespace, "canary", "root", {"v1": 90, "v2": 10}))
+    start_operator()
+    wait_conditions(cluster, namespace, "canary", {"Programmed": "True"}, generation=1)
+    for generation, weight in ((2, 20), (3, 30)):
+        patch = {
+            "spec": {
+                "backends": [
+                    {"service": "v1", "weight": 100 - weight},
+                    {"service": "v2", "weight": weight},
+                ]
+            }
+        }
+        kubectl(
+            cluster,
+            "-n",
+            namespace,
+            "patch",
+            "trafficsplits.v1alpha4.split.smi-spec.io",
+            "canary",
+            "--type=merge",
+            "-p",
+            json.dumps(patch),
+        )
+        wait_conditions(cluster, namespace, "canary", {"Programmed": "True"}, generation=generation)
