@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from smimesh.identity import authority, rotation
-from smimesh.operator import webhooking
+from smimesh.operator import indexing, webhooking
 from smimesh.webhooks.injection import settings
 from tests.webhooks.injection.pods import app_pod
 from tests.webhooks.reviewing import SPLIT_V1ALPHA1, admission, conversion, split
@@ -190,3 +190,17 @@ def test_the_certificate_names_the_service_the_listen_ip_and_the_url_host() -> N
     assert ips == ("127.0.0.1", "10.0.0.7")
     _, local = webhooking.serving_names(namespace="mesh", address="127.0.0.1:1", url=None)
     assert local == ("127.0.0.1",)
+
+
+async def test_namespace_labels_come_from_the_index_when_it_knows_the_namespace() -> None:
+    index = indexing.MeshIndex()
+    index.apply(
+        {
+            "apiVersion": "v1",
+            "kind": "Namespace",
+            "metadata": {"name": "shop", "labels": {"smimesh.dev/inject": "enabled"}},
+        }
+    )
+    # No API client: a meshed namespace the index knows is answered without a request.
+    namespaces = webhooking.IndexedNamespaces(index, api=None)  # type: ignore[arg-type]
+    assert await namespaces.labels("shop") == {"smimesh.dev/inject": "enabled"}
