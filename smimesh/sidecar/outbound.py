@@ -53,6 +53,29 @@ class Outbound:
     def __init__(self, ctx: context.Context) -> None:
         self.ctx = ctx
         self.h2 = http2.Upstreams(ctx.connector)
+        self.egress = clusters.Registry(ctx.settings.limits, ctx.settings.outliers)
+        self._egress: dict[tuple[str, int], clusters.Cluster] = {}
+
+    def egress_cluster(self, authority: str, default_port: int) -> clusters.Cluster | None:
+        """A host outside the mesh, asked for through the explicit proxy: passed through
+        (as transparent mode passes unknown destinations), pooled, never given mesh headers.
+        At most 1024 such hosts are remembered; beyond that the table starts afresh."""
+        host, port = tables.split_authority(authority, default_port)
+        if not host:
+            return None
+        found = self._egress.get((host, port))
+        if found is None:
+            if len(self._egress) >= 1024:
+                self.egress.close()
+                self.egress = clusters.Registry(
+                    self.ctx.settings.limits, self.ctx.settings.outliers
+                )
+                self._egress.clear()
+            found = self._egress[(host, port)] = self.egress.cluster(
+                f"egress:{host}:{port}", namespace="", service=host,
+                addresses=[endpoints.Address(host, port)],
+            )  # fmt: skip
+        return found
 
     # -- listeners' connection handlers ------------------------------------------------------
 
@@ -116,14 +139,23 @@ class Outbound:
             writer.write(http1.simple_response(503, "smimesh: no proxy config yet"))
             return True
         absolute, path = origin_form(request.target)
-        if resolve is not None:
-            logical = resolve(table)
-        else:
-            authority = absolute.decode("latin-1") if absolute else request.header(b"host") or ""
-            logical = table.by_authority(authority, 80)
+        authority = absolute.decode("latin-1") if absolute else request.header(b"host") or ""
+        logical = resolve(table) if resolve is not None else table.by_authority(authority, 80)
         if logical is None:
-            writer.write(http1.simple_response(404, "smimesh: no such Service in the mesh"))
-            return True
+            egress = None if resolve is not None else self.egress_cluster(authority, 80)
+            if egress is None:
+                writer.write(http1.simple_response(404, "smimesh: no such Service in the mesh"))
+                return True
+            payload = relaying.encode_request(
+                request, path=path, host=absolute, drop=metrics.STATS_HEADERS
+            )
+            mesh = table.config.settings
+            passed = await self.ctx.forwarder.forward(
+                request, writer, cluster=egress, payload=payload,
+                deadline=mesh.request_timeout_seconds, retries=mesh.retries,
+            )  # fmt: skip
+            self.ctx.telemetry.route("", egress.name, passed.status)
+            return passed.keep_alive
         try:
             concrete = routes.choose(logical, request.facts)
         except routes.NoRouteError as exc:
@@ -190,16 +222,21 @@ class Outbound:
         writer: asyncio.StreamWriter,
         leftover: bytes,
     ) -> None:
-        """CONNECT host:port through the explicit proxy: a TCP tunnel to the Service."""
+        """CONNECT host:port through the explicit proxy: a TCP tunnel to the Service (or,
+        for a host outside the mesh, straight to it)."""
         table = self.ctx.table
         target = request.target.decode("latin-1")
         logical = table.by_authority(target, 443) if table is not None else None
-        if logical is None:
+        egress = self.egress_cluster(target, 443) if logical is None and table else None
+        if logical is None and egress is None:
             writer.write(http1.simple_response(404, "smimesh: no such Service", keep_alive=False))
             await http1.close(writer)
             return
         writer.write(b"HTTP/1.1 200 Connection Established\r\n\r\n")
-        await self._tcp(reader, writer, logical, first=leftover)
+        if logical is not None:
+            await self._tcp(reader, writer, logical, first=leftover)
+        elif egress is not None:
+            await connect_and_relay(self.ctx, egress, reader, writer, first=leftover, retries=0)
 
     async def _tcp(
         self,

@@ -187,6 +187,7 @@ class Sidecar:
             await self.outbound.h2.close()
             await self.inbound.h2.close()
         self.registry.close()
+        self.outbound.egress.close()
         self.ctx.tracer.shutdown()
 
     async def _drain(self, data_listeners: list[listeners.Listener]) -> None:

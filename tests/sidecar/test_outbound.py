@@ -93,11 +93,17 @@ async def test_all_zero_weights_answer_503(apps: Any, sidecars: Any) -> None:
     assert not v1.hits
 
 
-async def test_unknown_host_gets_404(sidecars: Any) -> None:
+async def test_hosts_outside_the_mesh_pass_through_without_mesh_headers(
+    apps: Any, sidecars: Any
+) -> None:
+    outside = apps("outside")
     proxy = await sidecars(config())
     async with httpx.AsyncClient(proxy=proxy.proxy_url) as client:
-        response = await client.get("http://nowhere.example/")
-    assert response.status_code == 404
+        response = await client.get(f"http://127.0.0.1:{outside.port}/x")
+        unknown = await client.get("http://nowhere.invalid/")
+    assert response.json()["app"] == "outside"
+    assert not any(name.startswith("osm-stats") for name in response.json()["headers"])
+    assert unknown.status_code == 503  # the name does not resolve: nothing to connect to
 
 
 async def test_keep_alive_and_pipelined_requests_are_answered_in_order(
