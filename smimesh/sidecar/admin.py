@@ -1,6 +1,7 @@
 """The admin listener: `/ready` (a config applied, not draining), `/live`, `/metrics`
-(Prometheus text) and `/config` (the current snapshot as JSON; it carries no secrets: keys
-and certificates live in files, never in the config).
+(Prometheus text), `/config` (the current snapshot as JSON; it carries no secrets: keys
+and certificates live in files, never in the config), `/identity` (the current certificate's
+SPIFFE id and validity, never the certificate itself) and `/` (the endpoints and the version).
 
 Fed by `listeners`; reads `context` (table, drain, telemetry). Served with the same HTTP/1.1
 codec as the data path, on the mesh's metrics port by default so Prometheus finds it.
@@ -14,6 +15,7 @@ import socket
 
 from prometheus_client import exposition
 
+import smimesh
 from smimesh.sidecar import context, http1, listeners
 
 
@@ -50,8 +52,16 @@ class Admin:
         elif path == "/config":
             body = table.config.to_json() if table is not None else b"null"
             writer.write(http1.response_bytes(200, body, content_type=b"application/json"))
+        elif path == "/identity":
+            found = self.ctx.credentials.certificate() if self.ctx.credentials else None
+            if found is None:
+                writer.write(http1.simple_response(404, "no certificate (yet)"))
+            else:
+                body = json.dumps(found.to_json()).encode()
+                writer.write(http1.response_bytes(200, body, content_type=b"application/json"))
         elif path == "/":
-            index = {"endpoints": ["/ready", "/live", "/metrics", "/config"]}
+            endpoints = ["/ready", "/live", "/metrics", "/config", "/identity"]
+            index = {"endpoints": endpoints, "version": smimesh.__version__}
             writer.write(
                 http1.response_bytes(
                     200, json.dumps(index).encode(), content_type=b"application/json"

@@ -22,6 +22,7 @@ import grpc
 from smimesh._aio import backoff
 from smimesh.identity import authority, bundles, errors, keys, spiffe, tlscontexts
 from smimesh.proxyconfig import proxyconfig_pb2, proxyconfig_pb2_grpc, refs
+from smimesh.sidecar import context
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +38,7 @@ class _Issued:
     client: ssl.SSLContext
     identity: str
     renew_at: datetime.datetime
+    certificate: context.Certificate
 
 
 class IssuedCredentials:
@@ -63,6 +65,9 @@ class IssuedCredentials:
     @property
     def identity(self) -> str | None:
         return self._issued.identity if self._issued is not None else None
+
+    def certificate(self) -> context.Certificate | None:
+        return self._issued.certificate if self._issued is not None else None
 
     def server_context(self) -> ssl.SSLContext | None:
         return self._issued.server if self._issued is not None else None
@@ -103,6 +108,9 @@ class IssuedCredentials:
             tlscontexts.client_context(key=key, certificate=issued, bundle=bundle),
             identity.uri,
             issued.renew_at(),
+            context.Certificate(
+                identity.uri, issued.not_before, issued.not_after, issued.renew_at(), "mesh-ca"
+            ),
         )
 
     async def watch(self) -> None:

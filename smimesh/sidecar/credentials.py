@@ -19,7 +19,7 @@ from pathlib import Path
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from smimesh.identity import authority, bundles, errors, keys, tlscontexts
-from smimesh.sidecar import settings
+from smimesh.sidecar import context, settings
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +30,7 @@ class _Loaded:
     server: ssl.SSLContext
     client: ssl.SSLContext
     identity: str
-    not_after: str
+    certificate: context.Certificate
 
 
 class FileCredentials:
@@ -53,6 +53,9 @@ class FileCredentials:
     @property
     def identity(self) -> str | None:
         return self._loaded.identity if self._loaded is not None else None
+
+    def certificate(self) -> context.Certificate | None:
+        return self._loaded.certificate if self._loaded is not None else None
 
     def server_context(self) -> ssl.SSLContext | None:
         return self._loaded.server if self._loaded is not None else None
@@ -91,7 +94,7 @@ class FileCredentials:
                 tlscontexts.server_context(key=key, certificate=issued, bundle=bundle),
                 tlscontexts.client_context(key=key, certificate=issued, bundle=bundle),
                 identity,
-                issued.not_after.isoformat(),
+                context.Certificate(identity, issued.not_before, issued.not_after, None, "files"),
             )
         except (OSError, ValueError, errors.IdentityError, ssl.SSLError) as exc:
             self.last_error = f"{type(exc).__name__}: {exc}"
@@ -99,7 +102,7 @@ class FileCredentials:
             return False
         self._loaded = loaded
         self.last_error = None
-        log.info("credentials loaded: %s until %s", identity, loaded.not_after)
+        log.info("credentials loaded: %s until %s", identity, issued.not_after.isoformat())
         return True
 
     async def watch(self) -> None:

@@ -1,5 +1,5 @@
-"""The admin listener (/live, /ready, /config, /metrics) and explicit interception the way
-apps use it: curl with HTTP_PROXY set in its environment."""
+"""The admin listener (/live, /ready, /config, /metrics, /identity) and explicit interception
+the way apps use it: curl with HTTP_PROXY set in its environment."""
 
 from __future__ import annotations
 
@@ -10,8 +10,9 @@ from typing import Any
 
 import httpx
 
+import smimesh
 from smimesh.sidecar import probing
-from tests.sidecar.conftest import config, free_port, service
+from tests.sidecar.conftest import NS, Pki, config, free_port, service, spiffe
 
 
 async def test_admin_endpoints(apps: Any, sidecars: Any) -> None:
@@ -29,6 +30,31 @@ async def test_admin_endpoints(apps: Any, sidecars: Any) -> None:
         metrics = await client.get(f"{admin}/metrics")
     assert metrics.headers["content-type"].startswith("text/plain")
     assert "# TYPE osm_request_duration_ms histogram" in metrics.text
+
+
+async def test_identity_reports_the_certificate_and_the_index_the_version(
+    sidecars: Any, pki: Pki
+) -> None:
+    credentials = pki.credentials(NS, "web")
+    proxy = await sidecars(config(), credentials=credentials)
+    bare = await sidecars(config())
+    async with httpx.AsyncClient() as client:
+        identity = (await client.get(f"http://127.0.0.1:{proxy.ports['admin']}/identity")).json()
+        missing = await client.get(f"http://127.0.0.1:{bare.ports['admin']}/identity")
+        index = (await client.get(f"http://127.0.0.1:{proxy.ports['admin']}/")).json()
+    certificate = credentials.certificate()
+    assert certificate is not None
+    assert identity == {
+        "spiffe_id": spiffe(NS, "web"),
+        "not_before": certificate.not_before.isoformat(),
+        "not_after": certificate.not_after.isoformat(),
+        "renew_at": None,  # mounted files are rotated by whoever writes them
+        "source": "files",
+    }
+    assert certificate.not_before < certificate.not_after
+    assert missing.status_code == 404
+    assert index["version"] == smimesh.__version__
+    assert "/identity" in index["endpoints"]
 
 
 async def test_curl_with_http_proxy_environment(apps: Any, sidecars: Any) -> None:
