@@ -32,7 +32,7 @@ typecheck: $(STAMP)
 layers: $(STAMP)
 	$(VENV)/bin/lint-imports
 
-pytest: binaries
+pytest: binaries sidecar-deps
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
 
 ## make test: lint, types, layering contract, then every test against a real control plane.
@@ -59,8 +59,10 @@ sidecar-deps:
 
 ## Sidecar benchmark: HTTP/1.1 keep-alive through the sidecar vs direct (and nginx/HAProxy
 ## from Debian when apt can install them); prints added latency and throughput ratios.
-bench: $(STAMP)
+## Operator benchmark: SMI change -> every proxy holding it, vs the apiserver's watch latency.
+bench: $(STAMP) binaries
 	$(PY) bench/sidecar_http.py $(BENCH_ARGS)
+	$(PY) bench/operator_propagation.py $(OPERATOR_BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache

@@ -85,7 +85,7 @@ class StatusWriter:
     publisher: publishing.Publisher
     elector: leading.LeaderElector
     written: dict[indexing.Key, list[Condition]] = field(default_factory=dict)
-    _written_generation: dict[indexing.Key, tuple[int, list[Condition]]] = field(
+    _written_generation: dict[indexing.Key, tuple[str | None, tuple[int, list[Condition]]]] = field(
         default_factory=dict
     )
 
@@ -173,9 +173,13 @@ class StatusWriter:
             raw = self.index.raw_smi.get(key)
             if raw is None:
                 continue
-            generation = (raw.get("metadata") or {}).get("generation", 0)
+            meta = raw.get("metadata") or {}
+            generation = meta.get("generation", 0)
             stamped = (generation, conditions)
-            if self._written_generation.get(key) == stamped or _on_object(raw) == stamped:
+            # Keyed by uid too: an object deleted and created again under the same name
+            # starts at generation 1 again and must get its own status.
+            ours = self._written_generation.get(key)
+            if (ours == (meta.get("uid"), stamped)) or _on_object(raw) == stamped:
                 # Equal conditions for a new generation are written again: observedGeneration
                 # is how Flagger, Argo and `kubectl wait` know the new spec was programmed.
                 self.written[key] = conditions
@@ -187,7 +191,7 @@ class StatusWriter:
                     log.warning("status of %s/%s: %s %s", key[2], key[3], exc.status, exc.reason)
                 continue
             self.written[key] = conditions
-            self._written_generation[key] = stamped
+            self._written_generation[key] = (meta.get("uid"), stamped)
             writes += 1
         return writes
 

@@ -61,8 +61,20 @@ def start_operator(
     extra_args: tuple[str, ...] = (),
     timeout: float = 30.0,
 ) -> OperatorProcess:
-    """Start an operator and wait until its config server listens."""
+    """Start an operator and wait until its config server listens.
+
+    Its webhooks listen on a free local port and are registered by URL (`--webhook-url`):
+    a local control plane has no Service routing to reach them otherwise."""
     address = f"127.0.0.1:{controlplane.free_port()}"
+    if "--webhook-url" not in extra_args:
+        webhooks = f"127.0.0.1:{controlplane.free_port()}"
+        extra_args = (
+            "--webhook-address",
+            webhooks,
+            "--webhook-url",
+            f"https://{webhooks}",
+            *extra_args,
+        )
     log = log_dir / f"{identity}.log"
     with log.open("wb") as out:
         process = subprocess.Popen(

@@ -1,0 +1,226 @@
+"""Operator benchmark: time from an SMI change to every proxy holding the new config, at
+growing numbers of Services, against the apiserver's own watch latency in the same run.
+
+    .venv/bin/python bench/operator_propagation.py [--sizes 100,1000,5000] [--proxies 10]
+
+For each size: a local control plane, the operator (as a process, under its own
+ServiceAccount), N Services, P proxies (real gRPC clients holding real tokens), one
+TrafficSplit. Each round patches the split's weights and records (a) when a plain watch on
+TrafficSplits sees the change (the baseline: the apiserver's latency) and (b) when the last
+proxy received a snapshot with the new weights. Prints medians, the ratio (b)/(a), and the
+operator's resident memory per 1,000 Services.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import queue
+import statistics
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import grpc
+from kubernetes import client, watch
+
+from smimesh.proxyconfig import proxyconfig_pb2, proxyconfig_pb2_grpc, snapshots
+from smimesh.testing import clusters, controlplane, meshes, registering
+
+NAMESPACE = "bench"
+ROUNDS = 7
+
+
+def rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
+class Proxy(threading.Thread):
+    """Streams configs and reports (time, split weight of `b`) for each snapshot."""
+
+    def __init__(self, address: str, bundle: bytes, pod: str, token: str) -> None:
+        super().__init__(daemon=True)
+        self.channel = grpc.secure_channel(address, grpc.ssl_channel_credentials(bundle))
+        self.hello = proxyconfig_pb2.Hello(
+            namespace=NAMESPACE, service_account="bench", pod=pod, token=token
+        )
+        self.outbox: queue.Queue[proxyconfig_pb2.ProxyMessage | None] = queue.Queue()
+        self.seen: queue.Queue[tuple[float, int]] = queue.Queue()
+
+    def run(self) -> None:
+        self.outbox.put(proxyconfig_pb2.ProxyMessage(hello=self.hello))
+
+        def requests() -> Any:
+            while (message := self.outbox.get()) is not None:
+                yield message
+
+        stub = proxyconfig_pb2_grpc.ConfigDiscoveryStub(self.channel)
+        for snapshot in stub.Stream(requests()):
+            config = snapshots.ProxyConfig.from_json(snapshot.config_json)
+            ack = proxyconfig_pb2.Ack(version=snapshot.version)
+            self.outbox.put(proxyconfig_pb2.ProxyMessage(ack=ack))
+            for service in config.outbound:
+                if service.service.name == "root" and service.routes:
+                    weights = {b.service.name: b.weight for b in service.routes[0].backends}
+                    self.seen.put((time.monotonic(), weights.get("b", -1)))
+
+    def wait_for(self, weight: int, timeout: float = 120.0) -> float:
+        deadline = time.monotonic() + timeout
+        while True:
+            at, seen = self.seen.get(timeout=max(0.1, deadline - time.monotonic()))
+            if seen == weight:
+                return at
+
+
+def kubectl(cluster: clusters.Cluster, *args: str, input: str | None = None) -> None:
+    result = cluster.kubectl(*args, input=input)
+    if result.returncode != 0:
+        sys.exit(f"kubectl {' '.join(args[:3])}: {result.stderr.strip()}")
+
+
+def services(count: int) -> str:
+    items = [
+        {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": {"name": name, "namespace": NAMESPACE},
+            "spec": {"ports": [{"name": "http", "port": 80, "targetPort": 8080}]},
+        }
+        for name in ["root", "a", "b", *(f"svc-{i}" for i in range(count - 3))]
+    ]
+    return json.dumps({"apiVersion": "v1", "kind": "List", "items": items})
+
+
+def split(weight_b: int) -> str:
+    return json.dumps(
+        {
+            "apiVersion": "split.smi-spec.io/v1alpha4",
+            "kind": "TrafficSplit",
+            "metadata": {"name": "root", "namespace": NAMESPACE},
+            "spec": {
+                "service": "root",
+                "backends": [
+                    {"service": "a", "weight": 100 - weight_b},
+                    {"service": "b", "weight": weight_b},
+                ],
+            },
+        }
+    )
+
+
+def watch_latency(
+    api: client.ApiClient, weight: int, started: threading.Event
+) -> queue.Queue[float]:
+    """A plain watch on TrafficSplits; puts the time it sees `weight` for b."""
+    out: queue.Queue[float] = queue.Queue()
+
+    def run() -> None:
+        stream = watch.Watch()
+        objects = client.CustomObjectsApi(api)
+        started.set()
+        for event in stream.stream(
+            objects.list_namespaced_custom_object,
+            "split.smi-spec.io",
+            "v1alpha4",
+            NAMESPACE,
+            "trafficsplits",
+            timeout_seconds=120,
+        ):
+            backends = event["object"]["spec"]["backends"]
+            if {b["service"]: b["weight"] for b in backends}.get("b") == weight:
+                out.put(time.monotonic())
+                stream.stop()
+
+    threading.Thread(target=run, daemon=True).start()
+    return out
+
+
+def measure(size: int, proxies: int, work: Path) -> dict[str, float]:
+    with controlplane.running() as plane:
+        cluster = clusters.Cluster("local", plane.kubeconfig, str(plane.binaries.kubectl))
+        meshes.install(cluster)
+        kubectl(cluster, "create", "namespace", NAMESPACE)
+        operator = meshes.start_operator(
+            cluster.kubeconfig_for("smimesh-system", "smimesh-operator", work / "op.kubeconfig"),
+            work,
+        )
+        try:
+            bundle = meshes.trust_bundle(cluster)
+            time.sleep(2)
+            idle_rss = rss_kib(operator.process.pid)
+            kubectl(cluster, "apply", "--server-side", "-f", "-", input=services(size))
+            kubectl(cluster, "apply", "-f", "-", input=split(0))
+            api = cluster.api_client()
+            fleet = []
+            for index in range(proxies):
+                pod = f"proxy-{index}"
+                ip = f"10.99.{index // 250}.{index % 250 + 1}"
+                registering.register(
+                    api, registering.Registration(NAMESPACE, pod, "bench", ip, {"app": "bench"})
+                )
+                proxy = Proxy(
+                    operator.grpc_address,
+                    bundle,
+                    pod,
+                    cluster.token(NAMESPACE, "bench", audience="smimesh"),
+                )
+                proxy.start()
+                fleet.append(proxy)
+            for proxy in fleet:
+                proxy.wait_for(0)
+            loaded_rss = rss_kib(operator.process.pid)
+            propagation, baseline = [], []
+            for round_ in range(1, ROUNDS + 1):
+                weight = round_ * 10
+                ready = threading.Event()
+                seen_by_watch = watch_latency(api, weight, ready)
+                ready.wait()
+                time.sleep(0.3)
+                start = time.monotonic()
+                kubectl(cluster, "apply", "-f", "-", input=split(weight))
+                last = max(proxy.wait_for(weight) for proxy in fleet)
+                propagation.append(last - start)
+                baseline.append(seen_by_watch.get(timeout=60) - start)
+            return {
+                "services": size,
+                "propagation_ms": statistics.median(propagation) * 1000,
+                "watch_ms": statistics.median(baseline) * 1000,
+                "rss_per_1000_services_mib": (loaded_rss - idle_rss) / 1024 / size * 1000,
+            }
+        finally:
+            operator.stop()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--sizes", default="100,1000,5000")
+    parser.add_argument("--proxies", type=int, default=10)
+    args = parser.parse_args()
+    import tempfile
+
+    rows = []
+    for size in (int(part) for part in args.sizes.split(",")):
+        print(
+            f"measuring {size} services with {args.proxies} proxies ...",
+            file=sys.stderr,
+            flush=True,
+        )
+        rows.append(measure(size, args.proxies, Path(tempfile.mkdtemp(prefix="smimesh-bench-"))))
+    print(
+        f"{'services':>9} {'watch p50':>10} {'all proxies p50':>16} {'ratio':>7} {'MiB/1k svc':>11}"
+    )
+    for row in rows:
+        ratio = row["propagation_ms"] / row["watch_ms"]
+        print(
+            f"{row['services']:>9.0f} {row['watch_ms']:>8.1f}ms {row['propagation_ms']:>14.1f}ms "
+            f"{ratio:>6.1f}x {row['rss_per_1000_services_mib']:>11.1f}"
+        )
+
+
+if __name__ == "__main__":
+    main()
