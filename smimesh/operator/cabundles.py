@@ -97,6 +97,10 @@ def webhook_patch(
     return operations or None
 
 
+def _service(namespace: str, path: str) -> dict[str, Any]:
+    return {"namespace": namespace, "name": names.OPERATOR_SERVICE, "path": path, "port": 443}
+
+
 def service_patch(crd: Mapping[str, Any], namespace: str) -> dict[str, Any] | None:
     """A JSON merge patch that points `crd`'s conversion webhook back at the operator Service
     (leaving local mode); None if it has no URL.
@@ -109,9 +113,28 @@ def service_patch(crd: Mapping[str, Any], namespace: str) -> dict[str, Any] | No
     current = (conversion.get("webhook") or {}).get("clientConfig") or {}
     if conversion.get("strategy") != "Webhook" or "url" not in current:
         return None
-    service = {"namespace": namespace, "name": names.OPERATOR_SERVICE, "path": CONVERT_PATH}
-    wanted = {"url": None, "service": {**service, "port": 443}}
+    wanted = {"url": None, "service": _service(namespace, CONVERT_PATH)}
     return {"spec": {"conversion": {"webhook": {"clientConfig": wanted}}}}
+
+
+def webhook_service_patch(
+    configuration: Mapping[str, Any], namespace: str, path: str
+) -> list[dict[str, Any]] | None:
+    """`service_patch` for a webhook configuration: a JSON Patch, None if no webhook has a URL."""
+    operations: list[dict[str, Any]] = []
+    for number, webhook in enumerate(configuration.get("webhooks") or []):
+        current = webhook.get("clientConfig") or {}
+        if "url" in current:
+            wanted = {key: value for key, value in current.items() if key != "url"}
+            operations += [
+                {"op": "test", "path": f"/webhooks/{number}/name", "value": webhook.get("name")},
+                {
+                    "op": "add",
+                    "path": f"/webhooks/{number}/clientConfig",
+                    "value": {**wanted, "service": _service(namespace, path)},
+                },
+            ]
+    return operations or None
 
 
 def _read(api: client.ApiClient, read: Callable[[str], Any], name: str) -> dict[str, Any] | None:
@@ -127,8 +150,9 @@ def _read(api: client.ApiClient, read: Callable[[str], Any], name: str) -> dict[
 
 
 def leave_local_mode(api: client.ApiClient, namespace: str) -> list[str]:
-    """Point the converting CRDs back at the operator Service (see `service_patch`), e.g.
-    once a local-mode operator has stopped; returns the CRDs changed."""
+    """Point the converting CRDs and both webhook configurations back at the operator
+    Service (see `service_patch`), e.g. once a local-mode operator has stopped, so that the
+    manifests apply again; returns the objects changed."""
     extensions = client.ApiextensionsV1Api(api)
     changed = []
     for name in conversion_crds():
@@ -138,6 +162,28 @@ def leave_local_mode(api: client.ApiClient, namespace: str) -> list[str]:
             extensions.patch_custom_resource_definition(
                 name, patch, _content_type="application/merge-patch+json"
             )
+            changed.append(name)
+    registration = client.AdmissionregistrationV1Api(api)
+    for name, read, patch_with, path in (
+        (
+            INJECTOR,
+            registration.read_mutating_webhook_configuration,
+            registration.patch_mutating_webhook_configuration,
+            MUTATE_PATH,
+        ),
+        (
+            VALIDATOR,
+            registration.read_validating_webhook_configuration,
+            registration.patch_validating_webhook_configuration,
+            VALIDATE_PATH,
+        ),
+    ):
+        configuration = _read(api, read, name)
+        operations = (
+            None if configuration is None else webhook_service_patch(configuration, namespace, path)
+        )
+        if operations is not None:
+            patch_with(name, operations, _content_type="application/json-patch+json")
             changed.append(name)
     return changed
 

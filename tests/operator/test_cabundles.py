@@ -95,6 +95,28 @@ def test_leaving_local_mode_restores_the_service_reference() -> None:
     assert cabundles.service_patch(_crd({"service": SERVICE}), "smimesh-system") is None
 
 
+def test_leaving_local_mode_restores_the_webhooks_service_references() -> None:
+    configuration = {
+        "webhooks": [
+            {
+                "name": "inject.smimesh.dev",
+                "clientConfig": {"url": "https://127.0.0.1:9443/mutate", "caBundle": ENCODED},
+            }
+        ]
+    }
+    patch = cabundles.webhook_service_patch(configuration, "smimesh-system", "/mutate")
+    assert patch == [
+        {"op": "test", "path": "/webhooks/0/name", "value": "inject.smimesh.dev"},
+        {
+            "op": "add",
+            "path": "/webhooks/0/clientConfig",
+            "value": {"caBundle": ENCODED, "service": {**SERVICE, "path": "/mutate"}},
+        },
+    ]
+    served = {"webhooks": [{"name": "a", "clientConfig": {"service": SERVICE}}]}
+    assert cabundles.webhook_service_patch(served, "smimesh-system", "/mutate") is None
+
+
 def test_the_crds_that_convert_are_those_with_several_versions() -> None:
     assert cabundles.conversion_crds() == (
         "trafficsplits.split.smi-spec.io",
