@@ -51,8 +51,15 @@ class Proxy(threading.Thread):
         )
         self.outbox: queue.Queue[proxyconfig_pb2.ProxyMessage | None] = queue.Queue()
         self.seen: queue.Queue[tuple[float, int]] = queue.Queue()
+        self.error: str | None = None
 
     def run(self) -> None:
+        try:
+            self.stream()
+        except grpc.RpcError as exc:
+            self.error = f"{exc.code().name}: {exc.details()}"
+
+    def stream(self) -> None:
         self.outbox.put(proxyconfig_pb2.ProxyMessage(hello=self.hello))
 
         def requests() -> Any:
@@ -72,9 +79,16 @@ class Proxy(threading.Thread):
     def wait_for(self, weight: int, timeout: float = 120.0) -> float:
         deadline = time.monotonic() + timeout
         while True:
-            at, seen = self.seen.get(timeout=max(0.1, deadline - time.monotonic()))
+            try:
+                at, seen = self.seen.get(timeout=max(0.1, deadline - time.monotonic()))
+            except queue.Empty:
+                raise RuntimeError(f"no config with weight {weight} ({self.error})") from None
             if seen == weight:
                 return at
+
+    def close(self) -> None:
+        self.outbox.put(None)
+        self.channel.close()
 
 
 def kubectl(cluster: clusters.Cluster, *args: str, input: str | None = None) -> None:
@@ -149,6 +163,7 @@ def measure(size: int, proxies: int, work: Path) -> dict[str, float]:
             cluster.kubeconfig_for("smimesh-system", "smimesh-operator", work / "op.kubeconfig"),
             work,
         )
+        fleet: list[Proxy] = []
         try:
             bundle = meshes.trust_bundle(cluster)
             time.sleep(2)
@@ -156,7 +171,6 @@ def measure(size: int, proxies: int, work: Path) -> dict[str, float]:
             kubectl(cluster, "apply", "--server-side", "-f", "-", input=services(size))
             kubectl(cluster, "apply", "-f", "-", input=split(0))
             api = cluster.api_client()
-            fleet = []
             for index in range(proxies):
                 pod = f"proxy-{index}"
                 ip = f"10.99.{index // 250}.{index % 250 + 1}"
@@ -192,7 +206,11 @@ def measure(size: int, proxies: int, work: Path) -> dict[str, float]:
                 "watch_ms": statistics.median(baseline) * 1000,
                 "rss_per_1000_services_mib": (loaded_rss - idle_rss) / 1024 / size * 1000,
             }
+        except RuntimeError as exc:
+            sys.exit(f"{exc}; operator log:\n{operator.logs()[-3000:]}")
         finally:
+            for proxy in fleet:
+                proxy.close()
             operator.stop()
 
 

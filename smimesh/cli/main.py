@@ -22,6 +22,7 @@ from smimesh.cli import (
     statuses,
     validating,
     versioning,
+    workloading,
 )
 
 app = typer.Typer(
@@ -46,6 +47,7 @@ for _module in (
     statuses,
     validating,
     versioning,
+    workloading,
 ):
     _module.register(app)
 
