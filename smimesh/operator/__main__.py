@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import datetime
 import logging
 import os
 import sys
@@ -54,7 +55,15 @@ def main() -> None:
         default="permissive",
         help="access mode of namespaces without the smimesh.dev/access-mode annotation",
     )
+    parser.add_argument(
+        "--workload-cert-lifetime",
+        type=float,
+        default=24 * 3600,
+        help="seconds a workload certificate lives (sidecars renew at 70 %%)",
+    )
     args = parser.parse_args()
+    if args.workload_cert_lifetime < 10:
+        parser.error("--workload-cert-lifetime must be at least 10 seconds")
     if args.kubeconfig:
         os.environ["KUBECONFIG"] = args.kubeconfig
     logging.basicConfig(
@@ -69,6 +78,7 @@ def main() -> None:
         lease_duration=args.lease_duration,
         lease_retry=max(0.5, args.lease_duration / 5),
         default_access=args.access,
+        workload_cert_lifetime=datetime.timedelta(seconds=args.workload_cert_lifetime),
     )
     try:
         asyncio.run(running.run(settings))

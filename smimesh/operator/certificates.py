@@ -9,12 +9,13 @@ a clear message and is counted in `smimesh_certificate_requests_total{result}`.
 
 from __future__ import annotations
 
+import datetime
 import logging
 
 import grpc
 from prometheus_client import Counter
 
-from smimesh.identity import errors, keys, rotation, spiffe
+from smimesh.identity import authority, errors, keys, rotation, spiffe
 from smimesh.operator import authenticating
 from smimesh.proxyconfig import proxyconfig_pb2, proxyconfig_pb2_grpc
 
@@ -28,9 +29,16 @@ REQUESTS = Counter(
 
 
 class Certificates(proxyconfig_pb2_grpc.CertificatesServicer):
-    def __init__(self, ca: rotation.MeshCa, authenticator: authenticating.Authenticator) -> None:
+    def __init__(
+        self,
+        ca: rotation.MeshCa,
+        authenticator: authenticating.Authenticator,
+        *,
+        lifetime: datetime.timedelta = authority.DEFAULT_LEAF_LIFETIME,
+    ) -> None:
         self.ca = ca
         self.authenticator = authenticator
+        self.lifetime = lifetime
 
     async def Sign(  # noqa: N802 - the name is the gRPC method's
         self,
@@ -49,7 +57,7 @@ class Certificates(proxyconfig_pb2_grpc.CertificatesServicer):
         )
         try:
             issued = self.ca.active.sign(
-                keys.request_from_bytes(request.csr_pem), expected=expected
+                keys.request_from_bytes(request.csr_pem), expected=expected, lifetime=self.lifetime
             )
         except errors.IdentityError as exc:
             REQUESTS.labels(result=exc.reason).inc()

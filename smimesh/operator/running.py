@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime
 import ipaddress
 import logging
 import os
@@ -21,7 +22,7 @@ import kopf
 from kubernetes import client
 
 from smimesh.compiler import state
-from smimesh.identity import keys, rotation
+from smimesh.identity import authority, keys, rotation
 from smimesh.kube import clients, names
 from smimesh.operator import (
     authenticating,
@@ -52,6 +53,7 @@ class OperatorSettings:
     lease_retry: float = 2.0
     mesh: snapshots.MeshSettings = field(default_factory=snapshots.MeshSettings)
     default_access: state.AccessMode = "permissive"
+    workload_cert_lifetime: datetime.timedelta = authority.DEFAULT_LEAF_LIFETIME
 
 
 @dataclass
@@ -153,7 +155,7 @@ async def run(
     )
     server, port = await serving.start_server(
         servicer,
-        certificates.Certificates(ca, authenticator),
+        certificates.Certificates(ca, authenticator, lifetime=settings.workload_cert_lifetime),
         address=settings.grpc_address,
         credentials=_serving_credentials(ca, settings),
     )

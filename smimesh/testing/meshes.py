@@ -145,6 +145,7 @@ class LocalMesh:
     operator: OperatorProcess | None = None
     started: list[workloads.LocalWorkload] = field(default_factory=list)
     bundle: bytes = b""
+    operator_args: tuple[str, ...] = ()
 
     def __enter__(self) -> LocalMesh:
         try:
@@ -153,7 +154,7 @@ class LocalMesh:
             kubeconfig = self.cluster.kubeconfig_for(
                 names.MESH_NAMESPACE, names.OPERATOR_SERVICE, self.work_dir / "operator.kubeconfig"
             )
-            self.operator = start_operator(kubeconfig, self.work_dir)
+            self.operator = start_operator(kubeconfig, self.work_dir, extra_args=self.operator_args)
             self.bundle = trust_bundle(self.cluster)
             self.say(f"operator running (config server {self.operator.grpc_address})")
         except BaseException:

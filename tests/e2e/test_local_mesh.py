@@ -101,3 +101,52 @@ def test_strict_access_admits_callers_by_their_certificate_identity(mesh: meshes
         time.sleep(0.3)
     assert call(c, url)["codes"] == {"403": 1}  # another identity stays out
     assert received(b).get(f"{namespace}/c-1") is None
+
+
+def test_certificates_renew_at_70_percent_without_failing_a_request(
+    cluster: clusters.Cluster,
+) -> None:
+    # 12 s certificates: sidecars renew after ~8.4 s; traffic runs across two renewals.
+    with meshes.LocalMesh(cluster, operator_args=("--workload-cert-lifetime", "12")) as mesh:
+        namespace = mesh.namespace(f"e2e-{uuid.uuid4().hex[:6]}", access="strict")
+        mesh.service(namespace, "b", {"app": "b"})
+        a = mesh.workload(namespace, "a-1", "service-a", {"app": "a"})
+        b = mesh.workload(namespace, "b-1", "service-b", {"app": "b"})
+        mesh.apply(
+            {
+                "apiVersion": "specs.smi-spec.io/v1alpha4",
+                "kind": "TCPRoute",
+                "metadata": {"name": "all", "namespace": namespace},
+                "spec": {"matches": {"ports": []}},
+            },
+            {
+                "apiVersion": "access.smi-spec.io/v1alpha3",
+                "kind": "TrafficTarget",
+                "metadata": {"name": "a-to-b", "namespace": namespace},
+                "spec": {
+                    "destination": {
+                        "kind": "ServiceAccount",
+                        "name": "service-b",
+                        "namespace": namespace,
+                    },
+                    "rules": [{"kind": "TCPRoute", "name": "all"}],
+                    "sources": [
+                        {"kind": "ServiceAccount", "name": "service-a", "namespace": namespace}
+                    ],
+                },
+            },
+        )
+        url = f"http://b.{namespace}.svc.cluster.local/echo"
+        deadline = time.monotonic() + 20
+        while call(a, url)["codes"] != {"200": 1}:
+            assert time.monotonic() < deadline
+            time.sleep(0.3)
+        total, until = 0, time.monotonic() + 20
+        while time.monotonic() < until:
+            result = call(a, url, count=20)
+            assert result["failed"] == 0, result
+            total += 20
+        assert total >= 200
+        for workload in (a, b):
+            issued = workload.log("sidecar").count("certificate issued")
+            assert issued >= 3, f"{workload.spec.name} renewed {issued - 1} times"
