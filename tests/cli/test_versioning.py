@@ -1,14 +1,16 @@
-"""`kubectl smi version`: client always, the apiserver's version when a cluster is configured."""
+"""`kubectl smi version`: client always; the apiserver's, the operator's and the proxies'
+versions when a cluster is configured."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
 
 import smimesh
 from smimesh.testing import controlplane
-from tests.cli.conftest import Run, run_smi
+from tests.cli.conftest import Meshed, Run, run_smi
 
 
 def unreachable_kubeconfig(path: Path) -> Path:
@@ -27,9 +29,29 @@ def unreachable_kubeconfig(path: Path) -> Path:
 def test_version_prints_client_and_server(smi: Run) -> None:
     result = smi("version")
     assert result.returncode == 0, result.stderr
-    client_line, server_line = result.stdout.splitlines()
+    client_line, server_line, operator_line, proxies_line = result.stdout.splitlines()
     assert client_line == f"smimesh client {smimesh.__version__}"
     assert server_line.startswith("Kubernetes server v")
+    assert operator_line.startswith("smimesh operator")
+    assert proxies_line.startswith("smimesh proxies")
+
+
+@pytest.mark.cluster
+def test_version_names_the_installed_operator_and_the_running_proxies(
+    smi: Run, meshed: Meshed
+) -> None:
+    result = smi("version")
+    assert result.returncode == 0, result.stderr
+    operator_line, proxies_line = result.stdout.splitlines()[2:]
+    assert operator_line == (
+        f"smimesh operator {smimesh.__version__} (image ghcr.io/smimesh/smimesh:"
+        f"{smimesh.__version__}, 0/1 replicas ready, leader operator-a)"  # runs outside: local
+    )
+    # Our two pods answer; pods other tests left in the cluster may add more.
+    pattern = rf"smimesh proxies {re.escape(smimesh.__version__)} \((\d+) pods\)(; .*)?"
+    found = re.fullmatch(pattern, proxies_line)
+    assert found is not None, proxies_line
+    assert int(found[1]) >= 2
 
 
 def test_client_only_never_contacts_a_cluster(tmp_path: Path) -> None:
