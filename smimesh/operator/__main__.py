@@ -69,6 +69,8 @@ def main() -> None:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    # kopf reports every handled watch event at INFO: one line per object change.
+    logging.getLogger("kopf.objects").setLevel(logging.WARNING)
     settings = running.OperatorSettings(
         namespace=args.namespace,
         identity=args.identity,
