@@ -6,8 +6,10 @@ Run by `webhooking.WebhookServer.run` at start, on every replica: the patches ar
 (an object already current is not written, so replicas do not fight and CRDs are not touched
 needlessly: every CRD write makes the apiserver rebuild that resource's handler). In local
 mode (`--webhook-url`, for a control plane without Service routing, such as the test one) the
-clientConfig becomes `url: <webhook-url>/<path>` instead of the Service reference. The
-planning is pure (`crd_patch`, `webhook_patch`); `CaBundleInjector` does the I/O.
+clientConfig becomes `url: <webhook-url>/<path>` instead of the Service reference, and on a
+clean stop `leave_local_mode` points it back (else the manifests no longer apply: URL and
+Service reference would both be set). The planning is pure (`crd_patch`, `webhook_patch`,
+`service_patch`); `CaBundleInjector` and `leave_local_mode` do the I/O.
 """
 
 from __future__ import annotations
@@ -33,6 +35,9 @@ VALIDATOR = "smimesh-validator"
 CONVERT_PATH = "/convert"
 VALIDATE_PATH = "/validate"
 MUTATE_PATH = "/mutate"
+
+RELEASE_TIMEOUT = 5.0
+"""Seconds a stopping operator spends pointing the webhooks back at the Service."""
 
 Outcome = Literal["patched", "current", "missing", "not-webhook"]
 
@@ -194,6 +199,7 @@ class CaBundleInjector:
 
     api: client.ApiClient
     endpoint: Endpoint
+    namespace: str = names.MESH_NAMESPACE
 
     def _read(self, read: Callable[[str], Any], name: str) -> dict[str, Any] | None:
         return _read(self.api, read, name)
@@ -268,3 +274,17 @@ class CaBundleInjector:
                 ", ".join(f"{name}: {outcome}" for name, outcome in sorted(outcomes.items())),
             )
             return outcomes
+
+    async def release(self) -> None:
+        """On a clean stop in local mode, point everything back at the operator Service
+        (`leave_local_mode`), so that the manifests apply again. A replica that is still
+        running keeps serving only once it restarts: local mode is for one operator."""
+        if self.endpoint.url is None:
+            return
+        try:
+            async with asyncio.timeout(RELEASE_TIMEOUT):
+                changed = await asyncio.to_thread(leave_local_mode, self.api, self.namespace)
+        except (TimeoutError, client.ApiException, urllib3.exceptions.HTTPError) as exc:
+            log.warning("could not point the webhooks back at the Service: %s", exc)
+        else:
+            log.info("webhooks point at the operator Service again: %s", changed)

@@ -215,7 +215,8 @@ def serving_context(
 
 @dataclass
 class WebhookServer:
-    """A started server; `run` points the apiserver at it, then serves until cancelled."""
+    """A started server; `run` points the apiserver at it, serves until cancelled, and in
+    local mode points the apiserver back at the operator Service when it stops."""
 
     runner: web.AppRunner
     port: int
@@ -228,6 +229,8 @@ class WebhookServer:
             await asyncio.Event().wait()
         finally:
             await self.stop()
+            if self.injector is not None:
+                await self.injector.release()
 
     async def stop(self) -> None:
         with contextlib.suppress(Exception):
@@ -275,7 +278,9 @@ async def serve(
         IndexedNamespaces(index, api),
     )
     context = serving_context(ca, namespace=namespace, address=address, url=url)
-    injector = cabundles.CaBundleInjector(api, cabundles.Endpoint(ca.bundle.pem(), url))
+    injector = cabundles.CaBundleInjector(
+        api, cabundles.Endpoint(ca.bundle.pem(), url), namespace=namespace
+    )
     return await start(webhooks, address=address, ssl_context=context, injector=injector)
 
 
