@@ -1,6 +1,7 @@
 """Registers a local workload in the apiserver the way the kubelet and the EndpointSlice
 controller would: a ServiceAccount, a Pod with status Running/Ready and its own IP, and an
-EndpointSlice per Service whose selector matches the pod's labels.
+EndpointSlice per Service whose selector matches the pod's labels. Registering again makes
+the slices follow Services whose selectors changed since (as the controller does on its own).
 
 Used by `workloads` (start/stop) and so by `smimesh workload run`, the conformance suite and
 `make demo`. The Pod carries a scheduling gate, so on a real cluster no scheduler or kubelet
@@ -139,25 +140,34 @@ def _register_endpoints(api: client.ApiClient, item: Registration) -> list[str]:
                 _slice_name(name, item.pod), item.namespace, endpoint_slice
             )
         joined.append(name)
+    _delete_slices(api, item, keep=set(joined))
     return joined
 
 
-def unregister(api: client.ApiClient, item: Registration) -> None:
-    """Remove the pod's EndpointSlices and the Pod (the ServiceAccount stays: it is shared)."""
-    discovery, core = client.DiscoveryV1Api(api), client.CoreV1Api(api)
+def _delete_slices(api: client.ApiClient, item: Registration, *, keep: set[str]) -> None:
+    """Delete the pod's EndpointSlices except those of the Services in `keep`."""
+    discovery = client.DiscoveryV1Api(api)
     slices = discovery.list_namespaced_endpoint_slice(
         item.namespace, label_selector=f"endpointslice.kubernetes.io/managed-by={MANAGED_BY}"
     )
     for endpoint_slice in slices.items:
         targets = [e.target_ref.name for e in endpoint_slice.endpoints or [] if e.target_ref]
-        if targets == [item.pod] and endpoint_slice.metadata:
-            try:
-                discovery.delete_namespaced_endpoint_slice(
-                    str(endpoint_slice.metadata.name), item.namespace
-                )
-            except client.ApiException as exc:
-                if exc.status != 404:
-                    raise
+        meta = endpoint_slice.metadata
+        if targets != [item.pod] or meta is None:
+            continue
+        if (meta.labels or {}).get("kubernetes.io/service-name") in keep:
+            continue
+        try:
+            discovery.delete_namespaced_endpoint_slice(str(meta.name), item.namespace)
+        except client.ApiException as exc:
+            if exc.status != 404:
+                raise
+
+
+def unregister(api: client.ApiClient, item: Registration) -> None:
+    """Remove the pod's EndpointSlices and the Pod (the ServiceAccount stays: it is shared)."""
+    _delete_slices(api, item, keep=set())
+    core = client.CoreV1Api(api)
     try:
         core.delete_namespaced_pod(item.pod, item.namespace, grace_period_seconds=0)
     except client.ApiException as exc:

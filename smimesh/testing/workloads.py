@@ -236,6 +236,12 @@ class LocalWorkload:
             self.stop()
             raise
 
+    def refresh_endpoints(self) -> list[str]:
+        """Join the Services that select the pod now and leave those that no longer do (what
+        the EndpointSlice controller does after a selector change); returns the Services."""
+        self.services = registering.register(self.api, self.registration)
+        return self.services
+
     def wait_ready(self, timeout: float) -> None:
         """Until the sidecar's /ready answers 200 (it holds a config and credentials)."""
         deadline = time.monotonic() + timeout
