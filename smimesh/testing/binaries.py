@@ -17,7 +17,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 KUBERNETES_VERSION = "v1.36.3"
-"""The k8s.io/kubernetes release `hack/kube/go.mod` pins; the cache is keyed by it."""
+"""The k8s.io/kubernetes release `hack/kube/go.mod` pins."""
+BUILD = "2"
+"""Bumped when the way we build changes (flags), so caches from older builds are not reused."""
 
 KUBE_TOOLS = ("kube-apiserver", "kubectl")
 _GO_PACKAGES = {name: f"k8s.io/kubernetes/cmd/{name}" for name in KUBE_TOOLS}
@@ -39,7 +41,24 @@ class Binaries:
 def cache_dir() -> Path:
     """Where built binaries live: `$SMIMESH_CACHE/bin/<version>`, default `~/.cache/smimesh`."""
     root = os.environ.get("SMIMESH_CACHE") or str(Path.home() / ".cache" / "smimesh")
-    return Path(root) / "bin" / KUBERNETES_VERSION
+    return Path(root) / "bin" / f"{KUBERNETES_VERSION}-{BUILD}"
+
+
+def _version_ldflags() -> str:
+    """Stamp the release into the binaries as the Kubernetes build does: without it they
+    report v0.0.0-master, and clients that check the server version (native sidecars from
+    1.29, `kubectl version`) take the wrong branch."""
+    major, minor = KUBERNETES_VERSION.lstrip("v").split(".")[:2]
+    package = "k8s.io/component-base/version"
+    return " ".join(
+        [
+            "-s -w",
+            f"-X {package}.gitVersion={KUBERNETES_VERSION}",
+            f"-X {package}.gitMajor={major}",
+            f"-X {package}.gitMinor={minor}",
+            f"-X {package}.gitTreeState=clean",
+        ]
+    )
 
 
 def wrapper_module() -> Path:
@@ -93,7 +112,8 @@ def build_kube_tools(
         f"building {', '.join(missing)} {KUBERNETES_VERSION} with {go} into {target} "
         "(once per machine; several minutes on 2 cores)"
     )
-    command = [go, "build", "-trimpath", "-ldflags=-s -w", "-o", str(staging), *packages]
+    ldflags = f"-ldflags={_version_ldflags()}"
+    command = [go, "build", "-trimpath", ldflags, "-o", str(staging), *packages]
     env = {**os.environ, "GOFLAGS": "-buildvcs=false"}
     started = time.monotonic()
     with subprocess.Popen(
