@@ -4,8 +4,9 @@ what each app received).
 
 Built by `running` on a `smimesh.testing.meshes.LocalMesh`; handed to every case in `cases`.
 Black-box: it talks to the cluster (kubectl) and to the apps' own HTTP endpoints, never to
-operator internals. Between cases `reset` deletes every SMI object and zeroes the apps' counts,
-so cases are independent.
+operator internals. Between cases `reset` deletes every SMI object and zeroes the apps'
+counts, so cases are independent. `call`, `received` and `wait_programmed` also work without
+a stage, for end-to-end tests that lay out their own namespaces (Flagger's, Argo Rollouts').
 
 Layout of each namespace: Services `a`, `b`, `c` (one app each, port 80 -> 8080) and `backend`
 (selects both b and c, as a canary root whose selector overlaps its backends), ServiceAccounts
@@ -22,7 +23,7 @@ from typing import Any
 
 import httpx
 
-from smimesh.testing import meshes, workloads
+from smimesh.testing import clusters, meshes, workloads
 
 SMI_RESOURCES = (
     "trafficsplits.split.smi-spec.io",
@@ -104,22 +105,14 @@ class Stage:
         headers: Mapping[str, str] | None = None,
         concurrency: int = 1,
     ) -> Tally:
-        """`source`'s app makes the request `count` times through its sidecar."""
-        order = {
-            "url": url,
-            "method": method,
-            "count": count,
-            "headers": dict(headers or {}),
-            "concurrency": concurrency,
-        }
-        response = httpx.post(f"{source.app_url(8080)}/call", json=order, timeout=120)
-        response.raise_for_status()
-        body = response.json()
-        return Tally(body["ok"], body["failed"], body["codes"])
+        """`call` (the module function)."""
+        return call(
+            source, url, count=count, method=method, headers=headers, concurrency=concurrency
+        )
 
     def received(self, target: workloads.LocalWorkload, caller: workloads.LocalWorkload) -> int:
-        metrics = httpx.get(f"{target.app_url(8080)}/metrics", timeout=10).json()
-        return int(metrics["received"].get(f"{caller.spec.namespace}/{caller.spec.name}", 0))
+        """`received` (the module function)."""
+        return received(target, caller)
 
     def eventually(
         self,
@@ -144,24 +137,61 @@ class Stage:
             time.sleep(0.25)
 
     def wait_programmed(self, namespace: Namespace, resource: str, name: str) -> None:
-        """Until the object's Programmed condition is True for its current generation."""
-        deadline = time.monotonic() + 30
-        while True:
-            result = self.mesh.cluster.kubectl(
-                "-n", namespace.name, "get", resource, name, "-o", "json"
+        """`wait_programmed` (the module function) in one of the stage's namespaces."""
+        wait_programmed(self.mesh.cluster, namespace.name, resource, name)
+
+
+# What a stage does, also usable without one (end-to-end tests build their own namespaces).
+
+
+def call(
+    source: workloads.LocalWorkload,
+    url: str,
+    *,
+    count: int = 1,
+    method: str = "GET",
+    headers: Mapping[str, str] | None = None,
+    concurrency: int = 1,
+) -> Tally:
+    """`source`'s app makes the request `count` times through its sidecar."""
+    order = {
+        "url": url,
+        "method": method,
+        "count": count,
+        "headers": dict(headers or {}),
+        "concurrency": concurrency,
+    }
+    response = httpx.post(f"{source.app_url(8080)}/call", json=order, timeout=120)
+    response.raise_for_status()
+    body = response.json()
+    return Tally(body["ok"], body["failed"], body["codes"])
+
+
+def received(target: workloads.LocalWorkload, caller: workloads.LocalWorkload) -> int:
+    """How many requests `target`'s app has received from `caller`'s app."""
+    metrics = httpx.get(f"{target.app_url(8080)}/metrics", timeout=10).json()
+    return int(metrics["received"].get(f"{caller.spec.namespace}/{caller.spec.name}", 0))
+
+
+def wait_programmed(
+    cluster: clusters.Cluster, namespace: str, resource: str, name: str, *, timeout: float = 30.0
+) -> None:
+    """Until the object's Programmed condition is True for its current generation."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = cluster.kubectl("-n", namespace, "get", resource, name, "-o", "json")
+        if result.returncode == 0:
+            raw = json.loads(result.stdout)
+            generation = raw["metadata"].get("generation")
+            for condition in (raw.get("status") or {}).get("conditions") or []:
+                if (
+                    condition["type"] == "Programmed"
+                    and condition["status"] == "True"
+                    and condition.get("observedGeneration") == generation
+                ):
+                    return
+        if time.monotonic() > deadline:
+            raise CaseFailedError(
+                f"{resource} {name} not Programmed in {timeout:.0f}s: {result.stdout[-500:]}"
             )
-            if result.returncode == 0:
-                raw = json.loads(result.stdout)
-                generation = raw["metadata"].get("generation")
-                for condition in (raw.get("status") or {}).get("conditions") or []:
-                    if (
-                        condition["type"] == "Programmed"
-                        and condition["status"] == "True"
-                        and condition.get("observedGeneration") == generation
-                    ):
-                        return
-            if time.monotonic() > deadline:
-                raise CaseFailedError(
-                    f"{resource} {name} not Programmed in 30s: {result.stdout[-500:]}"
-                )
-            time.sleep(0.2)
+        time.sleep(0.2)

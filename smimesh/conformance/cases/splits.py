@@ -16,6 +16,7 @@ from collections.abc import Mapping
 
 from smimesh.conformance import objects, stages
 from smimesh.conformance.cases.registry import case, expect
+from smimesh.testing import workloads
 
 REQUESTS = 400
 TOLERANCE = 0.10
@@ -31,13 +32,32 @@ def measure(
 ) -> dict[str, float]:
     """Send `requests` from a to the root; the share each of b and c received."""
     space = stage.open
-    a, b, c = space.apps["a"], space.apps["b"], space.apps["c"]
-    before = {"b": stage.received(b, a), "c": stage.received(c, a)}
-    tally = stage.call(
-        a, space.url("backend"), count=requests, headers=headers, concurrency=concurrency
+    backends = {"b": space.apps["b"], "c": space.apps["c"]}
+    return shares(
+        space.apps["a"],
+        space.url("backend"),
+        backends,
+        requests=requests,
+        headers=headers,
+        concurrency=concurrency,
     )
+
+
+def shares(
+    caller: workloads.LocalWorkload,
+    url: str,
+    backends: Mapping[str, workloads.LocalWorkload],
+    *,
+    requests: int = REQUESTS,
+    headers: Mapping[str, str] | None = None,
+    concurrency: int = 8,
+) -> dict[str, float]:
+    """`caller` sends `requests` to `url`; the share each named backend workload received.
+    Every request must succeed and land on one of `backends`."""
+    before = {name: stages.received(app, caller) for name, app in backends.items()}
+    tally = stages.call(caller, url, count=requests, headers=headers, concurrency=concurrency)
     expect(tally.failed == 0, f"{tally.failed} of {requests} requests failed: {dict(tally.codes)}")
-    got = {"b": stage.received(b, a) - before["b"], "c": stage.received(c, a) - before["c"]}
+    got = {name: stages.received(app, caller) - before[name] for name, app in backends.items()}
     expect(sum(got.values()) == requests, f"{requests} sent, backends counted {got}")
     return {name: count / requests for name, count in got.items()}
 
