@@ -13,16 +13,14 @@ from __future__ import annotations
 import asyncio
 import datetime
 import logging
-import ssl
-from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
 
 from smimesh._aio import backoff
-from smimesh.identity import authority, bundles, errors, keys, spiffe, tlscontexts
+from smimesh.identity import authority, bundles, errors, keys, spiffe
 from smimesh.proxyconfig import proxyconfig_pb2, proxyconfig_pb2_grpc, refs
-from smimesh.sidecar import context
+from smimesh.sidecar import credentials
 
 log = logging.getLogger(__name__)
 
@@ -32,16 +30,7 @@ def channel_credentials(trust_bundle_file: Path) -> grpc.ChannelCredentials:
     return grpc.ssl_channel_credentials(trust_bundle_file.read_bytes())
 
 
-@dataclass(frozen=True)
-class _Issued:
-    server: ssl.SSLContext
-    client: ssl.SSLContext
-    identity: str
-    renew_at: datetime.datetime
-    certificate: context.Certificate
-
-
-class IssuedCredentials:
+class IssuedCredentials(credentials.Holder):
     def __init__(
         self,
         *,
@@ -51,39 +40,16 @@ class IssuedCredentials:
         trust_bundle_file: Path,
         trust_domain: str,
     ) -> None:
+        super().__init__(trust_domain=trust_domain)
         self.target = target
         self.identity_wanted = spiffe.for_service_account(
             trust_domain, proxy.namespace, proxy.service_account
         )
         self.token_file = token_file
         self.trust_bundle_file = trust_bundle_file
-        self.trust_domain = trust_domain
-        self._issued: _Issued | None = None
-        self.last_error: str | None = None
         self.issued = asyncio.Event()
 
-    @property
-    def identity(self) -> str | None:
-        return self._issued.identity if self._issued is not None else None
-
-    def certificate(self) -> context.Certificate | None:
-        return self._issued.certificate if self._issued is not None else None
-
-    def server_context(self) -> ssl.SSLContext | None:
-        return self._issued.server if self._issued is not None else None
-
-    def client_context(self) -> ssl.SSLContext | None:
-        return self._issued.client if self._issued is not None else None
-
-    def peer_identity(self, connection: ssl.SSLObject | None) -> str | None:
-        if connection is None:
-            return None
-        try:
-            return tlscontexts.peer_identity(connection, trust_domain=self.trust_domain).uri
-        except errors.IdentityError:
-            return None
-
-    async def request(self) -> _Issued:
+    async def request(self) -> credentials.Material:
         """One CSR round trip; raises grpc.aio.AioRpcError or IdentityError on failure."""
         key = keys.generate_key()
         csr = keys.request_to_pem(keys.build_request(key, self.identity_wanted))
@@ -103,14 +69,8 @@ class IssuedCredentials:
             raise errors.IdentityMismatchError(
                 f"the CA issued {identity.uri}, this proxy is {self.identity_wanted.uri}"
             )
-        return _Issued(
-            tlscontexts.server_context(key=key, certificate=issued, bundle=bundle),
-            tlscontexts.client_context(key=key, certificate=issued, bundle=bundle),
-            identity.uri,
-            issued.renew_at(),
-            context.Certificate(
-                identity.uri, issued.not_before, issued.not_after, issued.renew_at(), "mesh-ca"
-            ),
+        return credentials.Material.build(
+            key, issued, bundle, identity=identity.uri, renew_at=issued.renew_at(), source="mesh-ca"
         )
 
     async def watch(self) -> None:
@@ -118,16 +78,18 @@ class IssuedCredentials:
         retry = backoff.Backoff(initial=0.5, maximum=30.0)
         while True:
             try:
-                self._issued = await self.request()
+                material = await self.request()
             except (grpc.aio.AioRpcError, errors.IdentityError, OSError, ValueError) as exc:
                 detail = exc.details() if isinstance(exc, grpc.aio.AioRpcError) else str(exc)
                 self.last_error = f"{type(exc).__name__}: {detail}"
                 log.error("certificate request failed: %s", self.last_error)
                 await retry.sleep()
                 continue
+            self.material = material
             retry.reset()
             self.last_error = None
             self.issued.set()
-            log.info("certificate issued: %s, renewing at %s", self.identity, self._issued.renew_at)
-            wait = self._issued.renew_at - datetime.datetime.now(datetime.UTC)
+            renew_at = material.certificate.renew_at or datetime.datetime.now(datetime.UTC)
+            log.info("certificate issued: %s, renewing at %s", self.identity, renew_at)
+            wait = renew_at - datetime.datetime.now(datetime.UTC)
             await asyncio.sleep(max(1.0, wait.total_seconds()))

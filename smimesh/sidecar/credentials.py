@@ -11,6 +11,7 @@ only watches files and swaps references.
 from __future__ import annotations
 
 import asyncio
+import datetime
 import logging
 import ssl
 from dataclasses import dataclass
@@ -25,43 +26,52 @@ log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
-class _Loaded:
-    stamp: tuple[tuple[int, int], ...]
+class Material:
+    """One set of mTLS material: both contexts and what the admin endpoint reports."""
+
     server: ssl.SSLContext
     client: ssl.SSLContext
-    identity: str
     certificate: context.Certificate
 
-
-class FileCredentials:
-    def __init__(
-        self,
+    @classmethod
+    def build(
+        cls,
+        key: keys.PrivateKey,
+        issued: authority.IssuedCertificate,
+        bundle: bundles.TrustBundle,
         *,
-        cert_file: Path,
-        key_file: Path,
-        trust_bundle_file: Path,
-        trust_domain: str,
-        poll_seconds: float = 5.0,
-    ) -> None:
-        self.files = (cert_file, key_file, trust_bundle_file)
+        identity: str,
+        renew_at: datetime.datetime | None,
+        source: str,
+    ) -> Material:
+        return cls(
+            tlscontexts.server_context(key=key, certificate=issued, bundle=bundle),
+            tlscontexts.client_context(key=key, certificate=issued, bundle=bundle),
+            context.Certificate(identity, issued.not_before, issued.not_after, renew_at, source),
+        )
+
+
+class Holder:
+    """The `context.Credentials` face over the current `Material`; subclasses decide where
+    it comes from and swap `material` (one reference) when it changes."""
+
+    def __init__(self, *, trust_domain: str) -> None:
         self.trust_domain = trust_domain
-        self.poll_seconds = poll_seconds
-        self._loaded: _Loaded | None = None
+        self.material: Material | None = None
         self.last_error: str | None = None
-        self.reload()
 
     @property
     def identity(self) -> str | None:
-        return self._loaded.identity if self._loaded is not None else None
+        return self.material.certificate.spiffe_id if self.material is not None else None
 
     def certificate(self) -> context.Certificate | None:
-        return self._loaded.certificate if self._loaded is not None else None
+        return self.material.certificate if self.material is not None else None
 
     def server_context(self) -> ssl.SSLContext | None:
-        return self._loaded.server if self._loaded is not None else None
+        return self.material.server if self.material is not None else None
 
     def client_context(self) -> ssl.SSLContext | None:
-        return self._loaded.client if self._loaded is not None else None
+        return self.material.client if self.material is not None else None
 
     def peer_identity(self, connection: ssl.SSLObject | None) -> str | None:
         """The verified peer's SPIFFE id, or None if it has none (or another trust domain)."""
@@ -72,6 +82,23 @@ class FileCredentials:
         except errors.IdentityError:
             return None
 
+
+class FileCredentials(Holder):
+    def __init__(
+        self,
+        *,
+        cert_file: Path,
+        key_file: Path,
+        trust_bundle_file: Path,
+        trust_domain: str,
+        poll_seconds: float = 5.0,
+    ) -> None:
+        super().__init__(trust_domain=trust_domain)
+        self.files = (cert_file, key_file, trust_bundle_file)
+        self.poll_seconds = poll_seconds
+        self._loaded_stamp: tuple[tuple[int, int], ...] | None = None
+        self.reload()
+
     def _stamp(self) -> tuple[tuple[int, int], ...]:
         stats = [path.stat() for path in self.files]
         return tuple((stat.st_mtime_ns, stat.st_ino) for stat in stats)
@@ -80,7 +107,7 @@ class FileCredentials:
         """Load the files if they changed; on failure keep the old contexts. True if swapped."""
         try:
             stamp = self._stamp()
-            if self._loaded is not None and stamp == self._loaded.stamp:
+            if self.material is not None and stamp == self._loaded_stamp:
                 return False
             cert_file, key_file, bundle_file = self.files
             key = keys.key_from_pem(key_file.read_bytes())
@@ -89,18 +116,14 @@ class FileCredentials:
             issued = authority.IssuedCertificate(keys.certificates_from_pem(cert_file.read_bytes()))
             bundle = bundles.from_pem(self.trust_domain, bundle_file.read_bytes())
             identity = bundles.identity_of(issued.certificate).uri
-            loaded = _Loaded(
-                stamp,
-                tlscontexts.server_context(key=key, certificate=issued, bundle=bundle),
-                tlscontexts.client_context(key=key, certificate=issued, bundle=bundle),
-                identity,
-                context.Certificate(identity, issued.not_before, issued.not_after, None, "files"),
+            loaded = Material.build(
+                key, issued, bundle, identity=identity, renew_at=None, source="files"
             )
         except (OSError, ValueError, errors.IdentityError, ssl.SSLError) as exc:
             self.last_error = f"{type(exc).__name__}: {exc}"
             log.error("credentials not (re)loaded, keeping the current ones: %s", self.last_error)
             return False
-        self._loaded = loaded
+        self.material, self._loaded_stamp = loaded, stamp
         self.last_error = None
         log.info("credentials loaded: %s until %s", identity, issued.not_after.isoformat())
         return True
