@@ -1,5 +1,6 @@
-"""Conformance results as text (one line per case as it finishes, then a summary), JSON, or
-JUnit XML for CI systems. Used by `smimesh conformance run`."""
+"""Conformance results as text (one line per case as it finishes, then a summary), JSON,
+JUnit XML for CI systems, or a Markdown table by spec area and version. Used by
+`smimesh conformance run`; `for_path` picks the format from a report file's name."""
 
 from __future__ import annotations
 
@@ -62,3 +63,38 @@ def as_junit(results: Sequence[running.Result]) -> str:
             tag = "failure" if result.outcome == "failed" else "error"
             ElementTree.SubElement(element, tag, message=result.message)
     return ElementTree.tostring(suite, encoding="unicode")
+
+
+def as_markdown(results: Sequence[running.Result]) -> str:
+    """A table per spec area (access, specs, split), one row per case, then the summary."""
+    lines = ["# SMI conformance", ""]
+    areas: dict[str, list[running.Result]] = {}
+    for result in results:
+        areas.setdefault(result.case.name.split("/", 1)[0], []).append(result)
+    for area, members in areas.items():
+        lines += [
+            f"## {area}",
+            "",
+            "| case | spec version | result | seconds | reason |",
+            "|---|---|---|---|---|",
+        ]
+        for r in members:
+            reason = r.message.replace("|", "\\|").replace("\n", " ")
+            lines.append(
+                f"| {r.case.name} | {r.case.spec} | {MARKS[r.outcome]} {r.outcome} "
+                f"| {r.seconds:.1f} | {reason} |"
+            )
+        lines.append("")
+    lines.append(f"**{summary(results)}**")
+    return "\n".join(lines)
+
+
+FORMATS = {".json": as_json, ".xml": as_junit, ".md": as_markdown}
+
+
+def for_path(name: str) -> str:
+    """The format a report file's suffix asks for; ValueError for an unknown suffix."""
+    for suffix in FORMATS:
+        if name.endswith(suffix):
+            return suffix
+    raise ValueError(f"{name}: a report ends in {', '.join(FORMATS)}")

@@ -30,9 +30,14 @@ class Result:
     message: str = ""
 
 
-def select(patterns: Sequence[str]) -> list[registry.Case]:
-    """Cases whose name contains any of `patterns` (all if none), in catalog order."""
-    return [c for c in cases.CASES if not patterns or any(p in c.name for p in patterns)]
+def select(focus: Sequence[str], skip: Sequence[str] = ()) -> list[registry.Case]:
+    """Cases whose name contains any of `focus` (all if none) and none of `skip`, in
+    catalog order."""
+    return [
+        c
+        for c in cases.CASES
+        if (not focus or any(p in c.name for p in focus)) and not any(p in c.name for p in skip)
+    ]
 
 
 def run_cases(

@@ -28,12 +28,14 @@ def test_every_conformance_case_passes(cluster: clusters.Cluster) -> None:
     assert {r.case.origin for r in results} == {"smi-conformance", "smimesh"}
 
 
-def test_the_cli_reports_each_case_and_exits_by_outcome() -> None:
+def test_the_cli_reports_each_case_and_exits_by_outcome(tmp_path: Path) -> None:
+    report = tmp_path / "smi.md"
     result = subprocess.run(
         [
             str(Path(sys.executable).parent / "smimesh"), "conformance", "run",
-            "--case", "access/no-target", "--case", "specs/get-only",
-            "-o", "json",
+            "--focus", "access/no-target", "--focus", "specs/",
+            "--skip", "header", "--skip", "path",
+            "-o", "json", "--report", str(report),
         ],
         capture_output=True, text=True, check=False, timeout=600,
     )  # fmt: skip
@@ -43,8 +45,11 @@ def test_the_cli_reports_each_case_and_exits_by_outcome() -> None:
         ("access/no-target-blocks", "passed"),
         ("specs/get-only", "passed"),
     ]
+    markdown = report.read_text()
+    assert "| access/no-target-blocks | access.smi-spec.io/v1alpha3 | ✔ passed |" in markdown
+    assert markdown.rstrip().endswith("**2 passed, 0 failed, 0 error**")
     unknown = subprocess.run(
-        [str(Path(sys.executable).parent / "smimesh"), "conformance", "run", "--case", "nope"],
+        [str(Path(sys.executable).parent / "smimesh"), "conformance", "run", "--focus", "nope"],
         capture_output=True, text=True, check=False,
     )  # fmt: skip
     assert unknown.returncode == 2
