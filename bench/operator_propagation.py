@@ -2,22 +2,24 @@
 growing numbers of Services, against the apiserver's own watch latency in the same run.
 
     .venv/bin/python bench/operator_propagation.py [--sizes 100,1000,5000] [--proxies 10]
+        [--rounds 50]
 
 For each size: a local control plane, the operator (as a process, under its own
-ServiceAccount), N Services, P proxies (real gRPC clients holding real tokens), one
-TrafficSplit. Each round patches the split's weights and records (a) when a plain watch on
-TrafficSplits sees the change (the baseline: the apiserver's latency) and (b) when the last
-proxy received a snapshot with the new weights. Prints medians, the ratio (b)/(a), and the
-operator's resident memory per 1,000 Services.
+ServiceAccount), N Services with 3 endpoints each, P proxies (real gRPC clients holding real
+tokens), one TrafficSplit. Each round updates the split's weights and records (a) when a
+plain watch on TrafficSplits sees the change (the baseline: the apiserver's latency) and (b)
+when the last proxy received a snapshot with the new weights. Prints p50/p99 of both, the
+ratio of the p50s, the operator's CPU per update and its resident memory.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import queue
-import statistics
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -30,7 +32,17 @@ from smimesh.proxyconfig import proxyconfig_pb2, proxyconfig_pb2_grpc
 from smimesh.testing import clusters, controlplane, meshes, registering
 
 NAMESPACE = "bench"
-ROUNDS = 7
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(fraction * (len(ordered) - 1)))]
 
 
 def rss_kib(pid: int) -> int:
@@ -101,15 +113,34 @@ def kubectl(cluster: clusters.Cluster, *args: str, input: str | None = None) -> 
 
 
 def services(count: int) -> str:
-    items = [
-        {
-            "apiVersion": "v1",
-            "kind": "Service",
-            "metadata": {"name": name, "namespace": NAMESPACE},
-            "spec": {"ports": [{"name": "http", "port": 80, "targetPort": 8080}]},
-        }
-        for name in ["root", "a", "b", *(f"svc-{i}" for i in range(count - 3))]
-    ]
+    """N Services and, for each, an EndpointSlice with 3 ready endpoints."""
+    items: list[dict[str, Any]] = []
+    for index, name in enumerate(["root", "a", "b", *(f"svc-{i}" for i in range(count - 3))]):
+        items.append(
+            {
+                "apiVersion": "v1",
+                "kind": "Service",
+                "metadata": {"name": name, "namespace": NAMESPACE},
+                "spec": {"ports": [{"name": "http", "port": 80, "targetPort": 8080}]},
+            }
+        )
+        items.append(
+            {
+                "apiVersion": "discovery.k8s.io/v1",
+                "kind": "EndpointSlice",
+                "metadata": {
+                    "name": f"{name}-1",
+                    "namespace": NAMESPACE,
+                    "labels": {"kubernetes.io/service-name": name},
+                },
+                "addressType": "IPv4",
+                "ports": [{"name": "http", "port": 8080}],
+                "endpoints": [
+                    {"addresses": [f"10.{200 + e}.{index // 250}.{index % 250 + 1}"]}
+                    for e in range(3)
+                ],
+            }
+        )
     return json.dumps({"apiVersion": "v1", "kind": "List", "items": items})
 
 
@@ -157,7 +188,7 @@ def watch_latency(
     return out
 
 
-def measure(size: int, proxies: int, work: Path) -> dict[str, float]:
+def measure(size: int, proxies: int, rounds: int, work: Path) -> dict[str, float]:
     with controlplane.running() as plane:
         cluster = clusters.Cluster("local", plane.kubeconfig, str(plane.binaries.kubectl))
         meshes.install(cluster)
@@ -192,21 +223,27 @@ def measure(size: int, proxies: int, work: Path) -> dict[str, float]:
                 proxy.wait_for(0)
             loaded_rss = rss_kib(operator.process.pid)
             propagation, baseline = [], []
-            for round_ in range(1, ROUNDS + 1):
-                weight = round_ * 10
+            cpu_before = cpu_seconds(operator.process.pid)
+            for round_ in range(1, rounds + 1):
+                weight = round_ % 99 + 1
                 ready = threading.Event()
                 seen_by_watch = watch_latency(api, weight, ready)
                 ready.wait()
-                time.sleep(0.3)
+                time.sleep(0.2)
                 start = time.monotonic()
                 kubectl(cluster, "apply", "-f", "-", input=split(weight))
                 last = max(proxy.wait_for(weight) for proxy in fleet)
                 propagation.append(last - start)
                 baseline.append(seen_by_watch.get(timeout=60) - start)
+            cpu = (cpu_seconds(operator.process.pid) - cpu_before) / rounds
             return {
                 "services": size,
-                "propagation_ms": statistics.median(propagation) * 1000,
-                "watch_ms": statistics.median(baseline) * 1000,
+                "watch_p50": percentile(baseline, 0.5) * 1000,
+                "watch_p99": percentile(baseline, 0.99) * 1000,
+                "p50": percentile(propagation, 0.5) * 1000,
+                "p99": percentile(propagation, 0.99) * 1000,
+                "cpu_ms": cpu * 1000,
+                "rss_mib": loaded_rss / 1024,
                 "rss_per_1000_services_mib": (loaded_rss - idle_rss) / 1024 / size * 1000,
             }
         except RuntimeError as exc:
@@ -221,25 +258,24 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", default="100,1000,5000")
     parser.add_argument("--proxies", type=int, default=10)
+    parser.add_argument("--rounds", type=int, default=50)
     args = parser.parse_args()
-    import tempfile
 
     rows = []
     for size in (int(part) for part in args.sizes.split(",")):
-        print(
-            f"measuring {size} services with {args.proxies} proxies ...",
-            file=sys.stderr,
-            flush=True,
-        )
-        rows.append(measure(size, args.proxies, Path(tempfile.mkdtemp(prefix="smimesh-bench-"))))
+        print(f"measuring {size} services with {args.proxies} proxies ...", file=sys.stderr)
+        work = Path(tempfile.mkdtemp(prefix="smimesh-bench-"))
+        rows.append(measure(size, args.proxies, args.rounds, work))
     print(
-        f"{'services':>9} {'watch p50':>10} {'all proxies p50':>16} {'ratio':>7} {'MiB/1k svc':>11}"
+        f"{'services':>8} {'watch p50/p99 ms':>17} {'all proxies p50/p99 ms':>23} "
+        f"{'p50 ratio':>9} {'CPU/update':>10} {'RSS MiB':>8} {'MiB/1k svc':>10}"
     )
     for row in rows:
-        ratio = row["propagation_ms"] / row["watch_ms"]
         print(
-            f"{row['services']:>9.0f} {row['watch_ms']:>8.1f}ms {row['propagation_ms']:>14.1f}ms "
-            f"{ratio:>6.1f}x {row['rss_per_1000_services_mib']:>11.1f}"
+            f"{row['services']:>8.0f} {row['watch_p50']:>8.0f}/{row['watch_p99']:<8.0f} "
+            f"{row['p50']:>11.0f}/{row['p99']:<11.0f} {row['p50'] / row['watch_p50']:>8.1f}x "
+            f"{row['cpu_ms']:>8.0f}ms {row['rss_mib']:>8.0f} "
+            f"{row['rss_per_1000_services_mib']:>10.1f}"
         )
 
 
