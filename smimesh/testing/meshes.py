@@ -125,6 +125,35 @@ def trust_bundle(cluster: clusters.Cluster, *, timeout: float = 30.0) -> bytes:
         time.sleep(0.2)
 
 
+SMI_RESOURCES = (
+    "trafficsplits.split.smi-spec.io",
+    "traffictargets.access.smi-spec.io",
+    "httproutegroups.specs.smi-spec.io",
+    "tcproutes.specs.smi-spec.io",
+)
+
+
+def wait_served(
+    cluster: clusters.Cluster, operator: OperatorProcess, *, timeout: float = 30.0
+) -> None:
+    """Until the operator has pointed the CRDs' conversion at its webhooks and every SMI kind
+    lists again: the apiserver rebuilds a CRD's storage after that patch and answers 429
+    ("storage is (re)initializing") meanwhile, which clients without client-go's retries
+    (the Python client) would see as a failed write."""
+    deadline = time.monotonic() + timeout
+    while "webhook CA bundles in place" not in operator.logs():
+        if operator.process.poll() is not None or time.monotonic() > deadline:
+            raise MeshError(
+                f"the operator did not register its webhooks:\n{operator.logs()[-4000:]}"
+            )
+        time.sleep(0.1)
+    for resource in SMI_RESOURCES:
+        while (listed := cluster.kubectl("get", resource, "-A", "-o", "name")).returncode != 0:
+            if time.monotonic() > deadline:
+                raise MeshError(f"{resource} not served within {timeout:.0f}s: {listed.stderr}")
+            time.sleep(0.2)
+
+
 def install(cluster: clusters.Cluster) -> None:
     """Apply `manifests/` server-side, as users do, and wait for the CRDs."""
     applied = cluster.kubectl("apply", "--server-side", "--force-conflicts", "-k", str(MANIFESTS))
@@ -156,6 +185,7 @@ class LocalMesh:
             )
             self.operator = start_operator(kubeconfig, self.work_dir, extra_args=self.operator_args)
             self.bundle = trust_bundle(self.cluster)
+            wait_served(self.cluster, self.operator)
             self.say(f"operator running (config server {self.operator.grpc_address})")
         except BaseException:
             self.close()
