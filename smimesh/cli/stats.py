@@ -265,10 +265,10 @@ def top(
     """
     scope = _prepare(namespace, all_namespaces, kubeconfig, context)
     wide = scope.where is None
-    previous = scrape(scope.meshed, port=admin_port)
     data: dict[str, Any] | None = None
     done = 0
     try:
+        previous = scrape(scope.meshed, port=admin_port)
         with Live(
             Text("waiting for the first interval..."),
             console=rendering.console(),

@@ -5,14 +5,18 @@ from __future__ import annotations
 
 import json
 import re
+import signal
+import subprocess
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from tests.cli.conftest import Meshed, Run, run_smi
+from smimesh.testing import clusters
+from tests.cli.conftest import BIN, Meshed, Run, run_smi
 
 pytestmark = pytest.mark.cluster
 
@@ -94,6 +98,20 @@ def test_top_redraws_until_its_iterations_are_done(
     assert re.search(r"^Services \(over the last 1\.\ds\):$", result.stdout, re.MULTILINE)
     assert re.search(r"^Edges \(over the last 1\.\ds\):$", result.stdout, re.MULTILINE)
     assert any(line.split()[:2] == ["b", "1/1"] for line in result.stdout.splitlines() if line)
+
+
+def test_top_stops_cleanly_on_ctrl_c(cluster: clusters.Cluster, meshed: Meshed) -> None:
+    top = subprocess.Popen(
+        [str(BIN / "kubectl-smi"), "top", "-n", meshed.namespace, "--interval", "0.5",
+         f"--kubeconfig={cluster.kubeconfig}"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    time.sleep(3)
+    top.send_signal(signal.SIGINT)
+    out, err = top.communicate(timeout=30)
+    assert top.returncode == 0, err
+    assert "Traceback" not in err
+    assert "SERVICE" in out
 
 
 def test_a_namespace_without_meshed_pods_has_nothing_to_measure(smi: Run, meshed: Meshed) -> None:
