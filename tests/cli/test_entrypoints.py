@@ -66,6 +66,6 @@ def test_demo_shows_the_traffic_share_follow_the_weights() -> None:
         wanted = int(weights.split("/")[0])
         # 200 requests: +/-15 points is over 4 standard deviations of the binomial at p=0.5.
         assert abs(v1 - wanted) <= 15, (weights, v1)
-        assert v1 + v2 == 100
+        assert abs(v1 + v2 - 100) <= 1  # each share is rounded on its own
         assert failed == "0)"
     assert "nothing left running" in result.stdout
