@@ -10,6 +10,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
+from smimesh.conformance import objects
 from smimesh.testing import clusters, meshes
 
 pytestmark = pytest.mark.cluster
@@ -23,6 +24,24 @@ def mesh(cluster: clusters.Cluster) -> Iterator[meshes.LocalMesh]:
             print(f"--- operator log ---\n{local.operator.logs()[-5000:]}")
         for workload in local.started:
             print(f"--- {workload.spec.name} sidecar ---\n{workload.log('sidecar')[-3000:]}")
+
+
+def allow_a_to_b(mesh: meshes.LocalMesh, namespace: str) -> None:
+    """A TrafficTarget service-a -> service-b over a TCPRoute of all ports (the
+    conformance suite's own builders, namespaced here)."""
+    items = [
+        objects.tcp_route("all"),
+        objects.target(
+            "a-to-b",
+            destination="service-b",
+            sources=[(namespace, "service-a")],
+            rules=[{"kind": "TCPRoute", "name": "all"}],
+            namespace=namespace,
+        ),
+    ]
+    mesh.apply(
+        *[{**item, "metadata": {**item["metadata"], "namespace": namespace}} for item in items]
+    )
 
 
 def call(
@@ -71,30 +90,7 @@ def test_strict_access_admits_callers_by_their_certificate_identity(mesh: meshes
     url = f"http://b.{namespace}.svc.cluster.local/echo"
     assert call(a, url)["codes"] == {"403": 1}  # deny by default
 
-    mesh.apply(
-        {
-            "apiVersion": "specs.smi-spec.io/v1alpha4",
-            "kind": "TCPRoute",
-            "metadata": {"name": "all", "namespace": namespace},
-            "spec": {"matches": {"ports": []}},
-        },
-        {
-            "apiVersion": "access.smi-spec.io/v1alpha3",
-            "kind": "TrafficTarget",
-            "metadata": {"name": "a-to-b", "namespace": namespace},
-            "spec": {
-                "destination": {
-                    "kind": "ServiceAccount",
-                    "name": "service-b",
-                    "namespace": namespace,
-                },
-                "rules": [{"kind": "TCPRoute", "name": "all"}],
-                "sources": [
-                    {"kind": "ServiceAccount", "name": "service-a", "namespace": namespace}
-                ],
-            },
-        },
-    )
+    allow_a_to_b(mesh, namespace)
     deadline = time.monotonic() + 20
     while call(a, url)["codes"] != {"200": 1}:
         assert time.monotonic() < deadline, httpx.get(url, proxy=a.proxy_url, timeout=5).text
@@ -112,30 +108,7 @@ def test_certificates_renew_at_70_percent_without_failing_a_request(
         mesh.service(namespace, "b", {"app": "b"})
         a = mesh.workload(namespace, "a-1", "service-a", {"app": "a"})
         b = mesh.workload(namespace, "b-1", "service-b", {"app": "b"})
-        mesh.apply(
-            {
-                "apiVersion": "specs.smi-spec.io/v1alpha4",
-                "kind": "TCPRoute",
-                "metadata": {"name": "all", "namespace": namespace},
-                "spec": {"matches": {"ports": []}},
-            },
-            {
-                "apiVersion": "access.smi-spec.io/v1alpha3",
-                "kind": "TrafficTarget",
-                "metadata": {"name": "a-to-b", "namespace": namespace},
-                "spec": {
-                    "destination": {
-                        "kind": "ServiceAccount",
-                        "name": "service-b",
-                        "namespace": namespace,
-                    },
-                    "rules": [{"kind": "TCPRoute", "name": "all"}],
-                    "sources": [
-                        {"kind": "ServiceAccount", "name": "service-a", "namespace": namespace}
-                    ],
-                },
-            },
-        )
+        allow_a_to_b(mesh, namespace)
         url = f"http://b.{namespace}.svc.cluster.local/echo"
         deadline = time.monotonic() + 20
         while call(a, url)["codes"] != {"200": 1}:
