@@ -121,6 +121,17 @@ def split(namespace: str, name: str, root: str, weights: dict[str, int]) -> dict
     }
 
 
+def patch_weights(
+    cluster: clusters.Cluster, namespace: str, name: str, weights: dict[str, int]
+) -> None:
+    """Argo Rollouts' write: a merge patch of a v1alpha4 split's spec.backends."""
+    backends = [{"service": service, "weight": weight} for service, weight in weights.items()]
+    kubectl(
+        cluster, "-n", namespace, "patch", "trafficsplits.v1alpha4.split.smi-spec.io", name,
+        "--type=merge", "-p", json.dumps({"spec": {"backends": backends}}),
+    )  # fmt: skip
+
+
 def route_weights(config: snapshots.ProxyConfig, root: str) -> dict[str, int]:
     """Weights of the split on `root` in the proxy's own namespace (tests share a cluster)."""
     for item in config.outbound:

@@ -14,8 +14,8 @@ from smimesh.testing.meshes import OperatorProcess
 from tests.operator.scenarios import (
     apply,
     connect,
-    kubectl,
     next_with,
+    patch_weights,
     route_weights,
     split,
     wait_conditions,
@@ -64,20 +64,7 @@ def test_killing_the_leader_hands_over_status_writing_without_losing_proxies(
         first.stop(kill=True)  # no chance to release the Lease: the follower must take it
         wait_holder(cluster, {"replica-b"}, timeout=20)
 
-        patch = {
-            "spec": {"backends": [{"service": "v1", "weight": 80}, {"service": "v2", "weight": 20}]}
-        }
-        kubectl(
-            cluster,
-            "-n",
-            namespace,
-            "patch",
-            "trafficsplits.v1alpha4.split.smi-spec.io",
-            "canary",
-            "--type=merge",
-            "-p",
-            json.dumps(patch),
-        )
+        patch_weights(cluster, namespace, "canary", {"v1": 80, "v2": 20})
         next_with(on_second, lambda c: route_weights(c, "root") == {"v1": 80, "v2": 20})
         assert on_second.error is None
         # The new leader writes status: Programmed for generation 2. The proxy of the killed

@@ -17,6 +17,7 @@ from tests.operator.scenarios import (
     connect,
     kubectl,
     next_with,
+    patch_weights,
     route_weights,
     service,
     split,
@@ -51,20 +52,7 @@ def test_a_proxy_gets_its_config_and_every_weight_change(
         )
 
         # Argo Rollouts' write: a merge patch of spec.backends.
-        patch = {
-            "spec": {"backends": [{"service": "v1", "weight": 50}, {"service": "v2", "weight": 50}]}
-        }
-        kubectl(
-            cluster,
-            "-n",
-            namespace,
-            "patch",
-            "trafficsplits.v1alpha4.split.smi-spec.io",
-            "canary",
-            "--type=merge",
-            "-p",
-            json.dumps(patch),
-        )
+        patch_weights(cluster, namespace, "canary", {"v1": 50, "v2": 50})
         second = next_with(proxy, lambda c: route_weights(c, "root") == {"v1": 50, "v2": 50})
         assert second.version != first.version
         wait_conditions(cluster, namespace, "canary", {"Programmed": "True"}, generation=2)
@@ -206,23 +194,5 @@ def test_observed_generation_follows_every_spec_change_even_when_conditions_stay
     start_operator()
     wait_conditions(cluster, namespace, "canary", {"Programmed": "True"}, generation=1)
     for generation, weight in ((2, 20), (3, 30)):
-        patch = {
-            "spec": {
-                "backends": [
-                    {"service": "v1", "weight": 100 - weight},
-                    {"service": "v2", "weight": weight},
-                ]
-            }
-        }
-        kubectl(
-            cluster,
-            "-n",
-            namespace,
-            "patch",
-            "trafficsplits.v1alpha4.split.smi-spec.io",
-            "canary",
-            "--type=merge",
-            "-p",
-            json.dumps(patch),
-        )
+        patch_weights(cluster, namespace, "canary", {"v1": 100 - weight, "v2": weight})
         wait_conditions(cluster, namespace, "canary", {"Programmed": "True"}, generation=generation)
