@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import json
 import socket
 import threading
@@ -246,12 +247,14 @@ class Pki:
         self.directory = directory
         self.ca = authority.create(trust_domain)
         self.trust_domain = trust_domain
+        self._serials = itertools.count()
 
     def files(self, namespace: str, service_account: str) -> tuple[Path, Path, Path]:
         key = keys.generate_key()
         identity = spiffe_ids.for_service_account(self.trust_domain, namespace, service_account)
         issued = self.ca.sign(keys.build_request(key, identity), expected=identity)
-        base = self.directory / f"{namespace}-{service_account}-{id(issued)}"
+        # A counter, not id(issued): ids of collected objects are reused, directories are not.
+        base = self.directory / f"{namespace}-{service_account}-{next(self._serials)}"
         base.mkdir(parents=True)
         paths = (base / "tls.crt", base / "tls.key", base / "ca.crt")
         paths[0].write_bytes(issued.chain_pem())
