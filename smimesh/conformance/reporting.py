@@ -1,6 +1,7 @@
 """Conformance results as text (one line per case as it finishes, then a summary), JSON,
 JUnit XML for CI systems, or a Markdown table by spec area and version. Used by
-`smimesh conformance run`; `for_path` picks the format from a report file's name."""
+`smimesh conformance run`; `for_path` picks the format from a report file's name. A skipped
+case (the target lacks what it needs) carries its reason everywhere and is counted apart."""
 
 from __future__ import annotations
 
@@ -11,7 +12,8 @@ from collections.abc import Sequence
 
 from smimesh.conformance import running
 
-MARKS = {"passed": "✔", "failed": "✖", "error": "!"}
+MARKS = {"passed": "✔", "failed": "✖", "error": "!", "skipped": "○"}
+OUTCOMES: tuple[running.Outcome, ...] = ("passed", "failed", "error", "skipped")
 
 
 def line(result: running.Result) -> str:
@@ -21,7 +23,7 @@ def line(result: running.Result) -> str:
 
 def summary(results: Sequence[running.Result]) -> str:
     counts = Counter(result.outcome for result in results)
-    return ", ".join(f"{counts[key]} {key}" for key in ("passed", "failed", "error"))
+    return ", ".join(f"{counts[key]} {key}" for key in OUTCOMES)
 
 
 def as_json(results: Sequence[running.Result]) -> str:
@@ -50,6 +52,7 @@ def as_junit(results: Sequence[running.Result]) -> str:
         tests=str(len(results)),
         failures=str(counts["failed"]),
         errors=str(counts["error"]),
+        skipped=str(counts["skipped"]),
     )
     for result in results:
         element = ElementTree.SubElement(
@@ -60,7 +63,7 @@ def as_junit(results: Sequence[running.Result]) -> str:
             time=f"{result.seconds:.2f}",
         )
         if result.outcome != "passed":
-            tag = "failure" if result.outcome == "failed" else "error"
+            tag = {"failed": "failure", "error": "error", "skipped": "skipped"}[result.outcome]
             ElementTree.SubElement(element, tag, message=result.message)
     return ElementTree.tostring(suite, encoding="unicode")
 

@@ -19,7 +19,8 @@ from smimesh.conformance import cases, stages
 from smimesh.conformance.cases import registry
 from smimesh.testing import clusters, meshes
 
-Outcome = Literal["passed", "failed", "error"]
+Outcome = Literal["passed", "failed", "error", "skipped"]
+SUCCESSFUL: frozenset[Outcome] = frozenset({"passed", "skipped"})
 
 
 @dataclass(frozen=True)
@@ -54,6 +55,8 @@ def run_cases(
             item.run(stage)
         except stages.CaseFailedError as exc:
             result = Result(item, "failed", time.monotonic() - started, str(exc))
+        except stages.CaseSkippedError as exc:
+            result = Result(item, "skipped", time.monotonic() - started, str(exc))
         except Exception as exc:  # a case that breaks is reported, and the suite goes on
             where = traceback.extract_tb(exc.__traceback__)[-1]
             message = f"{type(exc).__name__}: {exc} (at {where.filename}:{where.lineno})"

@@ -37,6 +37,11 @@ class CaseFailedError(AssertionError):
     """A case's expectation did not hold; the message says what was seen."""
 
 
+class CaseSkippedError(Exception):
+    """The case cannot run on this target (it lacks something the case needs); the message
+    says what. Reported as `skipped`, which does not fail the run."""
+
+
 @dataclass(frozen=True)
 class Tally:
     ok: int
