@@ -3,7 +3,7 @@ latency per Service and per edge, read straight from the sidecars (no Prometheus
 
 Registered by `smimesh.cli.main`. Finds meshed pods and scrapes their admin `/metrics` through
 `smimesh.cli.proxies`; the arithmetic (parsing, deltas, grouping, quantiles) is the pure
-`smimesh.conformance.trafficstats`. `stat` scrapes twice, `--window` seconds apart, and prints
+`smimesh.telemetry.trafficstats`. `stat` scrapes twice, `--window` seconds apart, and prints
 once; `top` keeps scraping every `--interval` seconds and redraws with rich Live.
 """
 
@@ -21,7 +21,7 @@ from rich.live import Live
 from rich.text import Text
 
 from smimesh.cli import connecting, proxies, rendering
-from smimesh.conformance import trafficstats
+from smimesh.telemetry import trafficstats
 
 Window = Annotated[
     float,

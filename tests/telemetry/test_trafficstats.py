@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from smimesh.conformance import trafficstats
 from smimesh.sidecar import metrics
+from smimesh.telemetry import trafficstats
 
 A = metrics.Workload("shop", "Deployment", "web", "web-1")
 B = metrics.Workload("shop", "Deployment", "api", "api-1")
