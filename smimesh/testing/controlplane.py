@@ -2,9 +2,11 @@
 
 Like controller-runtime's envtest: secure serving with a throwaway CA, an admin client
 certificate and kubeconfig, service-account signing keys (TokenRequest and TokenReview work),
-RBAC authorization and admission webhooks on. Fed by `smimesh.testing.binaries` and
-`smimesh.testing.pki`; used by `smimesh.testing.clusters` (pytest) and `smimesh demo`.
-Pods do not run here: workloads run as local processes registered as Pods.
+RBAC authorization, admission webhooks and API aggregation on (front-proxy client
+certificate and request headers; endpoint routing, as there is no kube-proxy). Fed by
+`smimesh.testing.binaries` and `smimesh.testing.pki`; used by `smimesh.testing.clusters`
+(pytest) and `smimesh demo`. Pods do not run here: workloads run as local processes
+registered as Pods.
 """
 
 from __future__ import annotations
@@ -200,6 +202,17 @@ class ControlPlane:
                 f"--service-account-issuer={SERVICE_ACCOUNT_ISSUER}",
                 f"--service-account-key-file={pki.sa_public_key}",
                 f"--service-account-signing-key-file={pki.sa_private_key}",
+                # The aggregator: proxies to APIServices with its front-proxy client
+                # certificate and the caller in request headers; with no kube-proxy, it
+                # resolves a Service to one of its EndpointSlices' addresses itself.
+                f"--requestheader-client-ca-file={pki.front_proxy_ca_cert}",
+                f"--requestheader-allowed-names={pki_.FRONT_PROXY_CLIENT}",
+                "--requestheader-username-headers=X-Remote-User",
+                "--requestheader-group-headers=X-Remote-Group",
+                "--requestheader-extra-headers-prefix=X-Remote-Extra-",
+                f"--proxy-client-cert-file={pki.front_proxy_client_cert}",
+                f"--proxy-client-key-file={pki.front_proxy_client_key}",
+                "--enable-aggregator-routing=true",
                 "--service-cluster-ip-range=10.96.0.0/16",
                 "--authorization-mode=RBAC",
                 "--enable-admission-plugins=MutatingAdmissionWebhook,ValidatingAdmissionWebhook",

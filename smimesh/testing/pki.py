@@ -1,5 +1,6 @@
 """The local control plane's PKI: a throwaway CA, the apiserver's serving certificate, an
-admin client certificate and the service-account signing key pair.
+admin client certificate, the service-account signing key pair, and the aggregator's
+front-proxy CA with the client certificate the apiserver presents to aggregated APIs.
 
 Called by `smimesh.testing.controlplane`, which writes the files next to its other state.
 This is test-cluster plumbing, not the mesh CA (that is `smimesh.identity`).
@@ -31,6 +32,13 @@ class ControlPlanePki:
     admin_key: Path
     sa_public_key: Path
     sa_private_key: Path
+    front_proxy_ca_cert: Path
+    front_proxy_client_cert: Path
+    front_proxy_client_key: Path
+
+
+FRONT_PROXY_CLIENT = "front-proxy-client"
+"""The front-proxy client certificate's CN (`--requestheader-allowed-names`)."""
 
 
 def _name(common_name: str, organization: str | None = None) -> x509.Name:
@@ -104,6 +112,9 @@ def write_pki(directory: Path, *, hosts: list[str]) -> ControlPlanePki:
         admin_key=directory / "admin.key",
         sa_public_key=directory / "sa.pub",
         sa_private_key=directory / "sa.key",
+        front_proxy_ca_cert=directory / "front-proxy-ca.crt",
+        front_proxy_client_cert=directory / "front-proxy-client.crt",
+        front_proxy_client_key=directory / "front-proxy-client.key",
     )
     ca_key = ec.generate_private_key(ec.SECP256R1())
     ca_name = _name("smimesh-local-control-plane-ca")
@@ -141,6 +152,8 @@ def write_pki(directory: Path, *, hosts: list[str]) -> ControlPlanePki:
     pki.admin_cert.write_bytes(admin.public_bytes(serialization.Encoding.PEM))
     _write_key(pki.admin_key, admin_key)
 
+    _write_front_proxy(pki)
+
     sa_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     _write_key(pki.sa_private_key, sa_key)
     pki.sa_public_key.write_bytes(
@@ -149,3 +162,23 @@ def write_pki(directory: Path, *, hosts: list[str]) -> ControlPlanePki:
         )
     )
     return pki
+
+
+def _write_front_proxy(pki: ControlPlanePki) -> None:
+    """A CA of its own for the aggregator's client certificate (as kubeadm does): a client
+    certificate of the cluster CA must not be able to assert any user in X-Remote-User."""
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = _name("smimesh-local-front-proxy-ca")
+    ca = _issue(subject=ca_name, key=ca_key, issuer=ca_name, issuer_key=ca_key, ca=True)
+    pki.front_proxy_ca_cert.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    client_key = ec.generate_private_key(ec.SECP256R1())
+    client = _issue(
+        subject=_name(FRONT_PROXY_CLIENT),
+        key=client_key,
+        issuer=ca_name,
+        issuer_key=ca_key,
+        ca=False,
+        usage=ExtendedKeyUsageOID.CLIENT_AUTH,
+    )
+    pki.front_proxy_client_cert.write_bytes(client.public_bytes(serialization.Encoding.PEM))
+    _write_key(pki.front_proxy_client_key, client_key)

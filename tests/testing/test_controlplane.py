@@ -161,3 +161,17 @@ def test_a_structural_crd_rejects_a_bad_object_with_the_apiservers_message(
     assert bad.returncode != 0
     assert "spec.size" in bad.stderr
     assert "should be greater than or equal to 1" in bad.stderr
+
+
+def test_the_aggregator_publishes_its_front_proxy_settings_for_aggregated_apis(
+    api: client.ApiClient,
+) -> None:
+    published = client.CoreV1Api(api).read_namespaced_config_map(
+        "extension-apiserver-authentication", "kube-system"
+    )
+    data = published.data
+    assert "BEGIN CERTIFICATE" in data["requestheader-client-ca-file"]
+    assert json.loads(data["requestheader-allowed-names"]) == ["front-proxy-client"]
+    assert json.loads(data["requestheader-username-headers"]) == ["X-Remote-User"]
+    assert json.loads(data["requestheader-group-headers"]) == ["X-Remote-Group"]
+    assert json.loads(data["requestheader-extra-headers-prefix"]) == ["X-Remote-Extra-"]
