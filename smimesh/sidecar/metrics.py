@@ -95,6 +95,13 @@ class Telemetry:
             ["port", "protocol"],
             registry=self.registry,
         )
+        # Counters count from here: readers of totals (the TrafficMetrics API) report the
+        # window they cover as the time since this moment.
+        prom.Gauge(
+            "smimesh_sidecar_start_time_seconds",
+            "When this sidecar's counters started, in seconds since the Unix epoch.",
+            registry=self.registry,
+        ).set_to_current_time()
         self._children: dict[tuple[Any, ...], Any] = {}
 
     def request(

@@ -27,6 +27,7 @@ from prometheus_client import parser
 
 REQUESTS = "osm_request_total"
 DURATION = "osm_request_duration_ms"
+STARTED = "smimesh_sidecar_start_time_seconds"
 
 
 class MetricsError(ValueError):
@@ -110,6 +111,18 @@ def parse(text: str) -> dict[SeriesKey, Series]:
         key: Series(counts.get(key, 0.0), tuple(sorted(buckets.get(key, ()))))
         for key in counts.keys() | buckets.keys()
     }
+
+
+def start_time(text: str) -> float | None:
+    """When the sidecar's counters started (Unix seconds), if its `/metrics` says so."""
+    try:
+        for family in parser.text_string_to_metric_families(text):
+            for sample in family.samples:
+                if sample.name == STARTED:
+                    return float(sample.value)
+    except (ValueError, KeyError, IndexError) as exc:
+        raise MetricsError(f"not Prometheus text: {exc}") from exc
+    return None
 
 
 def delta(before: Scrape, after: Scrape) -> dict[SeriesKey, Series]:

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from smimesh.sidecar import metrics
@@ -128,3 +130,12 @@ def test_a_service_without_a_selector_or_in_another_namespace_selects_nothing() 
 def test_garbage_is_not_prometheus_text() -> None:
     with pytest.raises(trafficstats.MetricsError):
         trafficstats.parse('osm_request_total{side="server" 1\n')
+
+
+def test_a_sidecar_says_when_its_counters_started() -> None:
+    before = time.time()
+    text = metrics.Telemetry().render().decode()
+    started = trafficstats.start_time(text)
+    assert started is not None
+    assert before - 1 <= started <= time.time() + 1
+    assert trafficstats.start_time("# no sidecar here\n") is None
