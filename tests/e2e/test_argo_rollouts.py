@@ -6,10 +6,11 @@ rollout/trafficrouting.go), and so what this test does, in order, for a Rollout
 `rollout-example` with `stableService: stable-svc`, `canaryService: canary-svc` and
 `trafficRouting.smi: {}` (no `rootService`, no `trafficSplitName`):
 - The TrafficSplit is named after the Rollout, is `split.smi-spec.io/v1alpha1` (the default
-  `--traffic-split-api-version`) and its root is the stable Service, which is also a backend.
-  Weights are Quantities, written as strings (`"5"`, `"95"`). SetWeight creates it when it
-  is missing (Create) and otherwise sends a JSON merge patch of `spec.backends` (canary,
-  stable), and only when something changed.
+  `--traffic-split-api-version`; v1alpha2 and v1alpha3 by that flag: each is one
+  parametrised run) and its root is the stable Service, which is also a backend. In v1alpha1
+  weights are Quantities, written as strings (`"5"`, `"95"`); in v1alpha2/3 integers.
+  SetWeight creates it when it is missing (Create) and otherwise sends a JSON merge patch of
+  `spec.backends` (canary, stable) in the same version, and only when something changed.
 - A fully promoted Rollout has weight 0; both Services select the stable ReplicaSet's pods by
   their `rollouts-pod-template-hash`.
 - A new revision: the canary ReplicaSet's pods start; once they are available, canary-svc's
@@ -31,6 +32,7 @@ import json
 import time
 import uuid
 from collections.abc import Iterator
+from typing import Any
 
 import httpx
 import pytest
@@ -42,7 +44,8 @@ from smimesh.testing import clusters, meshes, workloads
 
 pytestmark = pytest.mark.cluster
 
-GROUP, VERSION, PLURAL = "split.smi-spec.io", "v1alpha1", "trafficsplits"
+GROUP, PLURAL = "split.smi-spec.io", "trafficsplits"
+VERSIONS = ("v1alpha1", "v1alpha2", "v1alpha3")  # --traffic-split-api-version
 NAME = "rollout-example"
 HASH = "rollouts-pod-template-hash"
 OLD, NEW = "6c8f9b7d5", "7d9f8c6b4"
@@ -56,19 +59,20 @@ def mesh(cluster: clusters.Cluster) -> Iterator[meshes.LocalMesh]:
             print(f"--- operator log ---\n{local.operator.logs()[-5000:]}")
 
 
-def backends(canary: int) -> list[dict[str, str]]:
-    """`generateTrafficSplits` for v1alpha1: canary first, Quantities as strings."""
+def backends(version: str, canary: int) -> list[dict[str, Any]]:
+    """`generateTrafficSplits`: canary first; v1alpha1 Quantities as strings, else integers."""
+    weight: Any = str if version == "v1alpha1" else int
     return [
-        {"service": "canary-svc", "weight": str(canary)},
-        {"service": "stable-svc", "weight": str(100 - canary)},
+        {"service": "canary-svc", "weight": weight(canary)},
+        {"service": "stable-svc", "weight": weight(100 - canary)},
     ]
 
 
-def set_weight(cluster: clusters.Cluster, namespace: str, canary: int) -> None:
-    """SetWeight on an existing split: a JSON merge patch of spec.backends in v1alpha1."""
-    patch = json.dumps({"spec": {"backends": backends(canary)}})
+def set_weight(cluster: clusters.Cluster, namespace: str, version: str, canary: int) -> None:
+    """SetWeight on an existing split: a JSON merge patch of spec.backends in its version."""
+    patch = json.dumps({"spec": {"backends": backends(version, canary)}})
     result = cluster.kubectl(
-        "-n", namespace, "patch", f"{PLURAL}.{VERSION}.{GROUP}", NAME, "--type=merge", "-p", patch
+        "-n", namespace, "patch", f"{PLURAL}.{version}.{GROUP}", NAME, "--type=merge", "-p", patch
     )
     assert result.returncode == 0, result.stderr
 
@@ -117,8 +121,9 @@ def expect_step(
     splits.expect_shares(splits.shares(caller, url, pods), wanted)
 
 
-def test_a_canary_rollout_moves_traffic_by_merge_patches_of_a_v1alpha1_split(
-    mesh: meshes.LocalMesh,
+@pytest.mark.parametrize("version", VERSIONS)
+def test_a_canary_rollout_moves_traffic_by_merge_patches_of_the_split(
+    mesh: meshes.LocalMesh, version: str
 ) -> None:
     namespace = mesh.namespace(f"argo-{uuid.uuid4().hex[:6]}")  # permissive: no targets
     for service in ("stable-svc", "canary-svc"):
@@ -131,14 +136,14 @@ def test_a_canary_rollout_moves_traffic_by_merge_patches_of_a_v1alpha1_split(
     # Fully promoted: weight 0, and the split does not exist yet, so SetWeight creates it.
     client.CustomObjectsApi(api).create_namespaced_custom_object(
         GROUP,
-        VERSION,
+        version,
         namespace,
         PLURAL,
         {
-            "apiVersion": f"{GROUP}/{VERSION}",
+            "apiVersion": f"{GROUP}/{version}",
             "kind": "TrafficSplit",
             "metadata": {"name": NAME, "namespace": namespace},
-            "spec": {"service": "stable-svc", "backends": backends(0)},
+            "spec": {"service": "stable-svc", "backends": backends(version, 0)},
         },
     )
     expect_step(mesh.cluster, namespace, caller, pods, {"old": 1.0})
@@ -151,22 +156,19 @@ def test_a_canary_rollout_moves_traffic_by_merge_patches_of_a_v1alpha1_split(
     expect_step(mesh.cluster, namespace, caller, pods, {"old": 1.0, "new": 0.0})
 
     for canary in (5, 25, 50, 100):  # the setWeight steps, then 100 after the last one
-        set_weight(mesh.cluster, namespace, canary)
+        set_weight(mesh.cluster, namespace, version, canary)
         wanted = {"old": 1 - canary / 100, "new": canary / 100}
         expect_step(mesh.cluster, namespace, caller, pods, wanted)
 
     # Promotion: stable-svc (the root) follows the new pods, and the weight goes back to 0.
     select(api, namespace, "stable-svc", NEW)
     follow_selectors(namespace, caller, pods)
-    set_weight(mesh.cluster, namespace, 0)
+    set_weight(mesh.cluster, namespace, version, 0)
     expect_step(mesh.cluster, namespace, caller, pods, {"old": 0.0, "new": 1.0})
     pods.pop("old").stop()  # the old ReplicaSet scaled down
     expect_step(mesh.cluster, namespace, caller, pods, {"new": 1.0})
 
     stored = client.CustomObjectsApi(api).get_namespaced_custom_object(
-        GROUP, VERSION, namespace, PLURAL, NAME
+        GROUP, version, namespace, PLURAL, NAME
     )
-    assert stored["spec"]["backends"] == [
-        {"service": "canary-svc", "weight": "0"},
-        {"service": "stable-svc", "weight": "100"},
-    ]
+    assert stored["spec"]["backends"] == backends(version, 0)  # the mesh never writes spec

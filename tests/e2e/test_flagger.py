@@ -1,14 +1,19 @@
-"""Flagger with `provider: osm` (or `smi:v1alpha2`), write for write, against a local mesh: the
-traffic share follows every step of a canary analysis and the promotion.
+"""Flagger's SMI routers, write for write, against a local mesh: the traffic share follows every
+step of a canary analysis and the promotion, for each split version Flagger writes.
 
-What Flagger does (flagger/pkg/router/kubernetes_default.go and smi_v1alpha2.go), and so
+Which router writes which version (flagger/pkg/router/factory.go): `provider: osm` and
+`smi:v1alpha2` write `split.smi-spec.io/v1alpha2` (weights are integers), `linkerd` and
+`smi:v1alpha1` write v1alpha1 (weights are Quantities, serialised as strings: `"10"`),
+`smi:v1alpha3` writes v1alpha3 (integers). Each provider is one parametrised run.
+
+What Flagger does (flagger/pkg/router/kubernetes_default.go and smi*.go), and so
 what this test does, in order:
 - Initialize: Services `podinfo-canary` (selecting the target Deployment's pods, `app:
   podinfo`) and `podinfo-primary` (the primary Deployment's pods, `app: podinfo-primary`);
-  Reconcile: the apex Service `podinfo`, selecting the primary's pods too, and a
-  `split.smi-spec.io/v1alpha2` TrafficSplit `podinfo` (Create) with backends canary 0,
-  primary 100, in that order.
-- Each analysis step, SetRoutes: Get the split as v1alpha2, set `spec.backends` (canary,
+  Reconcile: the apex Service `podinfo`, selecting the primary's pods too, and a TrafficSplit
+  `podinfo` in the router's version (Create) with backends canary 0, primary 100, in that
+  order.
+- Each analysis step, SetRoutes: Get the split in that version, set `spec.backends` (canary,
   primary) and Update (PUT) the whole object with the resourceVersion it read.
 - Promotion: SetRoutes(primary 100, canary 0), then the canary Deployment is scaled to 0.
 Not reproduced: the ownerReference to the Canary (no Flagger CRD here), Deployments (local
@@ -25,6 +30,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
@@ -37,7 +43,7 @@ from smimesh.testing import clusters, meshes, workloads
 
 pytestmark = pytest.mark.cluster
 
-GROUP, VERSION, PLURAL = "split.smi-spec.io", "v1alpha2", "trafficsplits"
+GROUP, PLURAL = "split.smi-spec.io", "trafficsplits"
 STEPS = (10, 20, 30, 40, 50)  # stepWeight 10, maxWeight 50
 PORT = 9898
 
@@ -50,16 +56,39 @@ def mesh(cluster: clusters.Cluster) -> Iterator[meshes.LocalMesh]:
             print(f"--- operator log ---\n{local.operator.logs()[-5000:]}")
 
 
-def set_routes(api: client.ApiClient, namespace: str, primary: int, canary: int) -> None:
-    """Flagger's Smiv1alpha2Router.SetRoutes: Get, replace spec.backends, Update."""
-    objects = client.CustomObjectsApi(api)
-    split: Any = objects.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, "podinfo")
-    assert split["apiVersion"] == f"{GROUP}/{VERSION}"
-    split["spec"]["backends"] = [
-        {"service": "podinfo-canary", "weight": canary},
-        {"service": "podinfo-primary", "weight": primary},
-    ]
-    objects.replace_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, "podinfo", split)
+@dataclass(frozen=True)
+class Router:
+    """One of Flagger's SMI routers: the split version it reads and writes."""
+
+    providers: str
+    version: str
+
+    def backends(self, primary: int, canary: int) -> list[dict[str, Any]]:
+        """Canary first; v1alpha1 weights are Quantities (`resource.NewQuantity`), so strings."""
+        weight: Any = str if self.version == "v1alpha1" else int
+        return [
+            {"service": "podinfo-canary", "weight": weight(canary)},
+            {"service": "podinfo-primary", "weight": weight(primary)},
+        ]
+
+    def set_routes(self, api: client.ApiClient, namespace: str, primary: int, canary: int) -> None:
+        """SetRoutes: Get, replace spec.backends, Update (PUT) with the resourceVersion read."""
+        objects = client.CustomObjectsApi(api)
+        split: Any = objects.get_namespaced_custom_object(
+            GROUP, self.version, namespace, PLURAL, "podinfo"
+        )
+        assert split["apiVersion"] == f"{GROUP}/{self.version}"
+        split["spec"]["backends"] = self.backends(primary, canary)
+        objects.replace_namespaced_custom_object(
+            GROUP, self.version, namespace, PLURAL, "podinfo", split
+        )
+
+
+ROUTERS = (
+    Router("osm, smi:v1alpha2", "v1alpha2"),
+    Router("linkerd, smi:v1alpha1", "v1alpha1"),
+    Router("smi:v1alpha3", "v1alpha3"),
+)
 
 
 def expect_step(
@@ -76,7 +105,10 @@ def expect_step(
     splits.expect_shares(splits.shares(tester, url, pods), {k: wanted[k] for k in pods})
 
 
-def test_an_osm_canary_moves_traffic_step_by_step_and_promotes(mesh: meshes.LocalMesh) -> None:
+@pytest.mark.parametrize("router", ROUTERS, ids=[r.version for r in ROUTERS])
+def test_a_canary_moves_traffic_step_by_step_and_promotes(
+    mesh: meshes.LocalMesh, router: Router
+) -> None:
     namespace = mesh.namespace(f"flagger-{uuid.uuid4().hex[:6]}")  # permissive: no targets
     mesh.service(namespace, "podinfo-canary", {"app": "podinfo"}, port=PORT)
     mesh.service(namespace, "podinfo-primary", {"app": "podinfo-primary"}, port=PORT)
@@ -93,26 +125,20 @@ def test_an_osm_canary_moves_traffic_step_by_step_and_promotes(mesh: meshes.Loca
 
     client.CustomObjectsApi(api).create_namespaced_custom_object(
         GROUP,
-        VERSION,
+        router.version,
         namespace,
         PLURAL,
         {
-            "apiVersion": f"{GROUP}/{VERSION}",
+            "apiVersion": f"{GROUP}/{router.version}",
             "kind": "TrafficSplit",
             "metadata": {"name": "podinfo", "namespace": namespace},
-            "spec": {
-                "service": "podinfo",
-                "backends": [
-                    {"service": "podinfo-canary", "weight": 0},
-                    {"service": "podinfo-primary", "weight": 100},
-                ],
-            },
+            "spec": {"service": "podinfo", "backends": router.backends(100, 0)},
         },
     )
     expect_step(mesh, namespace, tester, pods, 0)
 
     for canary in STEPS:
-        set_routes(api, namespace, 100 - canary, canary)
+        router.set_routes(api, namespace, 100 - canary, canary)
         expect_step(mesh, namespace, tester, pods, canary)
 
     # Flagger's `osm` checks query the canary's server-side osm_request_total by workload.
@@ -126,7 +152,13 @@ def test_an_osm_canary_moves_traffic_step_by_step_and_promotes(mesh: meshes.Loca
     )
     assert served == stages.received(pods["canary"], tester)
 
-    set_routes(api, namespace, 100, 0)  # promotion: all traffic back to the (new) primary
+    router.set_routes(api, namespace, 100, 0)  # promotion: all traffic back to the (new) primary
     expect_step(mesh, namespace, tester, pods, 0)
     pods.pop("canary").stop()  # the canary Deployment scaled to zero
     expect_step(mesh, namespace, tester, pods, 0)  # the primary alone, nothing fails
+
+    # The mesh never writes spec: the split reads back exactly as the router last wrote it.
+    stored = client.CustomObjectsApi(api).get_namespaced_custom_object(
+        GROUP, router.version, namespace, PLURAL, "podinfo"
+    )
+    assert stored["spec"]["backends"] == router.backends(100, 0)
