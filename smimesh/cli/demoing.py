@@ -8,6 +8,9 @@ share each version really gets. Registered by `smimesh.cli.main`.
 
 from __future__ import annotations
 
+import contextlib
+import signal
+import threading
 import time
 from typing import Annotated, Any
 
@@ -63,7 +66,35 @@ def _wait_programmed(mesh: meshes.LocalMesh, timeout: float = 30.0) -> float:
     raise meshes.MeshError(f"the TrafficSplit was not Programmed within {timeout:.0f}s")
 
 
-def _run(mesh: meshes.LocalMesh, console: Console, requests: int) -> None:
+def _keep_load(client: workloads.LocalWorkload, stop: threading.Event) -> None:
+    """Twenty requests a second at most from the client to podinfo until `stop`, so that
+    `kubectl smi stat` and `split set` have live traffic to show during `--keep`."""
+    order = {"url": f"http://podinfo.{NAMESPACE}.svc.cluster.local/echo", "count": 20}
+    while not stop.wait(1.0):
+        with contextlib.suppress(httpx.HTTPError):  # the workloads are stopping
+            httpx.post(f"{client.app_url(8080)}/call", json=order, timeout=10)
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    """SIGTERM during `--keep` stops as Ctrl-C does: everything cleaned up."""
+    raise KeyboardInterrupt
+
+
+def _tour(console: Console, kubeconfig: str, kubectl_dir: str) -> None:
+    console.print(
+        "\n[bold]The mesh keeps running[/], the client calling podinfo all the time."
+        " In another shell:\n"
+        f"   export KUBECONFIG={kubeconfig} PATH=$PWD/.venv/bin:{kubectl_dir}:$PATH\n"
+        f"   kubectl smi split get -n {NAMESPACE}\n"
+        f"   kubectl smi split set podinfo podinfo-v1=80 podinfo-v2=20 -n {NAMESPACE}\n"
+        f"   kubectl smi stat -n {NAMESPACE}        # the share moves to 80/20\n"
+        f"   kubectl smi status -n {NAMESPACE}\n"
+        "Press Ctrl-C here (or send SIGTERM) to stop everything.",
+        soft_wrap=True,
+    )
+
+
+def _run(mesh: meshes.LocalMesh, console: Console, requests: int) -> workloads.LocalWorkload:
     mesh.namespace(NAMESPACE)
     mesh.service(NAMESPACE, "podinfo", {"app": "podinfo"})
     mesh.service(NAMESPACE, "podinfo-v1", {"app": "podinfo", "version": "v1"})
@@ -96,6 +127,7 @@ def _run(mesh: meshes.LocalMesh, console: Console, requests: int) -> None:
         table.add_row(*row)
         console.print(f"   weights {row[0]:>7}: v1 {row[2]:>4}  v2 {row[3]:>4}  (failed {row[4]})")
     console.print(table)
+    return client
 
 
 def demo(
@@ -125,15 +157,21 @@ def demo(
             console.print("[bold]2.[/] installing smimesh (CRDs, RBAC) and starting the operator")
             with meshes.LocalMesh(cluster, say=say) as mesh:
                 console.print("[bold]3.[/] starting a client and podinfo v1 and v2 with sidecars")
-                _run(mesh, console, requests)
+                client = _run(mesh, console, requests)
                 if keep:
-                    console.print(f"explore: kubectl --kubeconfig={plane.kubeconfig} get ts -A")
-                    console.print("press Ctrl-C to stop")
+                    stop = threading.Event()
+                    load = threading.Thread(target=_keep_load, args=(client, stop), daemon=True)
+                    load.start()
+                    signal.signal(signal.SIGTERM, _interrupt)
+                    _tour(console, str(plane.kubeconfig), str(found.kubectl.parent))
                     try:
                         while True:
                             time.sleep(3600)
                     except KeyboardInterrupt:
                         pass
+                    finally:
+                        stop.set()
+                        load.join(timeout=15)
     except (
         binaries.BinariesError,
         controlplane.ControlPlaneError,

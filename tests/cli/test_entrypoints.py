@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -69,3 +72,58 @@ def test_demo_shows_the_traffic_share_follow_the_weights() -> None:
         assert abs(v1 + v2 - 100) <= 1  # each share is rounded on its own
         assert failed == "0)"
     assert "nothing left running" in result.stdout
+
+
+@pytest.mark.cluster
+def test_the_readme_tour_moves_live_traffic_with_split_set_and_stat_shows_it() -> None:
+    """The README's 5-minute tour, command for command: `smimesh demo --keep`, then in another
+    shell the `export` it prints, `kubectl smi split set` and `kubectl smi stat`; SIGTERM stops
+    everything. Tolerance: about 100 requests in the 10 s window, so v1's share is asserted
+    at 0.80 +/- 0.15 (over 3.5 standard deviations of the binomial)."""
+    demo = subprocess.Popen(
+        [str(BIN / "smimesh"), "demo", "--keep", "--requests", "50"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        assert demo.stdout is not None
+        printed: list[str] = []
+        for line in demo.stdout:
+            printed.append(line)
+            if line.startswith("Press Ctrl-C"):
+                break
+        else:
+            pytest.fail("demo --keep ended early:\n" + "".join(printed))
+        export = next(line.split() for line in printed if line.strip().startswith("export "))
+        env = dict(os.environ)
+        for assignment in export[1:]:
+            name, value = assignment.split("=", 1)
+            env[name] = value.replace("$PWD", str(BIN.parent.parent)).replace(
+                "$PATH", os.environ["PATH"]
+            )
+
+        def tour(*argv: str) -> subprocess.CompletedProcess[str]:
+            done = subprocess.run(
+                ["kubectl", "smi", *argv], env=env, capture_output=True, text=True, timeout=120
+            )
+            assert done.returncode == 0, done.stdout + done.stderr
+            return done
+
+        assert "podinfo-v2   100" in tour("split", "get", "-n", "demo").stdout
+        tour("split", "set", "podinfo", "podinfo-v1=80", "podinfo-v2=20", "-n", "demo")
+        time.sleep(2)  # Programmed takes well under a second; the window starts after it
+        stat = json.loads(tour("stat", "-n", "demo", "--window", "10", "-o", "json").stdout)
+        rates = {row["name"]: row["requests"] for row in stat["services"]}
+        served = rates["podinfo-v1"] + rates["podinfo-v2"]
+        assert served >= 50, stat
+        assert abs(rates["podinfo-v1"] / served - 0.8) <= 0.15, rates
+
+        demo.send_signal(signal.SIGTERM)
+        rest, _ = demo.communicate(timeout=120)
+        assert demo.returncode == 0, rest
+        assert "nothing left running" in rest
+    finally:
+        if demo.poll() is None:
+            demo.kill()
+            demo.wait()
