@@ -2,15 +2,20 @@
 the few things a case does to them (apply SMI objects, make a call a number of times, read
 what each app received).
 
-Built by `running` on a `smimesh.testing.meshes.LocalMesh`; handed to every case in `cases`.
-Black-box: it talks to the cluster (kubectl) and to the apps' own HTTP endpoints, never to
-operator internals. Between cases `reset` deletes every SMI object and zeroes the apps'
-counts, so cases are independent. `call`, `received` and `wait_programmed` also work without
-a stage, for end-to-end tests that lay out their own namespaces (Flagger's, Argo Rollouts').
+Built by `build` on a `smimesh.testing.meshes.LocalMesh` (local workloads) or by `deploying`
+on any cluster (Pods, for any mesh `profiles` knows); handed to every case in `cases`.
+Black-box: it talks to the cluster (kubectl) and to the apps' own HTTP endpoints through
+`apps.App` handles, never to operator internals. Between cases `reset` deletes every SMI
+object and zeroes the apps' counts, so cases are independent. `call`, `received` and
+`wait_programmed` also work without a stage, for end-to-end tests that lay out their own
+namespaces (Flagger's, Argo Rollouts').
 
 Layout of each namespace: Services `a`, `b`, `c` (one app each, port 80 -> 8080) and `backend`
 (selects both b and c, as a canary root whose selector overlaps its backends), ServiceAccounts
-`service-a`, `service-b`, `service-c`. `strict` denies by default; `open` is permissive.
+`service-a`, `service-b`, `service-c`. `strict` denies by default; `open` is permissive
+where the mesh can say so per namespace (`Stage.permissive`; cases that need it skip if not).
+`Stage.programmed` says how to know a change landed: our status conditions, or (other meshes)
+only by traffic, so cases poll with `eventually` and measurements are retried.
 """
 
 from __future__ import annotations
@@ -21,9 +26,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-import httpx
-
+from smimesh.conformance import apps, profiles
 from smimesh.testing import clusters, meshes, workloads
+
+Participant = apps.App | workloads.LocalWorkload
 
 SMI_RESOURCES = (
     "trafficsplits.split.smi-spec.io",
@@ -52,7 +58,7 @@ class Tally:
 @dataclass
 class Namespace:
     name: str
-    apps: dict[str, workloads.LocalWorkload] = field(default_factory=dict)
+    apps: dict[str, apps.App] = field(default_factory=dict)
 
     def url(self, service: str, path: str = "/echo") -> str:
         return f"http://{service}.{self.name}.svc.cluster.local{path}"
@@ -60,12 +66,16 @@ class Namespace:
 
 @dataclass
 class Stage:
-    mesh: meshes.LocalMesh
+    cluster: clusters.Cluster
     strict: Namespace
     open: Namespace
+    programmed: profiles.Programmed = "conditions"
+    permissive: str = ""
+    """Empty if `open` is permissive; otherwise why the mesh cannot make it so."""
 
     @classmethod
     def build(cls, mesh: meshes.LocalMesh, *, prefix: str) -> Stage:
+        """The stage on a local mesh: the apps run as local workloads."""
         spaces = []
         for kind in ("strict", "permissive"):
             name = mesh.namespace(f"{prefix}-{kind[:6]}", access=kind)
@@ -75,34 +85,48 @@ class Stage:
             mesh.service(name, "backend", {"tier": "backend"})
             for app in ("a", "b", "c"):
                 labels = {"app": app, **({"tier": "backend"} if app != "a" else {})}
-                space.apps[app] = mesh.workload(name, f"{app}-1", f"service-{app}", labels)
+                workload = mesh.workload(name, f"{app}-1", f"service-{app}", labels)
+                space.apps[app] = apps.LocalApp(workload)
             spaces.append(space)
-        return cls(mesh, strict=spaces[0], open=spaces[1])
+        return cls(mesh.cluster, strict=spaces[0], open=spaces[1])
+
+    def need_permissive(self) -> None:
+        """Skip the case (CaseSkippedError) unless `open` admits every caller."""
+        if self.permissive:
+            raise CaseSkippedError(f"needs a permissive namespace: {self.permissive}")
+
+    def need_conditions(self) -> None:
+        """Skip the case unless the mesh reports smimesh's status conditions."""
+        if self.programmed != "conditions":
+            raise CaseSkippedError("reads smimesh's status conditions, which this mesh lacks")
 
     def apply(self, namespace: Namespace, *objects: dict[str, Any]) -> None:
         stamped = [
             {**item, "metadata": {**item.get("metadata", {}), "namespace": namespace.name}}
             for item in objects
         ]
-        self.mesh.apply(*stamped)
+        items = {"apiVersion": "v1", "kind": "List", "items": stamped}
+        result = self.cluster.kubectl("apply", "-f", "-", input=json.dumps(items))
+        if result.returncode != 0:
+            raise CaseFailedError(f"applying {len(stamped)} objects: {result.stderr.strip()}")
 
     def delete(self, namespace: Namespace, kind: str, name: str) -> None:
-        result = self.mesh.cluster.kubectl("-n", namespace.name, "delete", kind, name)
+        result = self.cluster.kubectl("-n", namespace.name, "delete", kind, name)
         if result.returncode != 0:
             raise CaseFailedError(f"deleting {kind} {name}: {result.stderr.strip()}")
 
     def reset(self) -> None:
         for namespace in (self.strict, self.open):
             for resource in SMI_RESOURCES:
-                self.mesh.cluster.kubectl(
+                self.cluster.kubectl(
                     "-n", namespace.name, "delete", resource, "--all", "--wait=false"
                 )
             for app in namespace.apps.values():
-                httpx.delete(f"{app.app_url(8080)}/metrics", timeout=10).raise_for_status()
+                app.request("DELETE", "/metrics", timeout=10)
 
     def call(
         self,
-        source: workloads.LocalWorkload,
+        source: Participant,
         url: str,
         *,
         count: int = 1,
@@ -115,13 +139,13 @@ class Stage:
             source, url, count=count, method=method, headers=headers, concurrency=concurrency
         )
 
-    def received(self, target: workloads.LocalWorkload, caller: workloads.LocalWorkload) -> int:
+    def received(self, target: Participant, caller: Participant) -> int:
         """`received` (the module function)."""
         return received(target, caller)
 
     def eventually(
         self,
-        source: workloads.LocalWorkload,
+        source: Participant,
         url: str,
         expect_ok: bool,
         *,
@@ -142,15 +166,25 @@ class Stage:
             time.sleep(0.25)
 
     def wait_programmed(self, namespace: Namespace, resource: str, name: str) -> None:
-        """`wait_programmed` (the module function) in one of the stage's namespaces."""
-        wait_programmed(self.mesh.cluster, namespace.name, resource, name)
+        """`wait_programmed` (the module function) in one of the stage's namespaces. A mesh
+        without our conditions cannot tell: then the cases' traffic checks poll instead."""
+        if self.programmed == "conditions":
+            wait_programmed(self.cluster, namespace.name, resource, name)
+
+
+def handle(participant: Participant) -> apps.App:
+    """An app handle for a participant; local workloads are taken as they are (end-to-end
+    tests pass them directly)."""
+    if isinstance(participant, workloads.LocalWorkload):
+        return apps.LocalApp(participant)
+    return participant
 
 
 # What a stage does, also usable without one (end-to-end tests build their own namespaces).
 
 
 def call(
-    source: workloads.LocalWorkload,
+    source: Participant,
     url: str,
     *,
     count: int = 1,
@@ -166,16 +200,14 @@ def call(
         "headers": dict(headers or {}),
         "concurrency": concurrency,
     }
-    response = httpx.post(f"{source.app_url(8080)}/call", json=order, timeout=120)
-    response.raise_for_status()
-    body = response.json()
+    body = handle(source).request("POST", "/call", body=order, timeout=120)
     return Tally(body["ok"], body["failed"], body["codes"])
 
 
-def received(target: workloads.LocalWorkload, caller: workloads.LocalWorkload) -> int:
+def received(target: Participant, caller: Participant) -> int:
     """How many requests `target`'s app has received from `caller`'s app."""
-    metrics = httpx.get(f"{target.app_url(8080)}/metrics", timeout=10).json()
-    return int(metrics["received"].get(f"{caller.spec.namespace}/{caller.spec.name}", 0))
+    metrics = handle(target).request("GET", "/metrics", timeout=10)
+    return int(metrics["received"].get(handle(caller).caller, 0))
 
 
 def wait_programmed(

@@ -106,6 +106,7 @@ def cross_namespace(stage: stages.Stage) -> None:
     description="in a permissive namespace every caller is admitted without a TrafficTarget",
 )
 def permissive(stage: stages.Stage) -> None:
+    stage.need_permissive()
     space = stage.open
     for name in ("a", "c"):
         tally = stage.call(space.apps[name], space.url("b"))
