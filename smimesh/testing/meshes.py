@@ -20,7 +20,7 @@ from types import TracebackType
 from typing import Any
 
 from smimesh.kube import names
-from smimesh.testing import clusters, controlplane, workloads
+from smimesh.testing import clusters, controlplane, launching, workloads
 
 MANIFESTS = Path(__file__).resolve().parents[2] / "manifests"
 APP_COMMAND = (sys.executable, "-m", "smimesh.conformance.testapp")
@@ -258,8 +258,10 @@ class LocalMesh:
         *,
         target_port: int = 8080,
         app_port: int = 18080,
+        isolation: launching.Isolation = "address",
     ) -> workloads.LocalWorkload:
-        """Start the conformance test app with a sidecar, registered behind its Services."""
+        """Start the conformance test app with a sidecar, registered behind its Services
+        (`isolation="netns"`: in a network namespace of its own, intercepted transparently)."""
         if self.operator is None:
             raise MeshError("the mesh is not started")
         api = self.cluster.api_client()
@@ -271,6 +273,7 @@ class LocalMesh:
                 command=APP_COMMAND,
                 labels=labels,
                 app_ports={target_port: app_port},
+                isolation=isolation,
             ),
             api=api,
             config_server=self.operator.grpc_address,

@@ -1,22 +1,25 @@
-"""Local workloads: an app process and its sidecar as one "pod", on an address of its own
-(in 10.77.0.0/16, made local to the host), registered in the apiserver (`registering`).
+"""Local workloads: an app process and its sidecar as one "pod", on an address of its own,
+registered in the apiserver (`registering`) as a Pod behind its Services' EndpointSlices.
 
-The sidecar (`python -m smimesh.sidecar run`) listens on the workload's address: inbound on
-the Services' target ports, outbound as the app's HTTP proxy (port 15001), admin on 15000;
-the app listens on the same address at its own port (`app_port`), reached only through the
-sidecar. The sidecar proves its ServiceAccount to the operator with a TokenRequest token.
-Used by the conformance suite, `make demo`, tests, and `smimesh workload run` (workloads
-outside Kubernetes, as VMs join other meshes).
+Two isolations (`WorkloadSpec.isolation`; addresses from `addresses`, command lines from
+`launching`):
+- `address` (default): app and sidecar share the host's network on an address of 10.77.0.0/16
+  made local to the host. The sidecar listens on it: inbound on the Services' target ports,
+  outbound as the app's HTTP proxy (15001), admin on 15000; the app at its own port
+  (`app_ports`) and reaches the mesh explicitly (HTTP_PROXY).
+- `netns`: a network namespace of its own (`isolating`) with transparent interception: the
+  app has no proxy settings and calls Services by name (a hosts file maps them to ClusterIPs);
+  iptables redirects its connections, and those arriving for it, to the sidecar.
+The sidecar proves its ServiceAccount to the operator with a TokenRequest token. Used by the
+conformance suite, `make demo`, tests, and `smimesh workload run` (workloads outside
+Kubernetes, as VMs join other meshes).
 """
 
 from __future__ import annotations
 
 import contextlib
-import ipaddress
 import os
-import random
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -30,59 +33,14 @@ import httpx
 from kubernetes import client
 
 from smimesh.kube import names
-from smimesh.testing import registering
+from smimesh.testing import addresses, isolating, launching, registering
 
-OUTBOUND_PORT = 15001
-ADMIN_PORT = 15000
+OUTBOUND_PORT = launching.OUTBOUND_PORT
+ADMIN_PORT = launching.ADMIN_PORT
 
 
 class WorkloadError(RuntimeError):
     """A workload could not start; the message says which part and why."""
-
-
-LOCAL_RANGE = os.environ.get("SMIMESH_LOCAL_RANGE", "10.77.0.0/16")
-"""Addresses of local workloads. Not 127/8: the apiserver refuses loopback addresses in
-EndpointSlices. The range is made local to this host once (`ip route add local ... dev lo`,
-root only), so any address in it can be bound without configuring each one."""
-
-
-def ensure_local_range(cidr: str = LOCAL_RANGE) -> ipaddress.IPv4Network:
-    network = ipaddress.IPv4Network(cidr)
-    shown = subprocess.run(
-        ["ip", "route", "show", "table", "local", str(network)],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if str(network) in shown.stdout:
-        return network
-    added = subprocess.run(
-        ["ip", "route", "add", "local", str(network), "dev", "lo"],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if added.returncode != 0 and "File exists" not in added.stderr:
-        raise WorkloadError(
-            f"cannot make {network} local to this host ({added.stderr.strip()}); run once as "
-            f"root: ip route add local {network} dev lo  (or set SMIMESH_LOCAL_RANGE)"
-        )
-    return network
-
-
-def allocate_address(rng: random.Random | None = None) -> str:
-    """An address of the local range that nobody on this host listens on."""
-    network = ensure_local_range()
-    rng = rng or random.Random()
-    for _ in range(200):
-        address = str(network[rng.randrange(1, network.num_addresses - 1)])
-        with socket.socket() as probe:
-            try:
-                probe.bind((address, ADMIN_PORT))
-            except OSError:
-                continue
-        return address
-    raise WorkloadError(f"no free address in {network}")
 
 
 @dataclass
@@ -95,6 +53,9 @@ class WorkloadSpec:
     app_ports: Mapping[int, int] = field(default_factory=dict)
     """Service target port -> the app's own port (the sidecar holds the target port)."""
     env: Mapping[str, str] = field(default_factory=dict)
+    isolation: launching.Isolation = "address"
+    """`address`: explicit interception on a host address; `netns`: a network namespace of
+    its own with transparent interception (needs root and iptables)."""
 
 
 @dataclass
@@ -105,10 +66,23 @@ class LocalWorkload:
     api: client.ApiClient
     config_server: str
     trust_bundle: bytes
-    address: str = field(default_factory=allocate_address)
+    address: str = ""
+    """Allocated for the isolation unless given."""
     log_dir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="smimesh-wl-")))
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     services: list[str] = field(default_factory=list)
+    netns: isolating.Namespace | None = None
+    """The workload's network namespace (`netns` isolation), made by `start`."""
+
+    def __post_init__(self) -> None:
+        try:
+            if not self.address:
+                netns = self.spec.isolation == "netns"
+                self.address = addresses.allocate_routed() if netns else addresses.allocate_local()
+            if self.spec.isolation == "netns":
+                self.netns = isolating.Namespace(self.address, addresses.gateway())
+        except addresses.AddressError as exc:
+            raise WorkloadError(str(exc)) from None
 
     @property
     def registration(self) -> registering.Registration:
@@ -127,7 +101,8 @@ class LocalWorkload:
 
     @property
     def proxy_url(self) -> str:
-        """The sidecar's outbound HTTP proxy, which the app uses (HTTP_PROXY)."""
+        """The sidecar's outbound HTTP proxy, which the app uses (HTTP_PROXY); `address`
+        isolation only (in a namespace, the outbound port takes redirected connections)."""
         return f"http://{self.address}:{OUTBOUND_PORT}"
 
     def app_url(self, port: int) -> str:
@@ -163,12 +138,13 @@ class LocalWorkload:
         return path
 
     def _spawn(self, name: str, argv: Sequence[str], env: Mapping[str, str]) -> None:
+        """Start a process with exactly `env` as its environment, its output in a log file."""
         with (self.log_dir / f"{name}.log").open("wb") as out:
             self.processes[name] = subprocess.Popen(
                 list(argv),
                 stdout=out,
                 stderr=subprocess.STDOUT,
-                env={**os.environ, **env},
+                env=dict(env),
                 start_new_session=True,
             )
 
@@ -177,69 +153,92 @@ class LocalWorkload:
         return path.read_text(errors="replace") if path.exists() else ""
 
     def start(self, *, ready_timeout: float = 30.0) -> None:
+        """Register, (build the network namespace,) start app and sidecar, wait until ready.
+        On any failure everything done so far is undone before the error propagates."""
         spec = self.spec
         try:
             self.services = registering.register(self.api, self.registration)
             bundle = self.log_dir / "trust-bundle.pem"
             bundle.write_bytes(self.trust_bundle)
-            self._spawn(
-                "app",
-                spec.command,
-                {
-                    **spec.env,
-                    "HOST": self.address,
-                    "PORT": str(next(iter(spec.app_ports.values()), 8080)),
-                    "HTTP_PROXY": self.proxy_url,
-                    "http_proxy": self.proxy_url,
-                    "NO_PROXY": "",
-                    "SMIMESH_WORKLOAD": f"{spec.namespace}/{spec.name}",
-                },
+            launch = launching.Launch(
+                namespace=spec.namespace,
+                name=spec.name,
+                service_account=spec.service_account,
+                address=self.address,
+                isolation=spec.isolation,
+                config_server=self.config_server,
+                app_port=next(iter(spec.app_ports.values()), 8080),
+                workload_name=spec.labels.get("app", spec.name),
             )
-            self._spawn(
-                "sidecar",
-                [
-                    sys.executable,
-                    "-m",
-                    "smimesh.sidecar",
-                    "run",
-                    "--config-server",
-                    self.config_server,
-                    "--namespace",
-                    spec.namespace,
-                    "--service-account",
-                    spec.service_account,
-                    "--pod",
-                    spec.name,
-                    "--token-file",
-                    str(self._token()),
-                    "--trust-bundle",
-                    str(bundle),
-                    "--interception",
-                    "explicit",
-                    "--outbound-host",
-                    self.address,
-                    "--inbound-host",
-                    self.address,
-                    "--admin-host",
-                    self.address,
-                    "--app-host",
-                    self.address,
-                    "--workload-kind",
-                    "Deployment",
-                    "--workload-name",
-                    spec.labels.get("app", spec.name),
-                ],
-                {},
+            netns = self.netns
+            if netns is not None:
+                self._isolate(netns)
+
+            def wrap(argv: Sequence[str]) -> list[str]:
+                return netns.exec(*argv) if netns is not None else list(argv)
+
+            env = launching.app_environment(launch, os.environ, spec.env)
+            self._spawn("app", wrap(spec.command), env)
+            sidecar = launching.sidecar_command(
+                launch, token=str(self._token()), trust_bundle=str(bundle)
             )
+            self._spawn("sidecar", wrap([sys.executable, *sidecar]), dict(os.environ))
             self.wait_ready(ready_timeout)
+        except isolating.NetnsError as exc:
+            self.stop()
+            raise WorkloadError(f"{spec.name}: network namespace: {exc}") from None
         except BaseException:
             self.stop()
             raise
+
+    def _isolate(self, netns: isolating.Namespace) -> None:
+        """The namespace with interception, a hosts file naming every Service, and (when the
+        config server is on the host's loopback) a bridge to it from the namespace's."""
+        netns.create()
+        self.refresh_hosts()
+        netns.intercept(admin_port=ADMIN_PORT, host_ports=sorted(set(self.spec.app_ports.values())))
+        host, _, port = self.config_server.rpartition(":")
+        if host in ("localhost", "127.0.0.1") or host.startswith("127."):
+            self._spawn(
+                "bridge",
+                [sys.executable, "-m", "smimesh.testing.bridging", netns.name, port,
+                 f"{host}:{port}"],
+                dict(os.environ),
+            )  # fmt: skip
+            self._wait_logged("bridge", "bridging ", timeout=10.0)
+
+    def refresh_hosts(self) -> None:
+        """Name every Service (by ClusterIP) in the namespace's hosts file; Services made
+        after start resolve once this runs again (`refresh_endpoints` does)."""
+        if self.netns is None:
+            return
+        listed = client.CoreV1Api(self.api).list_service_for_all_namespaces()
+        services = [
+            (str(item.metadata.namespace), str(item.metadata.name), str(item.spec.cluster_ip))
+            for item in listed.items
+            if item.metadata and item.spec and item.spec.cluster_ip not in (None, "", "None")
+        ]
+        self.netns.write_hosts(
+            isolating.hosts_file(
+                services, namespace=self.spec.namespace, pod=self.spec.name, address=self.address
+            )
+        )
+
+    def _wait_logged(self, name: str, text: str, *, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while text not in self.log(name):
+            process = self.processes[name]
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise WorkloadError(
+                    f"{self.spec.name}: {name} did not start:\n{self.log(name)[-2000:]}"
+                )
+            time.sleep(0.05)
 
     def refresh_endpoints(self) -> list[str]:
         """Join the Services that select the pod now and leave those that no longer do (what
         the EndpointSlice controller does after a selector change); returns the Services."""
         self.services = registering.register(self.api, self.registration)
+        self.refresh_hosts()
         return self.services
 
     def wait_ready(self, timeout: float) -> None:
@@ -279,5 +278,7 @@ class LocalWorkload:
                     os.killpg(process.pid, signal.SIGKILL)
                 process.wait()
         self.processes.clear()
+        if self.netns is not None:
+            self.netns.remove()
         with contextlib.suppress(client.ApiException):
             registering.unregister(self.api, self.registration)
