@@ -3,6 +3,7 @@
 #   operator  python -m smimesh.operator        (the default command)
 #   sidecar   smimesh sidecar run               (the injected proxy)
 #   init      smimesh sidecar init              (iptables interception; needs NET_ADMIN)
+#   test app  smimesh conformance app           (the conformance suite's Pods; docs/conformance.md)
 # Build: docker build -t ghcr.io/smimesh/smimesh:0.1.0 .
 
 ARG PYTHON_IMAGE=python:3.11.11-slim-bookworm

@@ -1,6 +1,6 @@
 """The Dockerfile (which cannot be built here: no Docker engine): hadolint finds nothing, and
 the properties DESIGN.md asks for hold — multi-stage, pinned base, non-root, no remote ADD,
-the operator as the default command, sidecar and init commands that exist."""
+the operator as the default command, sidecar, init and test-app commands that exist."""
 
 from __future__ import annotations
 
@@ -70,8 +70,8 @@ def test_the_default_command_is_the_operator_and_exposes_its_ports() -> None:
     assert exposed == {9443, 15010}
 
 
-def test_the_sidecar_and_init_entrypoints_exist() -> None:
-    for command in (["sidecar", "run"], ["sidecar", "init"]):
+def test_the_sidecar_init_and_test_app_entrypoints_exist() -> None:
+    for command in (["sidecar", "run"], ["sidecar", "init"], ["conformance", "app"]):
         result = subprocess.run(
             [str(BIN / "smimesh"), *command, "--help"], capture_output=True, text=True, check=False
         )

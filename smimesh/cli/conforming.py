@@ -1,5 +1,7 @@
-"""`smimesh conformance run` / `list`: the SMI conformance suite, on the embedded local
-control plane (default) or another cluster. Registered by `smimesh.cli.main`."""
+"""`smimesh conformance run` / `list` / `app`: the SMI conformance suite, on the embedded local
+control plane (default), on the cluster of a kubeconfig (`--target current`, any SMI mesh by
+`--mesh` profile) or on a kind cluster it makes (`--target kind`, via `kinding`); and the
+test app the suite deploys in Pods. Registered by `smimesh.cli.main`."""
 
 from __future__ import annotations
 
@@ -10,9 +12,16 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from smimesh.conformance import reporting, running
+from smimesh.cli import kinding
+from smimesh.conformance import deploying, profiles, reporting, running, testapp
 
 app = typer.Typer(help="The SMI conformance suite.", no_args_is_help=True)
+
+
+class Target(enum.StrEnum):
+    local = "local"
+    current = "current"
+    kind = "kind"
 
 
 class Output(enum.StrEnum):
@@ -50,19 +59,57 @@ def run(
         typer.Option(help="Also write a report: .json, .xml (JUnit) or .md (Markdown)."),
     ] = None,
     target: Annotated[
-        str,
+        Target,
         typer.Option(
             help="local: the embedded control plane (etcd + kube-apiserver as processes), "
-            "the operator and the test app as local workloads. kind and current (grading a "
-            "mesh running in a cluster, with the test app as Pods) are not built yet."
+            "the operator and the test app as local workloads. current: the mesh already "
+            "running in the cluster of --kubeconfig/--context, the test app as Pods. kind: a "
+            "kind cluster made (or reused) with smimesh installed, then as current."
         ),
-    ] = "local",
+    ] = Target.local,
+    mesh: Annotated[
+        str,
+        typer.Option(
+            help="The mesh under test (current): how its namespaces and pods opt in and "
+            f"keep the suite's control port out: {', '.join(profiles.PROFILES)}.",
+        ),
+    ] = "smimesh",
+    kubeconfig: Annotated[
+        Path | None,
+        typer.Option(
+            help="kubeconfig for --target current (default: $KUBECONFIG, ~/.kube/config)."
+        ),
+    ] = None,
+    context: Annotated[
+        str | None, typer.Option(help="kubeconfig context (default: the current one).")
+    ] = None,
+    image: Annotated[
+        str, typer.Option(help="The image the test-app Pods run (smimesh conformance app).")
+    ] = deploying.DEFAULT_IMAGE,
+    keep: Annotated[
+        bool, typer.Option(help="Leave the test app's namespaces in the cluster afterwards.")
+    ] = False,
+    ready_timeout: Annotated[
+        float, typer.Option(help="Seconds to wait for the test-app Pods to be Ready.")
+    ] = 300.0,
 ) -> None:
-    """Run the conformance cases; exit 0 if all pass (or skip), 1 if any fails, 2 on bad input.
+    """Run the conformance cases; exit 0 if all pass (or skip), 1 if any fails, 2 on bad input
+    or when the suite cannot start (unreachable cluster, no SMI CRDs, Pods never Ready, no
+    Docker for kind).
 
-    The first run on a machine builds kube-apiserver with Go (minutes).
+    The first local run on a machine builds kube-apiserver with Go (minutes).
 
-    Example: smimesh conformance run --focus split/ --skip flagger --report smi.md
+    A case the mesh cannot be graded on (OSM has no per-namespace permissive mode) skips.
+
+    Pods serve the suite on port 9090 (out of the mesh), via the apiserver's pod proxy.
+
+    Examples:
+
+      smimesh conformance run --focus split/ --skip flagger --report smi.md
+
+      smimesh conformance run --target current --mesh osm --context my-cluster -o junit
+
+      smimesh conformance run --target kind --image ghcr.io/smimesh/smimesh:0.1.0
     """
     err = Console(stderr=True)
     chosen = running.select(focus or (), skip or ())
@@ -71,10 +118,15 @@ def run(
             f"[red]no case matches --focus {focus} --skip {skip}; see `smimesh conformance list`[/]"
         )
         raise typer.Exit(2)
-    if target != "local":
+    try:
+        profile = profiles.lookup(mesh)
+    except ValueError as exc:
+        err.print(f"[red]--mesh: {exc}[/]")
+        raise typer.Exit(2) from None
+    if target is not Target.current and profile.name != "smimesh":
         err.print(
-            f"[red]--target {target} is not built yet: only local runs the suite today "
-            "(the test app does not ship as an image for Pods yet)[/]"
+            f"[red]--target {target} runs smimesh; to grade {mesh}, install it in a cluster "
+            "and use --target current[/]"
         )
         raise typer.Exit(2)
     if report is not None:
@@ -88,10 +140,31 @@ def run(
         # A line per case as it ends: on stdout for text, on stderr beside a JSON/XML result.
         typer.echo(reporting.line(result), err=output is not Output.text)
 
+    def say(message: str) -> None:
+        err.print(f"[dim]{message}[/]", highlight=False)
+
     try:
-        results = running.run_local(
-            chosen, say=lambda m: err.print(f"[dim]{m}[/]"), on_result=progress
-        )
+        if target is Target.local:
+            results = running.run_local(chosen, say=say, on_result=progress)
+        else:
+            if target is Target.kind:
+                kubeconfig, context = kinding.prepare(image, say=say), None
+            cluster = running.connect(kubeconfig, context, say=say)
+            results = running.run_current(
+                chosen,
+                cluster,
+                mesh=profile,
+                image=image,
+                keep=keep,
+                ready_timeout=ready_timeout,
+                say=say,
+                on_result=progress,
+            )
+    except (running.SetupError, kinding.KindUnavailableError) as exc:
+        err.print(f"[red]✖ the suite could not start: {exc}[/]", highlight=False)
+        raise typer.Exit(2) from None
+    except typer.Exit:
+        raise
     except Exception as exc:  # set-up failures are reported, never a traceback
         err.print(f"[red]✖ the suite could not start: {type(exc).__name__}: {exc}[/]")
         raise typer.Exit(2) from None
@@ -106,6 +179,30 @@ def run(
         report.write_text(reporting.FORMATS[suffix](results) + "\n")
         err.print(f"report written to {report}")
     raise typer.Exit(0 if all(r.outcome in running.SUCCESSFUL for r in results) else 1)
+
+
+@app.command("app")
+def serve_app(
+    host: Annotated[str, typer.Option(envvar="HOST", help="Address to listen on.")] = "0.0.0.0",
+    port: Annotated[int, typer.Option(envvar="PORT", help="The mesh port (Services').")] = 8080,
+    control_port: Annotated[
+        int | None,
+        typer.Option(
+            envvar="CONTROL_PORT",
+            help="Also serve here: the suite's own port, excluded from interception.",
+        ),
+    ] = None,
+    name: Annotated[
+        str, typer.Option(envvar="SMIMESH_WORKLOAD", help="namespace/pod, sent to callees.")
+    ] = "testapp",
+) -> None:
+    """Run the conformance test app (what the suite's Pods run from the smimesh image).
+
+    It answers /echo, makes calls on POST /call and counts what it received on /metrics.
+
+    Example: smimesh conformance app --port 8080 --control-port 9090
+    """
+    testapp.run(host, port, name, control_port=control_port)
 
 
 def register(root: typer.Typer) -> None:

@@ -8,7 +8,10 @@
   calls: {url: {ok, failed, codes}}}`; `DELETE /metrics` resets.
 It names itself (SMIMESH_WORKLOAD) in the `x-smimesh-caller` header of its own calls, so the
 callee can count callers. Run by local workloads (`python -m smimesh.conformance.testapp`)
-and as the suite's container image on real clusters.
+and, in Pods, as `smimesh conformance app` from the smimesh image. With a control port
+(CONTROL_PORT) it serves the same endpoints and counts there too: on Pods that port is
+excluded from the mesh's interception, so the suite reaches `/call` and `/metrics` even
+where strict mTLS refuses everyone else.
 """
 
 from __future__ import annotations
@@ -143,17 +146,29 @@ def _handler(tally: Tally, client: httpx.Client) -> type[BaseHTTPRequestHandler]
     return Handler
 
 
-def serve(host: str, port: int, name: str) -> ThreadingHTTPServer:
+def serve(host: str, port: int, name: str, *, tally: Tally | None = None) -> ThreadingHTTPServer:
     client = httpx.Client(trust_env=True, timeout=10.0)
-    server = ThreadingHTTPServer((host, port), _handler(Tally(name), client))
+    server = ThreadingHTTPServer((host, port), _handler(tally or Tally(name), client))
     server.daemon_threads = True
     return server
 
 
+def run(host: str, port: int, name: str, *, control_port: int | None = None) -> None:
+    """Serve `port` (and `control_port`, sharing one tally) until the process ends."""
+    tally = Tally(name)
+    servers = [serve(host, port, name, tally=tally)]
+    if control_port is not None and control_port != port:
+        servers.append(serve(host, control_port, name, tally=tally))
+    for extra in servers[1:]:
+        threading.Thread(target=extra.serve_forever, name="control", daemon=True).start()
+    servers[0].serve_forever()
+
+
 def main() -> None:
     host, port = os.environ.get("HOST", "0.0.0.0"), int(os.environ.get("PORT", "8080"))
+    control = os.environ.get("CONTROL_PORT")
     name = os.environ.get("SMIMESH_WORKLOAD", "testapp")
-    serve(host, port, name).serve_forever()
+    run(host, port, name, control_port=int(control) if control else None)
 
 
 if __name__ == "__main__":
