@@ -37,6 +37,7 @@ def compile_mesh(mesh: state.MeshState) -> Compilation:
         index.outbound_service(service, routes.routes.get(service.ref, ()))
         for service in sorted(index.services.values(), key=lambda s: str(s.ref))
     )
+    shared = snapshots.encode_outbound(outbound)  # once, not once per proxy
     authorizer = targets.Authorizer(mesh, index)
     configs: dict[refs.ProxyRef, snapshots.ProxyConfig] = {}
     for pod in meshed_pods(mesh):
@@ -48,6 +49,7 @@ def compile_mesh(mesh: state.MeshState) -> Compilation:
             settings=mesh.settings,
             outbound=outbound,
             inbound=authorizer.inbound_ports(pod),
+            outbound_json=shared,
         )
     problems = sorted(
         [*routes.findings, *authorizer.findings],

@@ -3,6 +3,11 @@
 `ProxyConfig` is what the compiler returns per proxy, what the config server sends, and what
 the sidecar swaps atomically. `version` is a content hash of everything else, so equal
 configs have equal versions and a proxy holding the latest version needs no push.
+
+Every proxy of a compilation gets the same outbound section (thousands of Services), so it is
+encoded once (`encode_outbound`) and handed to each `ProxyConfig.build`: the version hashes
+the small per-proxy part plus those shared bytes, and `to_json` splices them in, instead of
+serialising the section again for every proxy.
 """
 
 from __future__ import annotations
@@ -10,7 +15,7 @@ from __future__ import annotations
 import hashlib
 from typing import Final, Literal
 
-from pydantic import Field
+from pydantic import Field, PrivateAttr, TypeAdapter
 
 from smimesh.proxyconfig.inbound import InboundPort
 from smimesh.proxyconfig.outbound import OutboundService
@@ -18,6 +23,12 @@ from smimesh.proxyconfig.refs import Frozen, ProxyRef
 
 SCHEMA: Final = "smimesh.dev/proxyconfig/v1"
 MtlsMode = Literal["strict", "permissive", "disabled"]
+_OUTBOUND: Final = TypeAdapter(tuple[OutboundService, ...])
+
+
+def encode_outbound(outbound: tuple[OutboundService, ...]) -> bytes:
+    """The outbound section's canonical JSON, as `ProxyConfig.to_json` embeds it."""
+    return _OUTBOUND.dump_json(outbound, by_alias=True)
 
 
 class MeshSettings(Frozen):
@@ -41,6 +52,7 @@ class ProxyConfig(Frozen):
     settings: MeshSettings
     outbound: tuple[OutboundService, ...] = ()
     inbound: tuple[InboundPort, ...] = ()
+    _outbound_json: bytes | None = PrivateAttr(default=None)
 
     @classmethod
     def build(
@@ -51,7 +63,10 @@ class ProxyConfig(Frozen):
         settings: MeshSettings,
         outbound: tuple[OutboundService, ...] = (),
         inbound: tuple[InboundPort, ...] = (),
+        outbound_json: bytes | None = None,
     ) -> ProxyConfig:
+        """`outbound_json`, when given, must be `encode_outbound(outbound)`: the compiler
+        encodes the shared section once for all proxies."""
         draft = cls(
             version="",
             proxy=proxy,
@@ -60,11 +75,29 @@ class ProxyConfig(Frozen):
             outbound=outbound,
             inbound=inbound,
         )
-        return draft.model_copy(update={"version": content_version(draft)})
+        draft._outbound_json = outbound_json
+        config = draft.model_copy(update={"version": content_version(draft)})
+        config._outbound_json = draft.outbound_json()
+        return config
+
+    def __eq__(self, other: object) -> bool:
+        """Equal fields are equal configs; the cached outbound encoding is not content."""
+        if not isinstance(other, ProxyConfig):
+            return NotImplemented
+        return self.__dict__ == other.__dict__
+
+    def __hash__(self) -> int:
+        return hash(self.version)
+
+    def outbound_json(self) -> bytes:
+        if self._outbound_json is None:
+            self._outbound_json = encode_outbound(self.outbound)
+        return self._outbound_json
 
     def to_json(self) -> bytes:
-        """Canonical JSON: the bytes sent over the wire and hashed into the version."""
-        return self.model_dump_json(by_alias=True).encode()
+        """Canonical JSON: the bytes sent over the wire (the outbound section last)."""
+        head = self.model_dump_json(by_alias=True, exclude={"outbound"}).encode()
+        return head[:-1] + b',"outbound":' + self.outbound_json() + b"}"
 
     @classmethod
     def from_json(cls, data: bytes | str) -> ProxyConfig:
@@ -73,5 +106,8 @@ class ProxyConfig(Frozen):
 
 def content_version(config: ProxyConfig) -> str:
     """A short, stable hash of a config's content (its version field excluded)."""
-    body = config.model_dump_json(by_alias=True, exclude={"version"}).encode()
-    return hashlib.sha256(body).hexdigest()[:16]
+    head = config.model_dump_json(by_alias=True, exclude={"version", "outbound"}).encode()
+    digest = hashlib.sha256(head)
+    digest.update(b"\x00")
+    digest.update(config.outbound_json())
+    return digest.hexdigest()[:16]

@@ -121,3 +121,21 @@ def test_generated_grpc_modules_are_current(tmp_path: Path) -> None:
     fresh, checked_in = out / "smimesh/proxyconfig", ROOT / "smimesh/proxyconfig"
     _, mismatch, errors = filecmp.cmpfiles(fresh, checked_in, names, shallow=False)
     assert (mismatch, errors) == ([], []), "run `make proto` and commit the result"
+
+
+def test_a_shared_outbound_encoding_gives_the_same_bytes_and_version_as_encoding_it_alone() -> None:
+    alone = _config()
+    shared = snapshots.ProxyConfig.build(
+        proxy=alone.proxy,
+        identity=alone.identity,
+        settings=alone.settings,
+        outbound=alone.outbound,
+        inbound=alone.inbound,
+        outbound_json=snapshots.encode_outbound(alone.outbound),
+    )
+    assert shared.version == alone.version
+    assert shared.to_json() == alone.to_json()
+    again = snapshots.ProxyConfig.from_json(shared.to_json())
+    assert again.to_json() == shared.to_json()  # what the sidecar's admin /config shows
+    assert again == shared
+    assert hash(again) == hash(shared)
