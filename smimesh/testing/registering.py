@@ -7,6 +7,10 @@ Used by `workloads` (start/stop) and so by `smimesh workload run`, the conforman
 `make demo`. The Pod carries a scheduling gate, so on a real cluster no scheduler or kubelet
 ever runs it (or overwrites the status we write); the EndpointSlices are labelled as managed
 by smimesh, so the cluster's EndpointSlice controller leaves them alone.
+
+`adopt` and `mark_running` are the path for a Pod someone else created, which a local node
+(`kubelet`) runs: it marks the Pod as adopted and Running at its IP, `register` then leaves
+the Pod's status to the node, and the node reports Ready once the processes answer.
 """
 
 from __future__ import annotations
@@ -21,6 +25,8 @@ from smimesh.kube import names
 
 GATE = f"{names.DOMAIN}/local-workload"
 MANAGED_BY = "local-workloads.smimesh.dev"
+ADOPTED_ANNOTATION = f"{names.DOMAIN}/local-node"
+"""On a Pod created elsewhere and run by a local node (the value names the node)."""
 
 
 @dataclass(frozen=True)
@@ -79,8 +85,39 @@ def register(api: client.ApiClient, item: Registration) -> list[str]:
     except client.ApiException as exc:
         if exc.status != 409:
             raise
-    ready = [
-        {"type": kind, "status": "True"}
+        existing = core.read_namespaced_pod(item.pod, item.namespace)
+        if ADOPTED_ANNOTATION in ((existing.metadata and existing.metadata.annotations) or {}):
+            return _register_endpoints(api, item)  # its node reports the status
+    _patch_status(core, item)
+    return _register_endpoints(api, item)
+
+
+def adopt(api: client.ApiClient, item: Registration, *, node: str) -> None:
+    """Mark an existing Pod as run by local node `node`, with the app-ports annotation the
+    mesh needs when the app listens elsewhere than the callers' port, and report it Running
+    at its IP but not Ready (the mesh configures its proxy by that IP before it is ready)."""
+    annotations = {ADOPTED_ANNOTATION: node}
+    if item.app_ports:
+        annotations[names.APP_PORTS_ANNOTATION] = ",".join(
+            f"{port}={app}" for port, app in sorted(item.app_ports.items())
+        )
+    core = client.CoreV1Api(api)
+    core.patch_namespaced_pod(item.pod, item.namespace, {"metadata": {"annotations": annotations}})
+    _patch_status(core, item, ready=False)
+
+
+def mark_running(api: client.ApiClient, item: Registration) -> list[str]:
+    """Report an adopted Pod Running and Ready at its IP; returns the Services it joined."""
+    _patch_status(client.CoreV1Api(api), item)
+    return _register_endpoints(api, item)
+
+
+def _patch_status(core: client.CoreV1Api, item: Registration, *, ready: bool = True) -> None:
+    conditions = [
+        {
+            "type": kind,
+            "status": "True" if ready or kind in ("PodScheduled", "Initialized") else "False",
+        }
         for kind in ("PodScheduled", "Initialized", "ContainersReady", "Ready")
     ]
     status: dict[str, Any] = {
@@ -88,11 +125,10 @@ def register(api: client.ApiClient, item: Registration) -> list[str]:
             "phase": "Running",
             "podIP": item.ip,
             "podIPs": [{"ip": item.ip}],
-            "conditions": ready,
+            "conditions": conditions,
         }
     }
     core.patch_namespaced_pod_status(item.pod, item.namespace, status)
-    return _register_endpoints(api, item)
 
 
 def _register_endpoints(api: client.ApiClient, item: Registration) -> list[str]:
