@@ -1,6 +1,7 @@
 """`smimesh workload run`: a process outside Kubernetes joins the mesh as a local workload
 (its own address, a sidecar with a mesh-CA identity, registered as a Pod behind its
-Services), until Ctrl-C. Registered by `smimesh.cli.main`; the work is
+Services), until Ctrl-C; with `--netns`, in a network namespace of its own with transparent
+interception. Registered by `smimesh.cli.main`; the work is
 `smimesh.testing.workloads`.
 """
 
@@ -18,7 +19,7 @@ from rich.console import Console
 
 from smimesh.kube import clients, names
 from smimesh.operator import authorities
-from smimesh.testing import workloads
+from smimesh.testing import isolating, workloads
 
 app = typer.Typer(help="Workloads outside Kubernetes (processes on this host).")
 
@@ -67,10 +68,20 @@ def run(
         str | None, typer.Option(help="host:port of the operator's config server.")
     ] = None,
     kubeconfig: Annotated[Path | None, typer.Option()] = None,
+    netns: Annotated[
+        bool,
+        typer.Option(
+            "--netns",
+            help="Run app and sidecar in a network namespace of their own; iptables sends the "
+            "app's connections through the sidecar (no proxy settings). Needs root and iptables.",
+        ),
+    ] = False,
 ) -> None:
     """Run COMMAND as a meshed workload until Ctrl-C; its Pod is removed afterwards.
 
-    The app gets HOST (its address), PORT and HTTP_PROXY (its sidecar) in its environment.
+    The app gets HOST (its address), PORT and HTTP_PROXY (its sidecar) in its environment;
+    with --netns it gets HOST=0.0.0.0 and PORT only, and calls Services by name
+    (http://NAME.NAMESPACE.svc.cluster.local/), which resolve to their ClusterIPs.
 
     Example: smimesh workload run -n shop --service-account web -l app=web
     --config-server 127.0.0.1:15010 -- sh -c 'python -m http.server --bind $HOST $PORT'
@@ -84,6 +95,9 @@ def run(
     except ValueError:
         err.print("[red]--port must be TARGET=APP with two port numbers[/]")
         raise typer.Exit(2) from None
+    if netns and (reason := isolating.unsupported()) is not None:
+        err.print(f"[red]✖ --netns cannot run here: {reason}[/]")
+        raise typer.Exit(1)
     try:
         api = clients.api_client(kubeconfig)
         bundle = _trust_bundle(api)
@@ -95,6 +109,7 @@ def run(
                 command=command,
                 labels=_pairs(labels or [], "--labels"),
                 app_ports=ports,
+                isolation="netns" if netns else "address",
             ),
             api=api,
             config_server=config_server,
@@ -104,9 +119,11 @@ def run(
     except (clients.NoClusterError, workloads.WorkloadError, client.ApiException) as exc:
         err.print(f"[red]✖ {exc}[/]")
         raise typer.Exit(1) from None
+    inside = f" in network namespace {workload.netns.name}" if workload.netns else ""
     err.print(
-        f"[green]✔[/] {namespace}/{workload.spec.name} at {workload.address} "
-        f"(behind {', '.join(workload.services) or 'no Service yet'}); Ctrl-C stops it"
+        f"[green]✔[/] {namespace}/{workload.spec.name} at {workload.address}{inside} "
+        f"(behind {', '.join(workload.services) or 'no Service yet'}); Ctrl-C stops it",
+        soft_wrap=True,
     )
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt))
     try:
