@@ -1,18 +1,17 @@
-"""Transparent interception for real: two network namespaces joined by a veth pair, the
-iptables rules written by `smimesh sidecar init`, sidecars that learn each connection's
-original destination from SO_ORIGINAL_DST, mTLS between them, and curl as the app's client.
+"""Transparent interception for real: two network namespaces routed through the host (the
+local workloads' `smimesh.testing.isolating`), the iptables rules written by `smimesh sidecar
+init`, sidecars that learn each connection's original destination from SO_ORIGINAL_DST, mTLS
+between them, and curl as the app's client.
 
-Needs root (network namespaces, iptables); `make sidecar-deps` installs iptables.
+Needs root (network namespaces, iptables; `make sidecar-deps` installs iptables): on a host
+without them the test fails with the reason, it does not skip.
 """
 
 from __future__ import annotations
 
-import os
-import shutil
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,13 +19,12 @@ import pytest
 
 from smimesh.proxyconfig import inbound, matches, refs
 from smimesh.sidecar import settings
+from smimesh.testing import addresses, isolating
 from tests.sidecar.conftest import NS, Pki, config, service, spiffe
-
-pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="network namespaces need root")
+from tests.testing import support
 
 SMIMESH = str(Path(sys.executable).with_name("smimesh"))
 CLUSTER_IP = "10.96.77.7"
-CLIENT_IP, SERVER_IP = "10.77.0.1", "10.77.0.2"
 APP = """
 import json, sys
 from http.server import BaseHTTPRequestHandler, HTTPServer
@@ -46,12 +44,13 @@ def _run(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 class Pod:
-    def __init__(self, name: str) -> None:
-        self.name = name
+    def __init__(self) -> None:
+        self.netns = isolating.Namespace(addresses.allocate_routed(), addresses.gateway())
+        self.name = self.netns.name
         self.processes: list[subprocess.Popen[str]] = []
 
     def exec(self, *args: str) -> list[str]:
-        return ["ip", "netns", "exec", self.name, *args]
+        return self.netns.exec(*args)
 
     def start(self, *args: str) -> subprocess.Popen[str]:
         process = subprocess.Popen(
@@ -92,26 +91,16 @@ class Pod:
 
 @pytest.fixture
 def pods() -> Iterator[tuple[Pod, Pod]]:
-    if shutil.which("iptables") is None:
-        pytest.fail("iptables is not installed: run `make sidecar-deps`")
-    tag = uuid.uuid4().hex[:6]
-    client, server = Pod(f"smc-{tag}"), Pod(f"sms-{tag}")
-    veth_c, veth_s = f"vc{tag}", f"vs{tag}"
+    support.require_netns()
+    client, server = Pod(), Pod()
     try:
         for pod in (client, server):
-            _run("ip", "netns", "add", pod.name)
-            _run(*pod.exec("ip", "link", "set", "lo", "up"))
-        _run("ip", "link", "add", veth_c, "netns", client.name, "type", "veth",
-             "peer", "name", veth_s, "netns", server.name)  # fmt: skip
-        for pod, veth, ip in ((client, veth_c, CLIENT_IP), (server, veth_s, SERVER_IP)):
-            _run(*pod.exec("ip", "addr", "add", f"{ip}/24", "dev", veth))
-            _run(*pod.exec("ip", "link", "set", veth, "up"))
-            _run(*pod.exec("ip", "route", "add", "default", "dev", veth))
+            pod.netns.create()
         yield client, server
     finally:
         for pod in (client, server):
             pod.stop()
-            subprocess.run(["ip", "netns", "del", pod.name], capture_output=True)
+            pod.netns.remove()
 
 
 def test_transparent_interception_with_mtls_between_namespaces(
@@ -137,8 +126,8 @@ def test_transparent_interception_with_mtls_between_namespaces(
     client_config = config(
         proxy=web,
         outbound_services=(
-            service("api", [(SERVER_IP, 8080, api.pod)], cluster_ip=CLUSTER_IP, meshed=True,
-                    identity=spiffe(NS, "api")),
+            service("api", [(server.netns.address, 8080, api.pod)], cluster_ip=CLUSTER_IP,
+                    meshed=True, identity=spiffe(NS, "api")),
         ),
     )  # fmt: skip
     mark = str(settings.PROXY_MARK)
@@ -168,8 +157,9 @@ def test_transparent_interception_with_mtls_between_namespaces(
     # The client's connection to the real pod IP is intercepted too, and mTLS is enforced:
     # a plaintext call from the client netns with the proxy's own mark bypasses the client
     # sidecar and is refused by the strict server sidecar.
+    plaintext = _MARKED_PLAINTEXT.format(ip=server.netns.address, mark=mark)
     result = subprocess.run(
-        client.exec(sys.executable, "-c", _MARKED_PLAINTEXT.format(ip=SERVER_IP, mark=mark)),
+        client.exec(sys.executable, "-c", plaintext),
         capture_output=True, text=True, timeout=20,
     )  # fmt: skip
     assert result.stdout.strip() == "refused", result
