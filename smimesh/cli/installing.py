@@ -31,6 +31,7 @@ CLUSTER_SCOPED = {
     "ClusterRoleBinding",
     "MutatingWebhookConfiguration",
     "ValidatingWebhookConfiguration",
+    "APIService",
     "PriorityClass",
 }
 
@@ -59,8 +60,9 @@ def _label(obj: dict[str, Any]) -> str:
 
 def relocate(objects: list[dict[str, Any]], namespace: str) -> list[dict[str, Any]]:
     """The objects moved from smimesh-system to `namespace`: the Namespace itself, every
-    namespaced object, ServiceAccount subjects of bindings, and webhook service references
-    (CRD conversion and admission). Cluster-scoped names stay: one mesh per cluster."""
+    namespaced object, ServiceAccount subjects of bindings, and service references (CRD
+    conversion, admission webhooks, the APIService). Cluster-scoped names stay: one mesh per
+    cluster."""
     old = names.MESH_NAMESPACE
     if namespace == old:
         return objects
@@ -77,8 +79,10 @@ def relocate(objects: list[dict[str, Any]], namespace: str) -> list[dict[str, An
                 subject["namespace"] = namespace
         conversion = (obj.get("spec") or {}).get("conversion") or {}
         hooks = [conversion.get("webhook") or {}, *(obj.get("webhooks") or [])]
-        for hook in hooks:
-            service = (hook.get("clientConfig") or {}).get("service") or {}
+        services = [(hook.get("clientConfig") or {}).get("service") or {} for hook in hooks]
+        if obj.get("kind") == "APIService":
+            services.append((obj.get("spec") or {}).get("service") or {})
+        for service in services:
             if service.get("namespace") == old:
                 service["namespace"] = namespace
         moved.append(obj)

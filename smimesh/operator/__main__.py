@@ -61,6 +61,12 @@ def main() -> None:
         default=24 * 3600,
         help="seconds a workload certificate lives (sidecars renew at 70 %%)",
     )
+    parser.add_argument(
+        "--sidecar-admin-port",
+        type=int,
+        default=running.OperatorSettings.sidecar_admin_port,
+        help="the sidecars' admin port, scraped for the TrafficMetrics API",
+    )
     args = parser.parse_args()
     if args.workload_cert_lifetime < 10:
         parser.error("--workload-cert-lifetime must be at least 10 seconds")
@@ -81,6 +87,7 @@ def main() -> None:
         lease_retry=max(0.5, args.lease_duration / 5),
         default_access=args.access,
         workload_cert_lifetime=datetime.timedelta(seconds=args.workload_cert_lifetime),
+        sidecar_admin_port=args.sidecar_admin_port,
     )
     try:
         asyncio.run(running.run(settings))

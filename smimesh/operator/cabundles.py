@@ -1,6 +1,7 @@
 """Point the apiserver at this operator's webhooks: the mesh CA bundle goes into the SMI CRDs'
-conversion webhook and into the webhook configurations `smimesh-injector` and
-`smimesh-validator` (the manifests ship them without a caBundle).
+conversion webhook, into the webhook configurations `smimesh-injector` and
+`smimesh-validator`, and into APIService `v1alpha1.metrics.smi-spec.io` (the manifests ship
+them without a caBundle). The APIService always names the operator Service, local mode or not.
 
 Run by `webhooking.WebhookServer.run` at start, on every replica: the patches are idempotent
 (an object already current is not written, so replicas do not fight and CRDs are not touched
@@ -36,6 +37,7 @@ CONVERT_PATH = "/convert"
 VALIDATE_PATH = "/validate"
 MUTATE_PATH = "/mutate"
 
+APISERVICE = "v1alpha1.metrics.smi-spec.io"
 RELEASE_TIMEOUT = 5.0
 """Seconds a stopping operator spends pointing the webhooks back at the Service."""
 
@@ -100,6 +102,14 @@ def webhook_patch(
                 {"op": "add", "path": f"/webhooks/{number}/clientConfig", "value": wanted},
             ]
     return operations or None
+
+
+def apiservice_patch(apiservice: Mapping[str, Any], endpoint: Endpoint) -> dict[str, Any] | None:
+    """A JSON merge patch that makes the APIService trust our CA; None if it already does."""
+    spec = apiservice.get("spec") or {}
+    if spec.get("caBundle") == endpoint.encoded_bundle and not spec.get("insecureSkipTLSVerify"):
+        return None
+    return {"spec": {"caBundle": endpoint.encoded_bundle, "insecureSkipTLSVerify": None}}
 
 
 def _service(namespace: str, path: str) -> dict[str, Any]:
@@ -244,11 +254,25 @@ class CaBundleInjector:
         patch_with(name, patch, _content_type="application/json-patch+json")
         return "patched"
 
+    def ensure_apiservice(self) -> Outcome:
+        registration = client.ApiregistrationV1Api(self.api)
+        apiservice = self._read(registration.read_api_service, APISERVICE)
+        if apiservice is None:
+            return "missing"
+        patch = apiservice_patch(apiservice, self.endpoint)
+        if patch is None:
+            return "current"
+        registration.patch_api_service(
+            APISERVICE, patch, _content_type="application/merge-patch+json"
+        )
+        return "patched"
+
     def ensure(self) -> dict[str, Outcome]:
         """Make every object current; returns what happened to each (by object name)."""
         outcomes: dict[str, Outcome] = {name: self.ensure_crd(name) for name in conversion_crds()}
         outcomes[INJECTOR] = self.ensure_webhooks("mutating", INJECTOR)
         outcomes[VALIDATOR] = self.ensure_webhooks("validating", VALIDATOR)
+        outcomes[APISERVICE] = self.ensure_apiservice()
         return outcomes
 
     async def run(self) -> dict[str, Outcome]:

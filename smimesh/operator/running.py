@@ -1,5 +1,6 @@
 """Assembles the operator: kopf watches -> index -> publisher -> config server, plus leader
-election and the status writer, all owned by one task group.
+election, the status writer, and the HTTPS server of the webhooks and the TrafficMetrics API,
+all owned by one task group.
 
 Called by `smimesh.operator.__main__` (and by tests, in-process). Every replica watches and
 serves config; only the Lease holder writes status and Events.
@@ -25,12 +26,15 @@ from smimesh.compiler import state
 from smimesh.identity import authority, keys, rotation
 from smimesh.kube import clients, names
 from smimesh.operator import (
+    aggregating,
     authenticating,
     authorities,
     certificates,
+    delegating,
     indexing,
     leading,
     publishing,
+    scraping,
     serving,
     statuses,
     watching,
@@ -54,6 +58,8 @@ class OperatorSettings:
     mesh: snapshots.MeshSettings = field(default_factory=snapshots.MeshSettings)
     default_access: state.AccessMode = "permissive"
     workload_cert_lifetime: datetime.timedelta = authority.DEFAULT_LEAF_LIFETIME
+    sidecar_admin_port: int = scraping.ADMIN_PORT
+    """Where the TrafficMetrics API scrapes sidecars' `/metrics`."""
 
 
 @dataclass
@@ -159,6 +165,11 @@ async def run(
         address=settings.grpc_address,
         credentials=_serving_credentials(ca, settings),
     )
+    front_proxy = await asyncio.to_thread(delegating.load, api)
+    scraper = scraping.Scraper(port=settings.sidecar_admin_port)
+    metrics_api = aggregating.MetricsApi(
+        index, scraper, delegating.Authorizer(api), front_proxy=front_proxy
+    )
     try:
         webhooks = await webhooking.serve(
             api,
@@ -169,9 +180,12 @@ async def run(
             url=settings.webhook_url,
             trust_domain=settings.mesh.trust_domain,
             grpc_address=f"{settings.grpc_address.rpartition(':')[0]}:{port}",
+            front_proxy=front_proxy,
+            mounts=(metrics_api.mount,),
         )
     except BaseException:
         await server.stop(grace=None)
+        await scraper.close()
         raise
     log.info("webhooks on port %d", webhooks.port)
     operator = Operator(index, ca, publisher, servicer, elector, grpc_port=port)
@@ -201,5 +215,6 @@ async def run(
         # stopping anyway, so neither that nor a late error may hide the real exit reason.
         with contextlib.suppress(Exception, asyncio.CancelledError):
             await webhooks.stop()
+            await scraper.close()
             await server.stop(grace=2.0)
         api.close()  # type: ignore[no-untyped-call]

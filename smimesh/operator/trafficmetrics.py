@@ -35,23 +35,6 @@ QUANTILES = ((0.99, "p99_response_latency"), (0.9, "p90_response_latency"),
 
 
 @dataclass(frozen=True)
-class Kinds:
-    """One resource of the API: its plural (the URL segment), kind, and whether namespaced."""
-
-    plural: str
-    kind: Kind
-    namespaced: bool
-
-
-RESOURCES = (
-    Kinds("namespaces", "Namespace", namespaced=False),
-    Kinds("deployments", "Deployment", namespaced=True),
-    Kinds("pods", "Pod", namespaced=True),
-)
-BY_PLURAL = {resource.plural: resource for resource in RESOURCES}
-
-
-@dataclass(frozen=True)
 class Target:
     """What is asked about: a Pod, a Deployment or a Namespace (`namespace` None for those)."""
 

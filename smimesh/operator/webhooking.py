@@ -21,7 +21,7 @@ import json
 import logging
 import ssl
 import urllib.parse
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -31,7 +31,7 @@ from kubernetes import client
 from smimesh.compiler import state
 from smimesh.identity import keys, rotation, tlscontexts
 from smimesh.kube import names
-from smimesh.operator import cabundles, indexing
+from smimesh.operator import cabundles, delegating, indexing
 from smimesh.webhooks import converting, reviews, validating
 from smimesh.webhooks.injection import admission, settings
 from smimesh.webhooks.injection import names as injection_names
@@ -260,12 +260,16 @@ async def serve(
     url: str | None,
     trust_domain: str,
     grpc_address: str,
+    front_proxy: delegating.RequestHeaders | None = None,
+    mounts: Sequence[Callable[[web.Application], None]] = (),
 ) -> WebhookServer:
     """Everything `running` needs in one call: injection settings from the cluster version,
     the serving certificate, the handlers, and the CA bundle patches `run` will make.
 
     Sidecars reach the config server (`grpc_address`, the bound one) through the operator
-    Service; in local mode (`url` given) directly at that address.
+    Service; in local mode (`url` given) directly at that address. `mounts` add other APIs
+    on the same port (the aggregated TrafficMetrics API); `front_proxy` makes TLS ask for
+    the aggregator's client certificate.
     """
     host, _, port = grpc_address.rpartition(":")
     control_plane = (
@@ -278,10 +282,14 @@ async def serve(
         IndexedNamespaces(index, api),
     )
     context = serving_context(ca, namespace=namespace, address=address, url=url)
+    if front_proxy is not None:
+        front_proxy.trust(context)
     injector = cabundles.CaBundleInjector(
         api, cabundles.Endpoint(ca.bundle.pem(), url), namespace=namespace
     )
-    return await start(webhooks, address=address, ssl_context=context, injector=injector)
+    return await start(
+        webhooks, address=address, ssl_context=context, injector=injector, mounts=mounts
+    )
 
 
 async def start(
@@ -290,10 +298,14 @@ async def start(
     address: str,
     ssl_context: ssl.SSLContext,
     injector: cabundles.CaBundleInjector | None = None,
+    mounts: Sequence[Callable[[web.Application], None]] = (),
 ) -> WebhookServer:
     """Listen on `address` (host:port; port 0 picks one) with TLS; returns the server."""
     host, _, port = address.rpartition(":")
-    runner = web.AppRunner(webhooks.application(), access_log=None, keepalive_timeout=30.0)
+    app = webhooks.application()
+    for mount in mounts:
+        mount(app)
+    runner = web.AppRunner(app, access_log=None, keepalive_timeout=30.0)
     await runner.setup()
     site = web.TCPSite(runner, host.strip("[]") or None, int(port), ssl_context=ssl_context)
     try:

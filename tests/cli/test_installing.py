@@ -81,7 +81,10 @@ def test_render_moves_every_namespace_reference_and_needs_no_cluster(tmp_path: P
     assert objects[0]["metadata"]["name"] == "mesh"
     for obj in objects:
         if obj["kind"] in ("Service", "Deployment", "ServiceAccount", "Role", "RoleBinding"):
-            assert obj["metadata"]["namespace"] == "mesh", obj["kind"]
+            # The aggregated API's reader binding lives beside its Role, in kube-system.
+            reader = obj["metadata"]["name"].endswith(":extension-apiserver-authentication-reader")
+            wanted = "kube-system" if reader else "mesh"
+            assert obj["metadata"]["namespace"] == wanted, obj["kind"]
         for hook in obj.get("webhooks", []):
             assert hook["clientConfig"]["service"]["namespace"] == "mesh"
     binding = next(o for o in objects if o["kind"] == "ClusterRoleBinding")
@@ -90,6 +93,8 @@ def test_render_moves_every_namespace_reference_and_needs_no_cluster(tmp_path: P
     ]
     crd = next(o for o in objects if o["kind"] == "CustomResourceDefinition")
     assert crd["spec"]["conversion"]["webhook"]["clientConfig"]["service"]["namespace"] == "mesh"
+    apiservice = next(o for o in objects if o["kind"] == "APIService")
+    assert apiservice["spec"]["service"]["namespace"] == "mesh"
     deployment = next(o for o in objects if o["kind"] == "Deployment")
     assert deployment["spec"]["replicas"] == 2
     assert "smimesh-system" not in result.stdout

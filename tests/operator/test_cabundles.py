@@ -137,3 +137,20 @@ def test_rbac_lets_the_operator_patch_exactly_the_converting_crds() -> None:
     assert [sorted(rule["resourceNames"]) for rule in patchable] == [
         sorted(cabundles.conversion_crds())
     ]
+
+
+def test_the_apiservice_gets_the_bundle_and_loses_any_insecure_skip() -> None:
+    insecure = {"spec": {"service": SERVICE, "insecureSkipTLSVerify": True}}
+    assert cabundles.apiservice_patch(insecure, cabundles.Endpoint(BUNDLE)) == {
+        "spec": {"caBundle": ENCODED, "insecureSkipTLSVerify": None}
+    }
+    current = {"spec": {"service": SERVICE, "caBundle": ENCODED}}
+    assert cabundles.apiservice_patch(current, cabundles.Endpoint(BUNDLE)) is None
+
+
+def test_rbac_lets_the_operator_patch_only_its_own_apiservice() -> None:
+    documents = yaml.safe_load_all((ROOT / "manifests" / "base" / "rbac.yaml").read_text())
+    role = next(d for d in documents if d["kind"] == "ClusterRole")
+    [rule] = [r for r in role["rules"] if "apiservices" in r["resources"]]
+    assert rule["resourceNames"] == [cabundles.APISERVICE]
+    assert sorted(rule["verbs"]) == ["get", "patch"]
