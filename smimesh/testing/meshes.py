@@ -20,7 +20,14 @@ from types import TracebackType
 from typing import Any
 
 from smimesh.kube import names
-from smimesh.testing import clusters, controlplane, launching, workloads
+from smimesh.testing import (
+    addresses,
+    apiservices,
+    clusters,
+    controlplane,
+    launching,
+    workloads,
+)
 
 MANIFESTS = Path(__file__).resolve().parents[2] / "manifests"
 APP_COMMAND = (sys.executable, "-m", "smimesh.conformance.testapp")
@@ -38,6 +45,8 @@ class OperatorProcess:
     grpc_address: str
     identity: str
     log: Path
+    webhook_address: str | None = None
+    """host:port of its HTTPS server (webhooks, TrafficMetrics API) if `start_operator` set it."""
 
     def logs(self) -> str:
         return self.log.read_text(errors="replace") if self.log.exists() else ""
@@ -60,14 +69,16 @@ def start_operator(
     lease_duration: float = 3.0,
     extra_args: tuple[str, ...] = (),
     timeout: float = 30.0,
+    webhook_host: str = "127.0.0.1",
 ) -> OperatorProcess:
     """Start an operator and wait until its config server listens.
 
-    Its webhooks listen on a free local port and are registered by URL (`--webhook-url`):
-    a local control plane has no Service routing to reach them otherwise."""
+    Its webhooks listen on a free port of `webhook_host` and are registered by URL
+    (`--webhook-url`): a local control plane has no Service routing to reach them otherwise."""
     address = f"127.0.0.1:{controlplane.free_port()}"
+    webhooks = None
     if "--webhook-url" not in extra_args:
-        webhooks = f"127.0.0.1:{controlplane.free_port()}"
+        webhooks = f"{webhook_host}:{controlplane.free_port(webhook_host)}"
         extra_args = (
             "--webhook-address",
             webhooks,
@@ -95,7 +106,7 @@ def start_operator(
             stdout=out,
             stderr=subprocess.STDOUT,
         )
-    operator = OperatorProcess(process, address, identity, log)
+    operator = OperatorProcess(process, address, identity, log, webhooks)
     deadline = time.monotonic() + timeout
     while "config server on port" not in operator.logs():
         if process.poll() is not None or time.monotonic() > deadline:
@@ -183,7 +194,17 @@ class LocalMesh:
             kubeconfig = self.cluster.kubeconfig_for(
                 names.MESH_NAMESPACE, names.OPERATOR_SERVICE, self.work_dir / "operator.kubeconfig"
             )
-            self.operator = start_operator(kubeconfig, self.work_dir, extra_args=self.operator_args)
+            # On an address of the local range, not loopback: the aggregator reaches the
+            # TrafficMetrics API through an EndpointSlice of the operator Service.
+            self.operator = start_operator(
+                kubeconfig,
+                self.work_dir,
+                extra_args=self.operator_args,
+                webhook_host=addresses.allocate_local(),
+            )
+            if self.operator.webhook_address is not None:
+                with self.cluster.api_client() as api:
+                    apiservices.register(api, self.operator.webhook_address)
             self.bundle = trust_bundle(self.cluster)
             wait_served(self.cluster, self.operator)
             self.say(f"operator running (config server {self.operator.grpc_address})")
@@ -206,6 +227,9 @@ class LocalMesh:
         self.started.clear()
         if self.operator is not None:
             self.operator.stop()
+            if self.operator.webhook_address is not None:
+                with self.cluster.api_client() as api:
+                    apiservices.unregister(api)
 
     def apply(self, *objects: dict[str, Any]) -> None:
         """kubectl apply of the given objects (a List), raising with kubectl's message."""
