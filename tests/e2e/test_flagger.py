@@ -37,8 +37,9 @@ import httpx
 import pytest
 from kubernetes import client
 
-from smimesh.conformance import stages, trafficstats
+from smimesh.conformance import stages
 from smimesh.conformance.cases import splits
+from smimesh.telemetry import trafficstats
 from smimesh.testing import clusters, meshes, workloads
 
 pytestmark = pytest.mark.cluster
