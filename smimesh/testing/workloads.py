@@ -8,8 +8,9 @@ Two isolations (`WorkloadSpec.isolation`; addresses from `addresses`, command li
   outbound as the app's HTTP proxy (15001), admin on 15000; the app at its own port
   (`app_ports`) and reaches the mesh explicitly (HTTP_PROXY).
 - `netns`: a network namespace of its own (`isolating`) with transparent interception: the
-  app has no proxy settings and calls Services by name (a hosts file maps them to ClusterIPs);
-  iptables redirects its connections, and those arriving for it, to the sidecar.
+  app has no proxy settings and calls Services by name (a hosts file, kept current by
+  `resolving`, maps them to ClusterIPs); iptables redirects its connections, and those
+  arriving for it, to the sidecar.
 The sidecar proves its ServiceAccount to the operator with a TokenRequest token. Used by the
 conformance suite, `make demo`, tests, and `smimesh workload run` (workloads outside
 Kubernetes, as VMs join other meshes).
@@ -33,7 +34,7 @@ import httpx
 from kubernetes import client
 
 from smimesh.kube import names
-from smimesh.testing import addresses, isolating, launching, registering
+from smimesh.testing import addresses, isolating, launching, registering, resolving
 
 OUTBOUND_PORT = launching.OUTBOUND_PORT
 ADMIN_PORT = launching.ADMIN_PORT
@@ -73,6 +74,8 @@ class LocalWorkload:
     services: list[str] = field(default_factory=list)
     netns: isolating.Namespace | None = None
     """The workload's network namespace (`netns` isolation), made by `start`."""
+    resolver: resolving.Resolver | None = None
+    """Keeps the namespace's hosts file naming every Service (`netns` isolation)."""
 
     def __post_init__(self) -> None:
         try:
@@ -195,7 +198,11 @@ class LocalWorkload:
         """The namespace with interception, a hosts file naming every Service, and (when the
         config server is on the host's loopback) a bridge to it from the namespace's."""
         netns.create()
-        self.refresh_hosts()
+        self.resolver = resolving.Resolver(
+            self.api, netns, namespace=self.spec.namespace, pod=self.spec.name
+        )
+        self.resolver.refresh()
+        self.resolver.start()
         netns.intercept(admin_port=ADMIN_PORT, host_ports=sorted(set(self.spec.app_ports.values())))
         host, _, port = self.config_server.rpartition(":")
         if host in ("localhost", "127.0.0.1") or host.startswith("127."):
@@ -208,21 +215,10 @@ class LocalWorkload:
             self._wait_logged("bridge", "bridging ", timeout=10.0)
 
     def refresh_hosts(self) -> None:
-        """Name every Service (by ClusterIP) in the namespace's hosts file; Services made
-        after start resolve once this runs again (`refresh_endpoints` does)."""
-        if self.netns is None:
-            return
-        listed = client.CoreV1Api(self.api).list_service_for_all_namespaces()
-        services = [
-            (str(item.metadata.namespace), str(item.metadata.name), str(item.spec.cluster_ip))
-            for item in listed.items
-            if item.metadata and item.spec and item.spec.cluster_ip not in (None, "", "None")
-        ]
-        self.netns.write_hosts(
-            isolating.hosts_file(
-                services, namespace=self.spec.namespace, pod=self.spec.name, address=self.address
-            )
-        )
+        """Name every Service (by ClusterIP) in the namespace's hosts file now (the resolver
+        also does so every few seconds)."""
+        if self.resolver is not None:
+            self.resolver.refresh()
 
     def _wait_logged(self, name: str, text: str, *, timeout: float) -> None:
         deadline = time.monotonic() + timeout
@@ -278,6 +274,9 @@ class LocalWorkload:
                     os.killpg(process.pid, signal.SIGKILL)
                 process.wait()
         self.processes.clear()
+        if self.resolver is not None:
+            self.resolver.stop()
+            self.resolver = None
         if self.netns is not None:
             self.netns.remove()
         with contextlib.suppress(client.ApiException):
