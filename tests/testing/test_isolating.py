@@ -137,6 +137,30 @@ def test_a_namespace_is_removed_with_its_veth_route_and_hosts_file() -> None:
     assert space.leftovers() == []
 
 
+def test_the_bridge_relays_the_namespaces_loopback_port_to_the_hosts() -> None:
+    support.require_netns()
+    space = isolating.Namespace(addresses.allocate_routed(), addresses.gateway())
+    try:
+        space.create()
+        with _serving("127.0.0.1") as url:
+            port = url.rsplit(":", 1)[1].rstrip("/")
+            with subprocess.Popen(
+                [sys.executable, "-m", "smimesh.testing.bridging", space.name, port,
+                 f"127.0.0.1:{port}"],
+                stdout=subprocess.PIPE, text=True,
+            ) as bridge:  # fmt: skip
+                try:
+                    assert bridge.stdout is not None
+                    announced = bridge.stdout.readline()
+                    assert announced.startswith(f"bridging {space.name} 127.0.0.1:{port}")
+                    assert _curl(space, url) == "200"  # the same address, inside the namespace
+                finally:
+                    bridge.terminate()
+                    assert bridge.wait(10) == 0
+    finally:
+        space.remove()
+
+
 @pytest.mark.cluster
 def test_a_start_that_fails_after_the_namespace_exists_leaves_nothing(
     api: client.ApiClient, namespace: str
