@@ -9,8 +9,10 @@ which `conforming` turns into exit code 2.
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -69,15 +71,17 @@ def prepare(
     cluster.load_docker_image(image)
     kubeconfig = Path(cluster.kubeconfig_path)
     say("installing smimesh (kubectl smi install)")
-    installing.install(
-        dry_run=False,
-        namespace=names.MESH_NAMESPACE,
-        ha=False,
-        render=False,
-        manifests=None,
-        kubeconfig=kubeconfig,
-        context=None,
-    )
+    # install reports on stdout; here stdout is the suite's result (-o json), so: stderr.
+    with contextlib.redirect_stdout(sys.stderr):
+        installing.install(
+            dry_run=False,
+            namespace=names.MESH_NAMESPACE,
+            ha=False,
+            render=False,
+            manifests=None,
+            kubeconfig=kubeconfig,
+            context=None,
+        )
     rollout = subprocess.run(
         [str(cluster.kubectl_path), f"--kubeconfig={kubeconfig}", "-n", names.MESH_NAMESPACE,
          "rollout", "status", f"deployment/{names.OPERATOR_SERVICE}", "--timeout=300s"],
