@@ -10,10 +10,13 @@ import sys
 import time
 from collections.abc import Callable
 
+import pytest
 from kubernetes import client
 
 from smimesh.conformance import apps
 from smimesh.testing import kubelet
+
+pytestmark = pytest.mark.cluster
 
 IMAGE = "registry.example/smimesh:test"
 

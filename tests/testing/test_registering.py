@@ -56,3 +56,48 @@ def test_registering_again_follows_changed_selectors(api: client.ApiClient, name
 
     registering.unregister(api, old)
     assert slices_of(api, namespace) == {"canary": ["web-b"]}
+
+
+def test_an_adopted_pod_is_ready_only_when_its_node_says_so(
+    api: client.ApiClient, namespace: str
+) -> None:
+    core = client.CoreV1Api(api)
+    service(api, namespace, "web", {"app": "web"})
+    core.create_namespaced_service_account(
+        namespace, client.V1ServiceAccount(metadata=client.V1ObjectMeta(name="web"))
+    )
+    core.create_namespaced_pod(
+        namespace,
+        client.V1Pod(
+            metadata=client.V1ObjectMeta(name="web-1", labels={"app": "web"}),
+            spec=client.V1PodSpec(
+                service_account_name="web",
+                containers=[client.V1Container(name="app", image="registry.example/app:1")],
+            ),
+        ),
+    )
+    item = registering.Registration(
+        namespace=namespace,
+        pod="web-1",
+        service_account="web",
+        ip="10.77.9.9",
+        labels={"app": "web"},
+        app_ports={8080: 18080},
+    )
+
+    def ready() -> tuple[str | None, str | None]:
+        pod = core.read_namespaced_pod("web-1", namespace)
+        conditions = {c.type: c.status for c in pod.status.conditions or []}
+        return pod.status.pod_ip, conditions.get("Ready")
+
+    registering.adopt(api, item, node="node-1")
+    annotations = core.read_namespaced_pod("web-1", namespace).metadata.annotations
+    assert annotations[registering.ADOPTED_ANNOTATION] == "node-1"
+    assert annotations["smimesh.dev/app-ports"] == "8080=18080"
+    assert "smimesh.dev/injected" not in annotations  # adopting does not mesh a pod
+    assert ready() == ("10.77.9.9", "False")
+    assert registering.register(api, item) == ["web"]  # what LocalWorkload.start does
+    assert ready() == ("10.77.9.9", "False"), "register overrode the node's status"
+    assert registering.mark_running(api, item) == ["web"]
+    assert ready() == ("10.77.9.9", "True")
+    assert slices_of(api, namespace) == {"web": ["web-1"]}
