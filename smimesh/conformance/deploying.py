@@ -115,7 +115,7 @@ def _not_ready(cluster: clusters.Cluster, namespace: str) -> list[str]:
     for app in APPS:
         pod = found.get(f"{app}-1")
         if pod is None:
-            waiting.append(f"{namespace}/{app}-1: not created")
+            waiting.append(f"{namespace}/{app}-1: not found (deleted since it was applied)")
             continue
         status = pod.get("status") or {}
         conditions = {c["type"]: c["status"] for c in status.get("conditions") or []}
@@ -127,6 +127,8 @@ def _not_ready(cluster: clusters.Cluster, namespace: str) -> list[str]:
             for what, detail in state.items():
                 if what != "running":
                     reasons.append(f"{container['name']}: {what} {detail.get('reason', '')}")
+        if status.get("message"):
+            reasons.append(status["message"].strip().splitlines()[0])
         phase = status.get("phase", "Pending")
         waiting.append(f"{namespace}/{app}-1: {phase} {'; '.join(reasons)}".rstrip())
     return waiting

@@ -281,6 +281,11 @@ class LocalNode:
         except Exception as exc:
             self.failures[uid] = f"{type(exc).__name__}: {exc}"
             self.say(f"local node: {where} failed to start: {self.failures[uid]}")
+            failed = {"phase": "Failed", "reason": "LocalNodeError", "message": str(exc)[-2000:]}
+            with contextlib.suppress(client.ApiException):  # a meshed pod is deleted already
+                client.CoreV1Api(self.api).patch_namespaced_pod_status(
+                    pod.plan.name, pod.plan.namespace, {"status": failed}
+                )
             raise
         self.say(f"local node: {where} running at {pod.workload.address}"
                  f"{' with its sidecar' if pod.plan.meshed else ''}")  # fmt: skip

@@ -1,6 +1,7 @@
 """The local node runs a Pod nobody else would on the local control plane: binds it, starts
 its command on an address of its own, reports it Ready at that podIP only once it answers,
-serves it through the apiserver's pod proxy, and stops it when the Pod is deleted. (Meshed
+serves it through the apiserver's pod proxy, and stops it when the Pod is deleted; a Pod it
+cannot run is reported Failed with the reason, and others' images are left alone. (Meshed
 Pods, with our sidecar, are covered by tests/conformance/test_current.py.)"""
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ pytestmark = pytest.mark.cluster
 IMAGE = "registry.example/smimesh:test"
 
 
-def _pod(name: str, image: str = IMAGE) -> client.V1Pod:
+def _pod(name: str, image: str = IMAGE, program: str = "smimesh") -> client.V1Pod:
     return client.V1Pod(
         metadata=client.V1ObjectMeta(name=name, labels={"app": name}),
         spec=client.V1PodSpec(
@@ -29,7 +30,7 @@ def _pod(name: str, image: str = IMAGE) -> client.V1Pod:
                 client.V1Container(
                     name="app",
                     image=image,
-                    command=["smimesh", "conformance", "app"],
+                    command=[program, "conformance", "app"],
                     env=[
                         client.V1EnvVar(name="PORT", value="8080"),
                         client.V1EnvVar(name="CONTROL_PORT", value="9090"),
@@ -71,6 +72,7 @@ def test_a_pod_of_the_image_runs_is_served_by_the_pod_proxy_and_stops_when_delet
     ) as node:
         core.create_namespaced_pod(namespace, _pod("runs"))
         core.create_namespaced_pod(namespace, _pod("other", image="nginx:1.27"))
+        core.create_namespaced_pod(namespace, _pod("broken", program="no-such-program"))
 
         def ready() -> bool:
             pod = core.read_namespaced_pod("runs", namespace)
@@ -85,6 +87,11 @@ def test_a_pod_of_the_image_runs_is_served_by_the_pod_proxy_and_stops_when_delet
         metrics = apps.PodApp(api, namespace, "runs").request("GET", "/metrics", timeout=10)
         assert metrics["name"] == "runs"  # the downward API filled SMIMESH_WORKLOAD
         assert core.read_namespaced_pod("other", namespace).spec.node_name is None
+        _until(lambda: core.read_namespaced_pod("broken", namespace).status.phase == "Failed",
+               "the Pod whose program is missing is reported Failed")  # fmt: skip
+        assert "'no-such-program' is not installed" in (
+            core.read_namespaced_pod("broken", namespace).status.message
+        )
 
         core.delete_namespaced_pod("runs", namespace)
 
@@ -99,4 +106,6 @@ def test_a_pod_of_the_image_runs_is_served_by_the_pod_proxy_and_stops_when_delet
                 return probe.connect_ex((address, 9090)) != 0
 
         _until(closed, "the Pod's process stopped")
-    assert not node.failures, node.failures
+    assert list(node.failures.values()) == [
+        "PlanError: 'no-such-program' is not installed on this node"
+    ]
