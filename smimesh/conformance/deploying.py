@@ -152,6 +152,8 @@ def deploy(
     say(f"waiting for 6 test-app Pods ({image}) to be Ready")
     deadline = time.monotonic() + timeout
     while waiting := [line for ns in namespaces(prefix) for line in _not_ready(cluster, ns)]:
+        if any(": Failed" in line for line in waiting):  # a failed Pod never becomes Ready
+            raise DeployError("test-app Pods failed:\n  " + "\n  ".join(waiting))
         if time.monotonic() > deadline:
             raise DeployError(
                 f"test-app Pods not Ready within {timeout:.0f}s:\n  " + "\n  ".join(waiting)
