@@ -20,7 +20,7 @@ from rich.console import Group
 from rich.live import Live
 from rich.text import Text
 
-from smimesh.cli import connecting, proxies, rendering
+from smimesh.cli import apistats, connecting, proxies, rendering
 from smimesh.telemetry import trafficstats
 
 Window = Annotated[
@@ -213,6 +213,14 @@ def stat(
     admin_port: proxies.AdminPort = proxies.ADMIN_PORT,
     kubeconfig: connecting.Kubeconfig = None,
     context: connecting.Context = None,
+    from_api: Annotated[
+        bool,
+        typer.Option(
+            "--from-api",
+            help="Per-pod totals since each sidecar started, from the operator's TrafficMetrics "
+            "API through the apiserver (no route to pod IPs needed; --window is ignored).",
+        ),
+    ] = False,
 ) -> None:
     """Show request rate, success rate and p50/p99 latency per Service and per edge.
 
@@ -224,6 +232,9 @@ def stat(
 
     Example: kubectl smi stat -n shop --window 10 -o json
     """
+    if from_api:
+        apistats.stat(namespace, all_namespaces, output, kubeconfig, context)
+        return
     scope = _prepare(namespace, all_namespaces, kubeconfig, context)
     if not scope.meshed:
         typer.echo("note: no meshed pods with an IP in scope; nothing to measure", err=True)

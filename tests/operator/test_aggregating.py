@@ -17,6 +17,7 @@ import pytest
 
 from smimesh.conformance import stages
 from smimesh.testing import apiservices, clusters, meshes
+from tests.cli.conftest import run_smi
 
 pytestmark = pytest.mark.cluster
 
@@ -149,3 +150,19 @@ def test_the_front_proxy_user_is_authorized_by_subject_access_review(shop: Shop)
     )
     assert allowed.status_code == 200
     assert allowed.json()["kind"] == "TrafficMetricsList"
+
+
+def test_kubectl_smi_stat_reads_the_api_through_the_apiserver(shop: Shop) -> None:
+    kubeconfig = f"--kubeconfig={shop.mesh.cluster.kubeconfig}"
+    shown = run_smi("stat", "--from-api", "-n", shop.namespace, "-o", "json", kubeconfig)
+    assert shown.returncode == 0, shown.stderr
+    pods = {row["pod"]: row for row in json.loads(shown.stdout)["pods"]}
+    assert set(pods) == {"api-1", "web-1"}
+    assert (pods["api-1"]["success"], pods["api-1"]["failure"]) == (CALLS, 0)
+    assert pods["api-1"]["successRate"] == 1.0
+    assert pods["api-1"]["p99Ms"] > 0
+    assert pods["web-1"]["successRate"] is None
+    table = run_smi("stat", "--from-api", "-n", shop.namespace, kubeconfig)
+    assert table.returncode == 0, table.stderr
+    [api_row] = [line.split() for line in table.stdout.splitlines() if "api-1" in line]
+    assert api_row[:3] == ["api-1", "100.00%", str(CALLS)]
