@@ -62,6 +62,16 @@ def test_discovery_lists_the_kinds_and_their_edges(shop: Shop) -> None:
     assert listed["kind"] == "APIResourceList"
     names = {resource["name"] for resource in listed["resources"]}
     assert {"pods", "pods/edges", "deployments", "namespaces", "namespaces/edges"} <= names
+    # The aggregator merges it into the cluster's discovery (kubectl's aggregated /apis).
+    shown = shop.mesh.cluster.kubectl(
+        "api-resources", "--api-group=metrics.smi-spec.io", "-o", "name"
+    )
+    assert shown.returncode == 0, shown.stderr
+    assert set(shown.stdout.split()) == {
+        "deployments.metrics.smi-spec.io",
+        "namespaces.metrics.smi-spec.io",
+        "pods.metrics.smi-spec.io",
+    }
 
 
 def test_a_pod_reports_exactly_the_requests_it_answered_and_their_latency(shop: Shop) -> None:
@@ -166,3 +176,27 @@ def test_kubectl_smi_stat_reads_the_api_through_the_apiserver(shop: Shop) -> Non
     assert table.returncode == 0, table.stderr
     [api_row] = [line.split() for line in table.stdout.splitlines() if "api-1" in line]
     assert api_row[:3] == ["api-1", "100.00%", str(CALLS)]
+
+
+def test_stat_from_the_api_says_what_is_wrong_while_the_operator_is_unreachable(
+    shop: Shop,
+) -> None:
+    operator = shop.mesh.operator
+    assert operator is not None
+    assert operator.webhook_address is not None
+    with shop.mesh.cluster.api_client() as api:
+        apiservices.unregister(api)
+        try:
+            shown = run_smi(
+                "stat",
+                "--from-api",
+                "-n",
+                shop.namespace,
+                f"--kubeconfig={shop.mesh.cluster.kubeconfig}",
+            )
+        finally:
+            apiservices.register(api, operator.webhook_address)
+    assert shown.returncode == 1
+    assert "the TrafficMetrics API answered 503" in shown.stderr
+    assert "kubectl get apiservice v1alpha1.metrics.smi-spec.io" in shown.stderr
+    assert "Traceback" not in shown.stderr
