@@ -24,6 +24,11 @@ class Target(enum.StrEnum):
     kind = "kind"
 
 
+class Isolation(enum.StrEnum):
+    address = "address"
+    netns = "netns"
+
+
 class Output(enum.StrEnum):
     text = "text"
     json = "json"
@@ -92,6 +97,14 @@ def run(
     ready_timeout: Annotated[
         float, typer.Option(help="Seconds to wait for the test-app Pods to be Ready.")
     ] = 300.0,
+    isolation: Annotated[
+        Isolation,
+        typer.Option(
+            help="local: how the test apps run. address: an address of their own, the app "
+            "calling through its sidecar as HTTP proxy. netns: a network namespace each, "
+            "traffic intercepted transparently by iptables (needs root)."
+        ),
+    ] = Isolation.address,
 ) -> None:
     """Run the conformance cases; exit 0 if all pass (or skip), 1 if any fails, 2 on bad input
     or when the suite cannot start (unreachable cluster, no SMI CRDs, Pods never Ready, no
@@ -106,6 +119,8 @@ def run(
     Examples:
 
       smimesh conformance run --focus split/ --skip flagger --report smi.md
+
+      smimesh conformance run --isolation netns --report smi.json
 
       smimesh conformance run --target current --mesh osm --context my-cluster -o junit
 
@@ -123,6 +138,9 @@ def run(
     except ValueError as exc:
         err.print(f"[red]--mesh: {exc}[/]")
         raise typer.Exit(2) from None
+    if target is not Target.local and isolation is not Isolation.address:
+        err.print("[red]--isolation applies to --target local only[/]")
+        raise typer.Exit(2)
     if target is not Target.current and profile.name != "smimesh":
         err.print(
             f"[red]--target {target} runs smimesh; to grade {mesh}, install it in a cluster "
@@ -145,7 +163,9 @@ def run(
 
     try:
         if target is Target.local:
-            results = running.run_local(chosen, say=say, on_result=progress)
+            results = running.run_local(
+                chosen, isolation=isolation.value, say=say, on_result=progress
+            )
         else:
             if target is Target.kind:
                 kubeconfig, context = kinding.prepare(image, say=say), None

@@ -24,7 +24,7 @@ from typing import Literal
 
 from smimesh.conformance import cases, deploying, profiles, stages
 from smimesh.conformance.cases import registry
-from smimesh.testing import binaries, clusters, meshes
+from smimesh.testing import binaries, clusters, launching, meshes
 
 SMI_GROUPS = ("split.smi-spec.io", "access.smi-spec.io", "specs.smi-spec.io")
 
@@ -81,12 +81,14 @@ def run_local(
     chosen: Sequence[registry.Case],
     *,
     mode: clusters.Mode = "local",
+    isolation: launching.Isolation = "address",
     say: Callable[[str], None] = lambda message: None,
     on_result: Callable[[Result], None] = lambda result: None,
 ) -> list[Result]:
     with clusters.provide(mode, say=say) as cluster, meshes.LocalMesh(cluster, say=say) as mesh:
         say("deploying the test app: a, b, c in a strict and a permissive namespace")
-        stage = stages.Stage.build(mesh, prefix=f"smi-{uuid.uuid4().hex[:5]}")
+        prefix = f"smi-{uuid.uuid4().hex[:5]}"
+        stage = stages.Stage.build(mesh, prefix=prefix, isolation=isolation)
         return run_cases(stage, chosen, on_result=on_result)
 
 

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from smimesh.conformance import apps, profiles
-from smimesh.testing import clusters, meshes, workloads
+from smimesh.testing import clusters, launching, meshes, workloads
 
 Participant = apps.App | workloads.LocalWorkload
 
@@ -74,8 +74,15 @@ class Stage:
     """Empty if `open` is permissive; otherwise why the mesh cannot make it so."""
 
     @classmethod
-    def build(cls, mesh: meshes.LocalMesh, *, prefix: str) -> Stage:
-        """The stage on a local mesh: the apps run as local workloads."""
+    def build(
+        cls,
+        mesh: meshes.LocalMesh,
+        *,
+        prefix: str,
+        isolation: launching.Isolation = "address",
+    ) -> Stage:
+        """The stage on a local mesh: the apps run as local workloads (`isolation="netns"`:
+        each in a network namespace of its own, its traffic intercepted transparently)."""
         spaces = []
         for kind in ("strict", "permissive"):
             name = mesh.namespace(f"{prefix}-{kind[:6]}", access=kind)
@@ -85,7 +92,9 @@ class Stage:
             mesh.service(name, "backend", {"tier": "backend"})
             for app in ("a", "b", "c"):
                 labels = {"app": app, **({"tier": "backend"} if app != "a" else {})}
-                workload = mesh.workload(name, f"{app}-1", f"service-{app}", labels)
+                workload = mesh.workload(
+                    name, f"{app}-1", f"service-{app}", labels, isolation=isolation
+                )
                 space.apps[app] = apps.LocalApp(workload)
             spaces.append(space)
         return cls(mesh.cluster, strict=spaces[0], open=spaces[1])
