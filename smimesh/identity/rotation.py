@@ -12,7 +12,7 @@ the current time, and publishes `bundle` to every workload. Three phases:
   lifetime: a sidecar gets the bundle with each certificate and renews at 70 % of it).
 - DRAINING: the new issuing CA signs. The old root stays trusted until the last leaf it signed
   has expired: leaves live at most `max_leaf_lifetime`, so the old root is dropped at
-  promotion time + `max_leaf_lifetime` + the back-dating margin.
+  promotion time + `max_leaf_lifetime` + a margin for slow clocks (the back-dating margin).
 - STABLE again with only the new root. A certificate chaining to the old root is now refused.
 
 Pure: no clock (callers pass `now`), no I/O. `begin` accepts any new authority, ours from
@@ -92,11 +92,13 @@ def advance(
     *,
     now: datetime.datetime,
     max_leaf_lifetime: datetime.timedelta = authority.DEFAULT_LEAF_LIFETIME,
+    drain_margin: datetime.timedelta = authority.BACKDATE,
 ) -> MeshCa:
     """Take the step whose time has come, if any (idempotent; call it as often as you like).
 
     DRAINING starts when the promotion actually happens, so a late call never drops the old
-    root before the leaves it signed have expired.
+    root before the leaves it signed have expired; `drain_margin` is added for peers whose
+    clocks run behind (by default the back-dating margin; tests pass less).
     """
     if state.next_step_at is None or now < state.next_step_at:
         return state
@@ -106,7 +108,7 @@ def advance(
             active=state.pending,
             bundle=state.bundle,
             phase=Phase.DRAINING,
-            next_step_at=now + max_leaf_lifetime + authority.BACKDATE,
+            next_step_at=now + max_leaf_lifetime + drain_margin,
         )
     trusted = bundles.TrustBundle(state.bundle.trust_domain, (state.active.root,))
     return replace(state, bundle=trusted, phase=Phase.STABLE, next_step_at=None)

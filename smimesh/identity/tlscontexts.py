@@ -62,9 +62,17 @@ def serving_context(
     apiserver calling the operator's webhooks with `authority.issue_serving` certificates."""
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
+    load_serving(context, key=key, certificate=certificate)
+    return context
+
+
+def load_serving(
+    context: ssl.SSLContext, *, key: keys.PrivateKey, certificate: authority.IssuedCertificate
+) -> None:
+    """Put a new certificate into a live server context: handshakes that start afterwards
+    present it, connections already made keep theirs (OpenSSL copies it into each one)."""
     with _in_memory_file(keys.key_to_pem(key) + certificate.chain_pem()) as path:
         context.load_cert_chain(path)
-    return context
 
 
 def _configure(

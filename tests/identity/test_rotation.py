@@ -112,3 +112,16 @@ def test_inconsistent_states_cannot_be_built() -> None:
         rotation.MeshCa(ca, bundles.TrustBundle("cluster.local", (other.root,)))
     with pytest.raises(errors.InvalidAuthorityError, match="exactly while PREPARING"):
         rotation.MeshCa(ca, rotation.stable(ca).bundle, rotation.Phase.PREPARING)
+
+
+def test_the_drain_margin_is_the_callers_so_short_lived_meshes_finish_quickly() -> None:
+    old = authority.create("cluster.local", now=T0)
+    new = authority.create("cluster.local", now=T0)
+    second = datetime.timedelta(seconds=1)
+    preparing = rotation.begin(rotation.stable(old), new, now=T0, propagation=15 * second)
+    draining = rotation.advance(
+        preparing, now=T0 + 15 * second, max_leaf_lifetime=15 * second, drain_margin=2 * second
+    )
+    assert draining.next_step_at == T0 + 32 * second
+    assert rotation.advance(draining, now=T0 + 31 * second) is draining
+    assert rotation.advance(draining, now=T0 + 32 * second).phase is rotation.Phase.STABLE
