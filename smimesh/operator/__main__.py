@@ -67,9 +67,29 @@ def main() -> None:
         default=running.OperatorSettings.sidecar_admin_port,
         help="the sidecars' admin port, scraped for the TrafficMetrics API",
     )
+    parser.add_argument(
+        "--ca-period",
+        type=float,
+        default=running.OperatorSettings.ca_period,
+        help="seconds between looks at the CA Secret: rotation steps, issuer renewal",
+    )
+    parser.add_argument(
+        "--ca-auto-rotate-days",
+        type=float,
+        default=running.OperatorSettings.ca_auto_rotate_before / datetime.timedelta(days=1),
+        help="rotate the root without being asked once it has fewer days left (0: never)",
+    )
+    parser.add_argument(
+        "--ca-drain-margin",
+        type=float,
+        default=running.OperatorSettings.ca_drain_margin.total_seconds(),
+        help="seconds the old root stays trusted after its last leaf expired (slow clocks)",
+    )
     args = parser.parse_args()
     if args.workload_cert_lifetime < 10:
         parser.error("--workload-cert-lifetime must be at least 10 seconds")
+    if args.ca_period <= 0 or args.ca_auto_rotate_days < 0 or args.ca_drain_margin < 0:
+        parser.error("--ca-period must be positive, the other --ca-* values not negative")
     if args.kubeconfig:
         os.environ["KUBECONFIG"] = args.kubeconfig
     logging.basicConfig(
@@ -88,6 +108,9 @@ def main() -> None:
         default_access=args.access,
         workload_cert_lifetime=datetime.timedelta(seconds=args.workload_cert_lifetime),
         sidecar_admin_port=args.sidecar_admin_port,
+        ca_period=args.ca_period,
+        ca_auto_rotate_before=datetime.timedelta(days=args.ca_auto_rotate_days),
+        ca_drain_margin=datetime.timedelta(seconds=args.ca_drain_margin),
     )
     try:
         asyncio.run(running.run(settings))

@@ -1,10 +1,12 @@
 """The mesh CA's home: a Secret in the mesh namespace, created on first start or supplied by
-the user (e.g. made by cert-manager), and the trust bundle published for workloads.
+the user (e.g. made by cert-manager), the `CaHolder` every part reads it from, and the trust
+bundle published for workloads.
 
-Called by `running` at start (`CaStore.load_or_create`) and by `TrustBundlePublisher.run`
-(leader only) which keeps ConfigMap `smimesh-trust-bundle` (key `ca.crt`) current in the mesh
-namespace and every namespace labelled for injection. The CA logic itself is
-`smimesh.identity`; this module only moves its Secret data in and out of the API.
+Called by `running` at start (`CaStore.load_or_create`); `maintaining` swaps the holder's CA
+when the Secret changes (a rotation step, a renewed issuer). `TrustBundlePublisher.run`
+(leader only) keeps ConfigMap `smimesh-trust-bundle` (key `ca.crt`) equal to the holder's
+bundle in the mesh namespace and every namespace labelled for injection. The CA logic itself
+is `smimesh.identity`; this module only moves its Secret data in and out of the API.
 """
 
 from __future__ import annotations
@@ -29,11 +31,39 @@ BUNDLE_CONFIGMAP = "smimesh-trust-bundle"
 BUNDLE_KEY = "ca.crt"
 
 
-def _decode(data: Mapping[str, str | bytes] | None) -> dict[str, str]:
+class CaHolder:
+    """The current mesh CA, read at use time: signers take `ca.active`, publishers `ca.bundle`.
+
+    `generation` counts swaps, so a reader can tell cheaply (e.g. on every TLS handshake)
+    whether what it built is stale; `wait_changed` wakes async readers. Swapped only from the
+    event loop (by `maintaining`); reading `ca` from another thread sees the old or the new
+    value, never a mix, since it is one reference.
+    """
+
+    def __init__(self, ca: rotation.MeshCa, data: Mapping[str, str] | None = None) -> None:
+        self.ca = ca
+        self.data: dict[str, str] = dict(data if data is not None else secretdata.dump(ca))
+        """The Secret data (decoded) `ca` was loaded from: what `maintaining` compares."""
+        self.generation = 0
+        self._changed = asyncio.Event()
+
+    def swap(self, ca: rotation.MeshCa, data: Mapping[str, str]) -> None:
+        self.ca, self.data = ca, dict(data)
+        self.generation += 1
+        changed, self._changed = self._changed, asyncio.Event()
+        changed.set()
+
+    async def wait_changed(self, generation: int) -> None:
+        """Until `generation` is stale (bound it with `asyncio.timeout`)."""
+        if self.generation == generation:
+            await self._changed.wait()
+
+
+def decode(data: Mapping[str, str | bytes] | None) -> dict[str, str]:
     return {key: base64.b64decode(value).decode() for key, value in (data or {}).items()}
 
 
-def _encode(data: dict[str, str]) -> dict[str, str]:
+def encode(data: dict[str, str]) -> dict[str, str]:
     return {key: base64.b64encode(value.encode()).decode() for key, value in data.items()}
 
 
@@ -44,7 +74,7 @@ class CaStore:
     trust_domain: str
     secret_name: str = SECRET_NAME
 
-    def load_or_create(self) -> rotation.MeshCa:
+    def load_or_create(self) -> CaHolder:
         """Read the CA Secret; create a fresh CA if there is none (a racing replica's wins)."""
         core = client.CoreV1Api(self.api)
         try:
@@ -53,7 +83,8 @@ class CaStore:
             if exc.status != 404:
                 raise
         else:
-            return secretdata.load(_decode(secret.data), trust_domain=self.trust_domain)
+            data = decode(secret.data)
+            return CaHolder(secretdata.load(data, trust_domain=self.trust_domain), data)
         state = rotation.stable(authority_.create(self.trust_domain))
         body = client.V1Secret(
             metadata=client.V1ObjectMeta(
@@ -62,7 +93,7 @@ class CaStore:
                 labels={"app.kubernetes.io/part-of": "smimesh"},
             ),
             type="Opaque",
-            data=_encode(secretdata.dump(state)),
+            data=encode(secretdata.dump(state)),
         )
         try:
             core.create_namespaced_secret(self.namespace, body)
@@ -71,7 +102,7 @@ class CaStore:
                 raise
             return self.load_or_create()
         log.info("created the mesh CA in Secret %s/%s", self.namespace, self.secret_name)
-        return state
+        return CaHolder(state)
 
 
 @dataclass
@@ -79,7 +110,7 @@ class TrustBundlePublisher:
     """Keeps `smimesh-trust-bundle` current where workloads need it (leader only)."""
 
     api: client.ApiClient
-    ca: rotation.MeshCa
+    holder: CaHolder
     index: indexing.MeshIndex
     elector: leading.LeaderElector
     mesh_namespace: str = names.MESH_NAMESPACE
@@ -92,10 +123,9 @@ class TrustBundlePublisher:
         }
         return sorted(meshed | {self.mesh_namespace})
 
-    def publish(self, namespace: str) -> bool:
-        """Create or update the ConfigMap; True if anything was written."""
+    def publish(self, namespace: str, bundle: str) -> bool:
+        """Create or update the ConfigMap to hold `bundle`; True if anything was written."""
         core = client.CoreV1Api(self.api)
-        bundle = self.ca.bundle.pem().decode()
         body = client.V1ConfigMap(
             metadata=client.V1ObjectMeta(
                 name=BUNDLE_CONFIGMAP,
@@ -117,20 +147,29 @@ class TrustBundlePublisher:
         return True
 
     async def run(self, *, period: float = 5.0) -> None:
-        published: set[str] = set()
+        """Publish the holder's bundle wherever the ConfigMap does not hold it yet, and again
+        in every namespace when the bundle changes (tracked per namespace: what we wrote)."""
+        published: dict[str, str] = {}
         while True:
+            generation = self.holder.generation
             if self.elector.is_leader:
+                bundle = self.holder.ca.bundle.pem().decode()
                 for namespace in self.namespaces():
-                    if namespace in published:
+                    if published.get(namespace) == bundle:
                         continue
                     try:
-                        await asyncio.to_thread(self.publish, namespace)
-                        published.add(namespace)
+                        if await asyncio.to_thread(self.publish, namespace, bundle):
+                            log.info("trust bundle published in %s", namespace)
+                        published[namespace] = bundle
                     except client.ApiException as exc:
                         log.warning("trust bundle in %s: %s %s", namespace, exc.status, exc.reason)
             else:
                 published.clear()
-            # Wake at once when leadership changes, else look again after `period`.
-            changed = asyncio.ensure_future(self.elector.changed.wait())
-            await asyncio.wait({changed}, timeout=period)
-            changed.cancel()
+            # Wake at once when leadership or the CA changes, else look again after `period`.
+            leadership = asyncio.ensure_future(self.elector.changed.wait())
+            ca = asyncio.ensure_future(self.holder.wait_changed(generation))
+            await asyncio.wait(
+                {leadership, ca}, timeout=period, return_when=asyncio.FIRST_COMPLETED
+            )
+            leadership.cancel()
+            ca.cancel()

@@ -3,8 +3,10 @@ ServiceAccount token; the token's TokenReview identity decides the one SPIFFE id
 ask for; the mesh CA signs.
 
 Serves the `Certificates.Sign` RPC of the proxyconfig contract for `running`; uses
-`authenticating` (TokenReview) and `smimesh.identity` (checks and signing). Every refusal has
-a clear message and is counted in `smimesh_certificate_requests_total{result}`.
+`authenticating` (TokenReview) and `smimesh.identity` (checks and signing). The CA is read
+from the `authorities.CaHolder` on every request, so a rotation step or a renewed issuing CA
+takes effect at once. Every refusal has a clear message and is counted in
+`smimesh_certificate_requests_total{result}`.
 """
 
 from __future__ import annotations
@@ -15,8 +17,8 @@ import logging
 import grpc
 from prometheus_client import Counter
 
-from smimesh.identity import authority, errors, keys, rotation, spiffe
-from smimesh.operator import authenticating
+from smimesh.identity import authority, errors, keys, spiffe
+from smimesh.operator import authenticating, authorities
 from smimesh.proxyconfig import proxyconfig_pb2, proxyconfig_pb2_grpc
 
 log = logging.getLogger(__name__)
@@ -31,12 +33,12 @@ REQUESTS = Counter(
 class Certificates(proxyconfig_pb2_grpc.CertificatesServicer):
     def __init__(
         self,
-        ca: rotation.MeshCa,
+        holder: authorities.CaHolder,
         authenticator: authenticating.Authenticator,
         *,
         lifetime: datetime.timedelta = authority.DEFAULT_LEAF_LIFETIME,
     ) -> None:
-        self.ca = ca
+        self.holder = holder
         self.authenticator = authenticator
         self.lifetime = lifetime
 
@@ -52,11 +54,12 @@ class Certificates(proxyconfig_pb2_grpc.CertificatesServicer):
         except authenticating.AuthenticationError as exc:
             REQUESTS.labels(result="unauthenticated").inc()
             await context.abort(grpc.StatusCode.UNAUTHENTICATED, str(exc))
+        ca = self.holder.ca  # one state for both the leaf and the bundle sent with it
         expected = spiffe.for_service_account(
-            self.ca.active.trust_domain, caller.namespace, caller.service_account
+            ca.active.trust_domain, caller.namespace, caller.service_account
         )
         try:
-            issued = self.ca.active.sign(
+            issued = ca.active.sign(
                 keys.request_from_bytes(request.csr_pem), expected=expected, lifetime=self.lifetime
             )
         except errors.IdentityError as exc:
@@ -66,5 +69,5 @@ class Certificates(proxyconfig_pb2_grpc.CertificatesServicer):
         REQUESTS.labels(result="signed").inc()
         return proxyconfig_pb2.SignResponse(
             certificate_chain_pem=issued.chain_pem(),
-            trust_bundle_pem=self.ca.bundle.pem(),
+            trust_bundle_pem=ca.bundle.pem(),
         )

@@ -1,6 +1,7 @@
 """Assembles the operator: kopf watches -> index -> publisher -> config server, plus leader
-election, the status writer, and the HTTPS server of the webhooks and the TrafficMetrics API,
-all owned by one task group.
+election, the status writer, the mesh CA's maintenance (rotation, issuer renewal; every part
+reads the CA from one `authorities.CaHolder`), and the HTTPS server of the webhooks and the
+TrafficMetrics API, all owned by one task group.
 
 Called by `smimesh.operator.__main__` (and by tests, in-process). Every replica watches and
 serves config; only the Lease holder writes status and Events.
@@ -18,12 +19,11 @@ import socket
 from dataclasses import dataclass, field
 from typing import Any
 
-import grpc
 import kopf
 from kubernetes import client
 
 from smimesh.compiler import state
-from smimesh.identity import authority, keys, rotation
+from smimesh.identity import authority
 from smimesh.kube import clients, names
 from smimesh.operator import (
     aggregating,
@@ -33,7 +33,10 @@ from smimesh.operator import (
     delegating,
     indexing,
     leading,
+    maintaining,
     publishing,
+    renewing,
+    rotating,
     scraping,
     serving,
     statuses,
@@ -60,6 +63,18 @@ class OperatorSettings:
     workload_cert_lifetime: datetime.timedelta = authority.DEFAULT_LEAF_LIFETIME
     sidecar_admin_port: int = scraping.ADMIN_PORT
     """Where the TrafficMetrics API scrapes sidecars' `/metrics`."""
+    ca_period: float = maintaining.DEFAULT_PERIOD
+    """Seconds between two looks at the CA Secret (rotation steps happen on these rounds)."""
+    ca_auto_rotate_before: datetime.timedelta = rotating.DEFAULT_AUTO_ROTATE_BEFORE
+    ca_drain_margin: datetime.timedelta = authority.BACKDATE
+
+    def rotation_policy(self) -> rotating.Policy:
+        return rotating.Policy(
+            propagation=self.workload_cert_lifetime,
+            max_leaf_lifetime=self.workload_cert_lifetime,
+            drain_margin=self.ca_drain_margin,
+            auto_rotate_before=self.ca_auto_rotate_before,
+        )
 
 
 @dataclass
@@ -67,7 +82,7 @@ class Operator:
     """The running parts, exposed so tests and the CLI can look inside."""
 
     index: indexing.MeshIndex
-    ca: rotation.MeshCa
+    holder: authorities.CaHolder
     publisher: publishing.Publisher
     servicer: serving.ConfigDiscovery
     elector: leading.LeaderElector
@@ -93,25 +108,18 @@ def _connection(api: client.ApiClient) -> kopf.ConnectionInfo:
     )
 
 
-def _serving_credentials(ca: rotation.MeshCa, settings: OperatorSettings) -> grpc.ServerCredentials:
-    """TLS for the gRPC server: a certificate from the mesh CA for the operator Service's
-    names and the listen address; its key is made here and never leaves this process."""
+def _grpc_certificate(
+    holder: authorities.CaHolder, settings: OperatorSettings
+) -> renewing.ServingCertificate:
+    """The config server's certificate: the operator Service's names and the listen address."""
     host = settings.grpc_address.rpartition(":")[0].strip("[]")
-    service = f"{names.OPERATOR_SERVICE}.{settings.namespace}"
-    dns: tuple[str, ...] = (
-        names.OPERATOR_SERVICE,
-        service,
-        f"{service}.svc",
-        f"{service}.svc.cluster.local",
-    )
+    dns = tuple(renewing.service_names(settings.namespace))
     try:
         ipaddress.ip_address(host)
         ips: tuple[str, ...] = ("127.0.0.1",) if host in ("0.0.0.0", "::") else (host,)
     except ValueError:
         dns, ips = (*dns, host), ()
-    key = keys.generate_key()
-    serving = ca.active.issue_serving(key.public_key(), dns_names=dns, ip_addresses=ips)
-    return grpc.ssl_server_credentials([(keys.key_to_pem(key), serving.chain_pem())])
+    return renewing.ServingCertificate(holder, dns_names=dns, ip_addresses=ips)
 
 
 def _registry(index: indexing.MeshIndex, api: client.ApiClient) -> kopf.OperatorRegistry:
@@ -147,7 +155,7 @@ async def run(
     authenticator = authenticating.TokenReviewAuthenticator(api)
     servicer = serving.ConfigDiscovery(publisher, authenticator)
     store = authorities.CaStore(api, settings.namespace, settings.mesh.trust_domain)
-    ca = await asyncio.to_thread(store.load_or_create)
+    holder = await asyncio.to_thread(store.load_or_create)
     elector = leading.LeaderElector(
         api,
         namespace=settings.namespace,
@@ -157,13 +165,24 @@ async def run(
     )
     writer = statuses.StatusWriter(api, index, publisher, elector)
     bundles = authorities.TrustBundlePublisher(
-        api, ca, index, elector, mesh_namespace=settings.namespace
+        api, holder, index, elector, mesh_namespace=settings.namespace
+    )
+    maintainer = maintaining.CaMaintainer(
+        api,
+        holder,
+        elector,
+        settings.namespace,
+        settings.mesh.trust_domain,
+        policy=settings.rotation_policy(),
+        period=settings.ca_period,
     )
     server, port = await serving.start_server(
         servicer,
-        certificates.Certificates(ca, authenticator, lifetime=settings.workload_cert_lifetime),
+        certificates.Certificates(holder, authenticator, lifetime=settings.workload_cert_lifetime),
         address=settings.grpc_address,
-        credentials=_serving_credentials(ca, settings),
+        credentials=renewing.grpc_credentials(
+            await asyncio.to_thread(_grpc_certificate, holder, settings)
+        ),
     )
     front_proxy = await asyncio.to_thread(delegating.load, api)
     scraper = scraping.Scraper(port=settings.sidecar_admin_port)
@@ -173,7 +192,7 @@ async def run(
     try:
         webhooks = await webhooking.serve(
             api,
-            ca,
+            holder,
             index,
             namespace=settings.namespace,
             address=settings.webhook_address,
@@ -188,7 +207,7 @@ async def run(
         await scraper.close()
         raise
     log.info("webhooks on port %d", webhooks.port)
-    operator = Operator(index, ca, publisher, servicer, elector, grpc_port=port)
+    operator = Operator(index, holder, publisher, servicer, elector, grpc_port=port)
     log.info("config server on port %d; identity %s", port, settings.identity)
     if started is not None:
         started.set_result(operator)
@@ -199,6 +218,7 @@ async def run(
                 group.create_task(elector.run()),
                 group.create_task(writer.run(servicer.acks_changed)),
                 group.create_task(bundles.run()),
+                group.create_task(maintainer.run()),
                 group.create_task(webhooks.run()),
             ]
             await kopf.operator(

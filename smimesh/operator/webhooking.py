@@ -4,23 +4,21 @@ semantics), `/mutate` (sidecar injection) and `/healthz`, on aiohttp.
 `running` starts it with `start` and owns `WebhookServer.run` in its task group, which first
 points the apiserver at us (`cabundles`). The answers come from the pure builders in
 `smimesh.webhooks`; this module only serves them: TLS with a serving certificate from the mesh
-CA (its key made here, never written anywhere), bodies bounded in size, each request bounded
-in time, a malformed review answered 400 with what is wrong, an unexpected failure 500 with a
-generic message (the traceback goes to our log, never to the caller). The injector needs the
-one thing a pure builder cannot know, the namespace's labels: `IndexedNamespaces` takes them
-from the operator's `MeshIndex` (and asks the apiserver about a namespace the index has not
-seen labelled yet).
+CA that follows it (`renewing`; its key made here, never written anywhere), bodies bounded in
+size, each request bounded in time, a malformed review answered 400 with what is wrong, an
+unexpected failure 500 with a generic message (the traceback goes to our log, never to the
+caller). The injector needs the one thing a pure builder cannot know, the namespace's labels:
+`IndexedNamespaces` takes them from the operator's `MeshIndex` (and asks the apiserver about a
+namespace the index has not seen labelled yet).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import ipaddress
 import json
 import logging
 import ssl
-import urllib.parse
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -29,9 +27,8 @@ from aiohttp import web
 from kubernetes import client
 
 from smimesh.compiler import state
-from smimesh.identity import keys, rotation, tlscontexts
 from smimesh.kube import names
-from smimesh.operator import cabundles, delegating, indexing
+from smimesh.operator import authorities, cabundles, delegating, indexing, renewing
 from smimesh.webhooks import converting, reviews, validating
 from smimesh.webhooks.injection import admission, settings
 from smimesh.webhooks.injection import names as injection_names
@@ -181,38 +178,6 @@ class Webhooks:
         return web.json_response(answer)
 
 
-def serving_names(
-    *, namespace: str, address: str, url: str | None
-) -> tuple[tuple[str, ...], tuple[str, ...]]:
-    """The DNS names and IP addresses the serving certificate must hold: the operator
-    Service's names, the listen address, and the host of the local-mode URL."""
-    service = f"{names.OPERATOR_SERVICE}.{namespace}"
-    dns = [names.OPERATOR_SERVICE, service, f"{service}.svc", f"{service}.svc.cluster.local"]
-    ips: list[str] = []
-    hosts = [address.rpartition(":")[0].strip("[]")]
-    if url is not None:
-        hosts.append(urllib.parse.urlsplit(url).hostname or "")
-    for host in filter(None, hosts):
-        try:
-            unspecified = ipaddress.ip_address(host).is_unspecified
-        except ValueError:
-            dns.append(host)
-            continue
-        ips.append("127.0.0.1" if unspecified else host)
-    return tuple(dict.fromkeys(dns)), tuple(dict.fromkeys(ips))
-
-
-def serving_context(
-    ca: rotation.MeshCa, *, namespace: str, address: str, url: str | None
-) -> ssl.SSLContext:
-    """TLS for the webhooks: a certificate from the mesh CA, its key made here and kept in
-    memory only (the apiserver trusts it through the caBundle `cabundles` writes)."""
-    dns, ips = serving_names(namespace=namespace, address=address, url=url)
-    key = keys.generate_key()
-    certificate = ca.active.issue_serving(key.public_key(), dns_names=dns, ip_addresses=ips)
-    return tlscontexts.serving_context(key=key, certificate=certificate)
-
-
 @dataclass
 class WebhookServer:
     """A started server; `run` points the apiserver at it, serves until cancelled, and in
@@ -221,11 +186,15 @@ class WebhookServer:
     runner: web.AppRunner
     port: int
     injector: cabundles.CaBundleInjector | None = None
+    renewal: renewing.WebhookRenewal | None = None
+    """Follows the mesh CA: a new serving certificate, caBundles patched again."""
 
     async def run(self) -> None:
         try:
             if self.injector is not None:
                 await self.injector.run()
+            if self.renewal is not None:
+                await self.renewal.run()
             await asyncio.Event().wait()
         finally:
             await self.stop()
@@ -252,7 +221,7 @@ async def injection_settings(
 
 async def serve(
     api: client.ApiClient,
-    ca: rotation.MeshCa,
+    holder: authorities.CaHolder,
     index: indexing.MeshIndex,
     *,
     namespace: str,
@@ -281,15 +250,19 @@ async def serve(
         ),
         IndexedNamespaces(index, api),
     )
-    context = serving_context(ca, namespace=namespace, address=address, url=url)
+    dns, ips = renewing.serving_names(namespace=namespace, address=address, url=url)
+    certificate = renewing.ServingCertificate(holder, dns_names=dns, ip_addresses=ips)
+    context = renewing.webhook_context(certificate)
     if front_proxy is not None:
         front_proxy.trust(context)
     injector = cabundles.CaBundleInjector(
-        api, cabundles.Endpoint(ca.bundle.pem(), url), namespace=namespace
+        api, cabundles.Endpoint(holder.ca.bundle.pem(), url), namespace=namespace
     )
-    return await start(
+    server = await start(
         webhooks, address=address, ssl_context=context, injector=injector, mounts=mounts
     )
+    server.renewal = renewing.WebhookRenewal(certificate, context, injector)
+    return server
 
 
 async def start(

@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from smimesh.identity import authority, rotation
-from smimesh.operator import indexing, webhooking
+from smimesh.operator import authorities, indexing, renewing, webhooking
 from smimesh.webhooks.injection import settings
 from tests.webhooks.injection.pods import app_pod
 from tests.webhooks.reviewing import SPLIT_V1ALPHA1, admission, conversion, split
@@ -44,11 +44,17 @@ class Served:
 async def _serve(limits: webhooking.Limits) -> tuple[webhooking.WebhookServer, Namespaces]:
     namespaces = Namespaces({"shop": {"smimesh.dev/inject": "enabled"}})
     webhooks = webhooking.Webhooks(settings.InjectionSettings(), namespaces, limits)
-    context = webhooking.serving_context(
-        CA, namespace="smimesh-system", address="127.0.0.1:0", url=None
-    )
+    context = _serving_context()
     server = await webhooking.start(webhooks, address="127.0.0.1:0", ssl_context=context)
     return server, namespaces
+
+
+def _serving_context() -> ssl.SSLContext:
+    dns, ips = renewing.serving_names(namespace="smimesh-system", address="127.0.0.1:0")
+    holder = authorities.CaHolder(CA)
+    return renewing.webhook_context(
+        renewing.ServingCertificate(holder, dns_names=dns, ip_addresses=ips)
+    )
 
 
 def _client_context() -> ssl.SSLContext:
@@ -142,9 +148,7 @@ async def test_a_review_that_takes_too_long_gets_503() -> None:
 
     limits = webhooking.Limits(timeout=0.3)
     webhooks = webhooking.Webhooks(settings.InjectionSettings(), Stuck(), limits)
-    context = webhooking.serving_context(
-        CA, namespace="smimesh-system", address="127.0.0.1:0", url=None
-    )
+    context = _serving_context()
     server = await webhooking.start(webhooks, address="127.0.0.1:0", ssl_context=context)
     try:
         async with httpx.AsyncClient(verify=_client_context(), timeout=10) as http:
@@ -162,9 +166,7 @@ async def test_an_unexpected_failure_gets_500_without_details() -> None:
             raise RuntimeError("secret internals")
 
     webhooks = webhooking.Webhooks(settings.InjectionSettings(), Broken())
-    context = webhooking.serving_context(
-        CA, namespace="smimesh-system", address="127.0.0.1:0", url=None
-    )
+    context = _serving_context()
     server = await webhooking.start(webhooks, address="127.0.0.1:0", ssl_context=context)
     try:
         async with httpx.AsyncClient(verify=_client_context(), timeout=10) as http:
@@ -178,7 +180,7 @@ async def test_an_unexpected_failure_gets_500_without_details() -> None:
 
 
 def test_the_certificate_names_the_service_the_listen_ip_and_the_url_host() -> None:
-    dns, ips = webhooking.serving_names(
+    dns, ips = renewing.serving_names(
         namespace="mesh", address="0.0.0.0:9443", url="https://10.0.0.7:9443"
     )
     assert dns == (
@@ -188,7 +190,7 @@ def test_the_certificate_names_the_service_the_listen_ip_and_the_url_host() -> N
         "smimesh-operator.mesh.svc.cluster.local",
     )
     assert ips == ("127.0.0.1", "10.0.0.7")
-    _, local = webhooking.serving_names(namespace="mesh", address="127.0.0.1:1", url=None)
+    _, local = renewing.serving_names(namespace="mesh", address="127.0.0.1:1", url=None)
     assert local == ("127.0.0.1",)
 
 
