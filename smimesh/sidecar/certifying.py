@@ -25,9 +25,12 @@ from smimesh.sidecar import credentials
 log = logging.getLogger(__name__)
 
 
-def channel_credentials(trust_bundle_file: Path) -> grpc.ChannelCredentials:
-    """TLS to the operator, verified against the mesh roots."""
-    return grpc.ssl_channel_credentials(trust_bundle_file.read_bytes())
+def channel_credentials(trust_bundle_file: Path, learnt: bytes = b"") -> grpc.ChannelCredentials:
+    """TLS to the operator, verified against the mesh roots: the file's, read again on every
+    call (the kubelet updates a mounted ConfigMap), plus `learnt` (the bundle that came with
+    the last certificate: during a root rotation it holds the new root before the operator
+    presents a certificate under it, so a file that lags behind does not cut us off)."""
+    return grpc.ssl_channel_credentials(trust_bundle_file.read_bytes() + b"\n" + learnt)
 
 
 class IssuedCredentials(credentials.Holder):
@@ -48,15 +51,18 @@ class IssuedCredentials(credentials.Holder):
         self.token_file = token_file
         self.trust_bundle_file = trust_bundle_file
         self.issued = asyncio.Event()
+        self.learnt_bundle = b""
+        """The trust bundle sent with the last certificate (PEM)."""
+
+    def operator_credentials(self) -> grpc.ChannelCredentials:
+        return channel_credentials(self.trust_bundle_file, self.learnt_bundle)
 
     async def request(self) -> credentials.Material:
         """One CSR round trip; raises grpc.aio.AioRpcError or IdentityError on failure."""
         key = keys.generate_key()
         csr = keys.request_to_pem(keys.build_request(key, self.identity_wanted))
         token = self.token_file.read_text().strip()
-        async with grpc.aio.secure_channel(
-            self.target, channel_credentials(self.trust_bundle_file)
-        ) as channel:
+        async with grpc.aio.secure_channel(self.target, self.operator_credentials()) as channel:
             response = await proxyconfig_pb2_grpc.CertificatesStub(channel).Sign(
                 proxyconfig_pb2.SignRequest(csr_pem=csr, token=token), timeout=15
             )
@@ -69,6 +75,7 @@ class IssuedCredentials(credentials.Holder):
             raise errors.IdentityMismatchError(
                 f"the CA issued {identity.uri}, this proxy is {self.identity_wanted.uri}"
             )
+        self.learnt_bundle = bundle.pem()
         return credentials.Material.build(
             key, issued, bundle, identity=identity.uri, renew_at=issued.renew_at(), source="mesh-ca"
         )

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import grpc
@@ -47,7 +47,7 @@ class DiscoveryClient:
         sink: loading.ConfigSink,
         *,
         hello: pb.Hello,
-        credentials: grpc.ChannelCredentials | None = None,
+        credentials: grpc.ChannelCredentials | Callable[[], grpc.ChannelCredentials] | None = None,
         retry: backoff.Backoff | None = None,
     ) -> None:
         self.target = target
@@ -78,6 +78,8 @@ class DiscoveryClient:
 
         if self.credentials is None:
             channel = grpc.aio.insecure_channel(self.target)
+        elif callable(self.credentials):  # asked on every connection: the roots may change
+            channel = grpc.aio.secure_channel(self.target, self.credentials())
         else:
             channel = grpc.aio.secure_channel(self.target, self.credentials)
         async with channel:

@@ -16,6 +16,8 @@ import socket
 import ssl
 from collections.abc import Awaitable, Callable
 
+import grpc
+
 from smimesh.proxyconfig import refs, snapshots
 from smimesh.sidecar import (
     admin,
@@ -168,7 +170,7 @@ class Sidecar:
                     config.config_server,
                     self,
                     hello=discovery.hello_for(config),
-                    credentials=certifying.channel_credentials(config.trust_bundle_file)
+                    credentials=self._operator_credentials
                     if config.trust_bundle_file is not None
                     else None,
                 )
@@ -189,6 +191,14 @@ class Sidecar:
         self.registry.close()
         self.outbound.egress.close()
         self.ctx.tracer.shutdown()
+
+    def _operator_credentials(self) -> grpc.ChannelCredentials:
+        """TLS to the config server: the mesh roots as of now (see `certifying`)."""
+        assert self.settings.trust_bundle_file is not None
+        issued = self.ctx.credentials
+        if isinstance(issued, certifying.IssuedCredentials):
+            return issued.operator_credentials()
+        return certifying.channel_credentials(self.settings.trust_bundle_file)
 
     async def _drain(self, data_listeners: list[listeners.Listener]) -> None:
         """Refuse new connections, let in-flight requests finish (bounded), then cut."""
