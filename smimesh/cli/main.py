@@ -11,6 +11,7 @@ import sys
 import typer
 
 from smimesh.cli import (
+    authorities,
     checking,
     conforming,
     crds,
@@ -38,6 +39,7 @@ app = typer.Typer(
 )
 
 for _module in (
+    authorities,
     checking,
     conforming,
     crds,
