@@ -301,7 +301,8 @@ class LocalMesh:
             ),
             api=api,
             config_server=self.operator.grpc_address,
-            trust_bundle=self.bundle,
+            # Read again for each workload: a root rotation changes it while the mesh runs.
+            trust_bundle=trust_bundle(self.cluster),
         )
         self.started.append(workload)
         workload.start()

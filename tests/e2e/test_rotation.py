@@ -1,0 +1,201 @@
+"""A whole root rotation on a running mesh, asked for with `kubectl smi ca rotate`: the CA
+Secret walks PREPARING -> DRAINING -> STABLE, the trust-bundle ConfigMap gains then loses the
+old root, sidecars end up with certificates under the new root, the config server presents
+one on a fresh connection, and traffic between two meshed workloads (mTLS) never fails."""
+
+from __future__ import annotations
+
+import os
+import socket
+import ssl
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import grpc
+import httpx
+import pytest
+from cryptography import x509
+from kubernetes import client
+
+from smimesh.identity import bundles, keys, secretdata
+from smimesh.kube import names
+from smimesh.operator import authorities
+from smimesh.proxyconfig import proxyconfig_pb2, proxyconfig_pb2_grpc
+from smimesh.testing import clusters, meshes
+
+pytestmark = pytest.mark.cluster
+
+LIFETIME = 15
+"""Seconds a workload certificate lives: PREPARING lasts that long, DRAINING that plus 1 s."""
+OPERATOR_ARGS = (
+    "--workload-cert-lifetime", str(LIFETIME), "--ca-period", "1", "--ca-drain-margin", "1",
+)  # fmt: skip
+
+
+@pytest.fixture
+def mesh(cluster: clusters.Cluster) -> Iterator[meshes.LocalMesh]:
+    with meshes.LocalMesh(cluster, operator_args=OPERATOR_ARGS) as local:
+        yield local
+        if local.operator is not None:
+            print(f"--- operator log ---\n{local.operator.logs()[-8000:]}")
+        for workload in local.started:
+            print(f"--- {workload.spec.name} sidecar ---\n{workload.log('sidecar')[-3000:]}")
+
+
+class Traffic(threading.Thread):
+    """`a` calls `url` in batches until stopped; counts what succeeded and what failed."""
+
+    def __init__(self, caller: meshes.workloads.LocalWorkload, url: str) -> None:
+        super().__init__(daemon=True)
+        self.caller, self.url = caller, url
+        self.ok = self.failed = 0
+        self.errors: list[str] = []
+        self.stopping = threading.Event()
+
+    def run(self) -> None:
+        while not self.stopping.is_set():
+            try:
+                answer = httpx.post(
+                    f"{self.caller.app_url(8080)}/call",
+                    json={"url": self.url, "count": 10, "concurrency": 2},
+                    timeout=60,
+                ).json()
+            except httpx.HTTPError as exc:
+                self.failed += 1
+                self.errors.append(repr(exc))
+                continue
+            self.ok += int(answer["ok"])
+            self.failed += int(answer["failed"])
+            if answer["failed"]:
+                self.errors.append(str(answer))
+
+
+def _ca(api: client.ApiClient) -> dict[str, str]:
+    secret = client.CoreV1Api(api).read_namespaced_secret(
+        authorities.SECRET_NAME, names.MESH_NAMESPACE
+    )
+    return authorities.decode(secret.data)
+
+
+def _published(api: client.ApiClient) -> tuple[x509.Certificate, ...]:
+    found = client.CoreV1Api(api).read_namespaced_config_map(
+        authorities.BUNDLE_CONFIGMAP, names.MESH_NAMESPACE
+    )
+    return keys.certificates_from_pem(found.data[authorities.BUNDLE_KEY].encode())
+
+
+def _smi(cluster: clusters.Cluster, *args: str) -> subprocess.CompletedProcess[str]:
+    command = Path(sys.executable).parent / "kubectl-smi"
+    return subprocess.run(
+        [str(command), *args, f"--kubeconfig={cluster.kubeconfig}"],
+        capture_output=True, text=True, check=False, timeout=60,
+        env={**os.environ, "COLUMNS": "200", "NO_COLOR": "1"},
+    )  # fmt: skip
+
+
+def _server_chains_to(address: tuple[str, int], root: x509.Certificate) -> str | None:
+    """The SPIFFE id (or subject) the TLS server at `address` presents, if its chain verifies
+    against `root` alone; None if it does not."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.check_hostname = False
+    context.load_verify_locations(cadata=keys.certificates_to_pem((root,)).decode())
+    try:
+        with (
+            socket.create_connection(address, timeout=5) as raw,
+            context.wrap_socket(raw) as tls,
+        ):
+            der = tls.getpeercert(binary_form=True)
+    except ssl.SSLCertVerificationError:
+        return None
+    assert der is not None
+    return bundles.identity_of(x509.load_der_x509_certificate(der)).uri
+
+
+def _config_server_code(grpc_address: str, root: x509.Certificate) -> grpc.StatusCode:
+    """A fresh gRPC connection trusting `root` alone: UNAUTHENTICATED (our bogus token) means
+    the TLS handshake succeeded; UNAVAILABLE that the server's chain did not verify."""
+    credentials = grpc.ssl_channel_credentials(keys.certificates_to_pem((root,)))
+    with grpc.secure_channel(
+        grpc_address, credentials, options=[("grpc.ssl_target_name_override", "127.0.0.1")]
+    ) as channel:
+        try:
+            proxyconfig_pb2_grpc.CertificatesStub(channel).Sign(
+                proxyconfig_pb2.SignRequest(csr_pem=b"", token="not-a-token"), timeout=10
+            )
+        except grpc.RpcError as exc:
+            return exc.code()  # type: ignore[no-any-return]
+    return grpc.StatusCode.OK
+
+
+def test_a_requested_root_rotation_finishes_without_a_failed_request(
+    mesh: meshes.LocalMesh,
+) -> None:
+    namespace = mesh.namespace(f"e2e-{uuid.uuid4().hex[:6]}")
+    mesh.service(namespace, "b", {"app": "b"})
+    a = mesh.workload(namespace, "a-1", "service-a", {"app": "a"})
+    b = mesh.workload(namespace, "b-1", "service-b", {"app": "b"})
+    assert mesh.operator is not None
+    api = mesh.cluster.api_client()
+    old_root = keys.certificates_from_pem(_ca(api)[secretdata.CA_CERT].encode())[0]
+    b_inbound = (b.address, 8080)
+    b_identity = f"spiffe://cluster.local/ns/{namespace}/sa/service-b"
+    assert _server_chains_to(b_inbound, old_root) == b_identity
+
+    traffic = Traffic(a, f"http://b.{namespace}.svc.cluster.local/echo")
+    traffic.start()
+    try:
+        asked = _smi(mesh.cluster, "ca", "rotate")
+        assert asked.returncode == 0, asked.stderr
+        phases: list[str] = []
+        bundle_sizes: list[int] = []
+        deadline = time.monotonic() + 4 * LIFETIME + 30
+        while True:
+            data = _ca(api)
+            phase = data.get(secretdata.PHASE, "stable")
+            if not phases or phases[-1] != phase:
+                phases.append(phase)
+            published = _published(api)
+            if not bundle_sizes or bundle_sizes[-1] != len(published):
+                bundle_sizes.append(len(published))
+            if phases[-1] == "stable" and len(phases) > 1 and bundle_sizes[-1] == 1:
+                break
+            assert time.monotonic() < deadline, f"phases {phases}, bundle sizes {bundle_sizes}"
+            time.sleep(0.2)
+        new_root = published[0]
+        assert new_root != old_root
+        assert phases == ["stable", "preparing", "draining", "stable"]
+        assert bundle_sizes == [1, 2, 1], "the ConfigMap gained the new root, then lost the old"
+        assert keys.certificates_from_pem(data[secretdata.CA_CERT].encode()) == (new_root,)
+
+        # Sidecars renew well within a lifetime: b's inbound certificate chains to the new
+        # root (and no longer verifies against the old one).
+        deadline = time.monotonic() + LIFETIME
+        while _server_chains_to(b_inbound, new_root) != b_identity:
+            assert time.monotonic() < deadline, "b never got a certificate under the new root"
+            time.sleep(0.5)
+        assert _server_chains_to(b_inbound, old_root) is None
+        time.sleep(2)  # traffic keeps flowing after the old root is gone
+    finally:
+        traffic.stopping.set()
+        traffic.join(timeout=90)
+    print(f"requests during the rotation: {traffic.ok} ok, {traffic.failed} failed")
+    assert traffic.failed == 0, traffic.errors[:5]
+    assert traffic.ok >= 300, f"only {traffic.ok} requests went through during the rotation"
+
+    grpc_address = mesh.operator.grpc_address
+    assert _config_server_code(grpc_address, new_root) is grpc.StatusCode.UNAUTHENTICATED
+    assert _config_server_code(grpc_address, old_root) is grpc.StatusCode.UNAVAILABLE
+    status = _smi(mesh.cluster, "ca", "status", "-o", "json")
+    assert status.returncode == 0, status.stderr
+    assert '"phase": "stable"' in status.stdout
+    events = client.CoreV1Api(api).list_namespaced_event(
+        names.MESH_NAMESPACE, field_selector=f"involvedObject.name={authorities.SECRET_NAME}"
+    )
+    reasons = [event.reason for event in events.items]
+    for reason in ("RotationStarted", "RootPromoted", "RotationFinished"):
+        assert reason in reasons, reasons
