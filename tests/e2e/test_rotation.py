@@ -5,6 +5,7 @@ one on a fresh connection, and traffic between two meshed workloads (mTLS) never
 
 from __future__ import annotations
 
+import base64
 import os
 import socket
 import ssl
@@ -89,6 +90,12 @@ def _published(api: client.ApiClient) -> tuple[x509.Certificate, ...]:
     return keys.certificates_from_pem(found.data[authorities.BUNDLE_KEY].encode())
 
 
+def _roots(ca_bundle: str | bytes) -> tuple[x509.Certificate, ...]:
+    """The certificates of a caBundle (the Python client hands it over base64-encoded)."""
+    raw = ca_bundle.encode() if isinstance(ca_bundle, str) else ca_bundle
+    return keys.certificates_from_pem(base64.b64decode(raw))
+
+
 def _smi(cluster: clusters.Cluster, *args: str) -> subprocess.CompletedProcess[str]:
     command = Path(sys.executable).parent / "kubectl-smi"
     return subprocess.run(
@@ -149,18 +156,19 @@ def test_a_requested_root_rotation_finishes_without_a_failed_request(
     traffic = Traffic(a, f"http://b.{namespace}.svc.cluster.local/echo")
     traffic.start()
     try:
+        # What the session's mesh holds before: one root, no rotation under way.
+        phases = [_ca(api).get(secretdata.PHASE, "stable")]
+        bundle_sizes = [len(_published(api))]
         asked = _smi(mesh.cluster, "ca", "rotate")
         assert asked.returncode == 0, asked.stderr
-        phases: list[str] = []
-        bundle_sizes: list[int] = []
         deadline = time.monotonic() + 4 * LIFETIME + 30
         while True:
             data = _ca(api)
             phase = data.get(secretdata.PHASE, "stable")
-            if not phases or phases[-1] != phase:
+            if phases[-1] != phase:
                 phases.append(phase)
             published = _published(api)
-            if not bundle_sizes or bundle_sizes[-1] != len(published):
+            if bundle_sizes[-1] != len(published):
                 bundle_sizes.append(len(published))
             if phases[-1] == "stable" and len(phases) > 1 and bundle_sizes[-1] == 1:
                 break
@@ -187,12 +195,49 @@ def test_a_requested_root_rotation_finishes_without_a_failed_request(
     assert traffic.failed == 0, traffic.errors[:5]
     assert traffic.ok >= 300, f"only {traffic.ok} requests went through during the rotation"
 
+    # A workload started now knows only the new root, and its fresh connections to b (mTLS
+    # handshakes under the new root at both ends) succeed.
+    c = mesh.workload(namespace, "c-1", "service-c", {"app": "c"})
+    answer = httpx.post(
+        f"{c.app_url(8080)}/call",
+        json={"url": f"http://b.{namespace}.svc.cluster.local/echo", "count": 5},
+        timeout=60,
+    ).json()
+    assert (answer["ok"], answer["failed"]) == (5, 0), answer
+
     grpc_address = mesh.operator.grpc_address
     assert _config_server_code(grpc_address, new_root) is grpc.StatusCode.UNAUTHENTICATED
     assert _config_server_code(grpc_address, old_root) is grpc.StatusCode.UNAVAILABLE
     status = _smi(mesh.cluster, "ca", "status", "-o", "json")
     assert status.returncode == 0, status.stderr
     assert '"phase": "stable"' in status.stdout
+    # The apiserver trusts only the new root for our webhooks, and still reaches them: a
+    # TrafficSplit stored as v1alpha4 is read as v1alpha1 through the conversion webhook.
+    validator = client.AdmissionregistrationV1Api(api).read_validating_webhook_configuration(
+        "smimesh-validator"
+    )
+    for webhook in validator.webhooks:
+        assert _roots(webhook.client_config.ca_bundle) == (new_root,)
+    crd = client.ApiextensionsV1Api(api).read_custom_resource_definition(
+        "trafficsplits.split.smi-spec.io"
+    )
+    assert _roots(crd.spec.conversion.webhook.client_config.ca_bundle) == (new_root,)
+    mesh.apply(
+        {
+            "apiVersion": "split.smi-spec.io/v1alpha4",
+            "kind": "TrafficSplit",
+            "metadata": {"name": "after-rotation", "namespace": namespace},
+            "spec": {"service": "b", "backends": [{"service": "b", "weight": 1}]},
+        }
+    )
+    converted = mesh.cluster.kubectl(
+        "get", "trafficsplits.v1alpha1.split.smi-spec.io", "after-rotation", "-n", namespace,
+        "-o", "jsonpath={.apiVersion}",
+    )  # fmt: skip
+    assert (converted.returncode, converted.stdout) == (0, "split.smi-spec.io/v1alpha1"), (
+        converted.stderr
+    )
+
     events = client.CoreV1Api(api).list_namespaced_event(
         names.MESH_NAMESPACE, field_selector=f"involvedObject.name={authorities.SECRET_NAME}"
     )
