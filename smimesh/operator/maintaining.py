@@ -186,3 +186,5 @@ class CaMaintainer:
             changed = asyncio.ensure_future(self.elector.changed.wait())
             await asyncio.wait({changed}, timeout=self.period)
             changed.cancel()
+            # `changed` stays set until the status writer clears it: never spin on it.
+            await asyncio.sleep(min(1.0, self.period))

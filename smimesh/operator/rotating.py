@@ -112,9 +112,20 @@ def decide(
                 )
             )
     elif _root_expiring(state, now, policy):
-        state = _begin(state, new_authority(now), now, policy)
         left = state.active.root.not_valid_after_utc - now
-        steps.append(Step("RotationStarted", f"root rotation started: the root expires in {left}"))
+        if state.active.root_key is None:
+            # The user's tooling owns this root; replacing it unasked would take it over.
+            message = (
+                f"the root expires in {left} and its key is not held by smimesh: rotate it "
+                "with the tooling that owns it, or run `kubectl smi ca rotate` to replace it "
+                "with a root smimesh makes"
+            )
+            steps.append(Step("RootExpiring", message, warning=True))
+        else:
+            state = _begin(state, new_authority(now), now, policy)
+            steps.append(
+                Step("RotationStarted", f"root rotation started: the root expires in {left}")
+            )
     before = state.phase
     state = rotation.advance(
         state, now=now, max_leaf_lifetime=policy.max_leaf_lifetime, drain_margin=policy.drain_margin

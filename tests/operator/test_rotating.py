@@ -135,3 +135,16 @@ def test_without_the_root_key_the_issuer_is_not_renewed_and_a_warning_says_why()
     (step,) = decision.steps
     assert (step.reason, step.warning) == ("IssuerExpiring", True)
     assert "root key is not held" in step.message
+
+
+def test_a_users_root_close_to_expiry_is_not_replaced_unasked() -> None:
+    ca = dataclasses.replace(
+        authority.create("cluster.local", now=T0, root_lifetime=100 * DAY), root_key=None
+    )
+    policy = dataclasses.replace(POLICY, auto_rotate_before=30 * DAY)
+    decision = _decide(rotation.stable(ca), T0 + 71 * DAY, policy=policy)
+    assert decision.state.phase is rotation.Phase.STABLE
+    assert not decision.changed
+    assert [(step.reason, step.warning) for step in decision.steps] == [("RootExpiring", True)]
+    asked = _decide(rotation.stable(ca), T0 + 71 * DAY, request="r1", policy=policy)
+    assert asked.state.phase is rotation.Phase.PREPARING, "a request still replaces it"
