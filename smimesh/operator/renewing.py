@@ -80,7 +80,7 @@ class ServingCertificate:
         self.dns_names = dns_names
         self.ip_addresses = ip_addresses
         self.lifetime = lifetime
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
         self.generation = -1
         """The holder generation the current certificate was issued at."""
         self.renew_at = _now()
@@ -114,6 +114,12 @@ class ServingCertificate:
             )
             return keys.key_to_pem(key), issued.chain_pem()
 
+    def refresh(self) -> tuple[bytes, bytes] | None:
+        """`issue` if still stale once the lock is held: of several handshakes that saw it
+        stale at once, only the first issues."""
+        with self._lock:
+            return self.issue() if self.stale() else None
+
     def pem(self) -> tuple[bytes, bytes]:
         with self._lock:
             assert self.issued is not None
@@ -128,11 +134,11 @@ def grpc_credentials(certificate: ServingCertificate) -> grpc.ServerCredentials:
         if not certificate.stale():
             return None
         try:
-            pair = certificate.issue()
+            pair = certificate.refresh()
         except Exception:  # grpc would only log it; keep serving the current certificate
             log.exception("could not renew the config server's certificate")
             return None
-        return grpc.ssl_server_certificate_configuration([pair])
+        return None if pair is None else grpc.ssl_server_certificate_configuration([pair])
 
     initial = grpc.ssl_server_certificate_configuration([certificate.pem()])
     # grpc's stubs say the fetcher never returns None; its documentation says None keeps
