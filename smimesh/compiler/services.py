@@ -58,10 +58,17 @@ class ServiceIndex:
             (pod.namespace, pod.name): pod for pod in mesh.pods
         }
         slices: dict[refs.ServiceRef, list[state.EndpointSlice]] = defaultdict(list)
+        # (namespace, pod) -> the Services whose endpoints name it: built once, so that
+        # asking for every pod costs the endpoints once, not pods x Services.
+        backing: dict[tuple[str, str], set[refs.ServiceRef]] = defaultdict(set)
         for endpoint_slice in mesh.endpoint_slices:
             ref = refs.ServiceRef(namespace=endpoint_slice.namespace, name=endpoint_slice.service)
             slices[ref].append(endpoint_slice)
+            for endpoint in endpoint_slice.endpoints:
+                if endpoint.pod:
+                    backing[(ref.namespace, endpoint.pod)].add(ref)
         self.slices: Mapping[refs.ServiceRef, list[state.EndpointSlice]] = slices
+        self._backing: Mapping[tuple[str, str], set[refs.ServiceRef]] = backing
 
     def ready_pods(self, ref: refs.ServiceRef) -> list[tuple[str, state.Pod | None]]:
         """(address, pod) of the Service's ready endpoints, sorted by address."""
@@ -131,14 +138,6 @@ class ServiceIndex:
 
     def services_of_pod(self, pod: state.Pod) -> list[state.Service]:
         """The Services whose endpoints include this pod, sorted."""
-        result = []
-        for ref, service in sorted(self.services.items(), key=lambda item: str(item[0])):
-            if ref.namespace != pod.namespace:
-                continue
-            if any(
-                endpoint.pod == pod.name
-                for endpoint_slice in self.slices.get(ref, [])
-                for endpoint in endpoint_slice.endpoints
-            ):
-                result.append(service)
-        return result
+        refs_ = self._backing.get((pod.namespace, pod.name), set())
+        found = [self.services[ref] for ref in refs_ if ref in self.services]
+        return sorted(found, key=lambda service: str(service.ref))
