@@ -1,10 +1,10 @@
 """`kubectl smi ca status|rotate`: where the mesh CA stands, and asking for a root rotation.
 
-Registered by `smimesh.cli.main`. Reads the CA Secret `smimesh-ca` in the mesh namespace (only
-its certificates and rotation fields, never a key) and shows the phase, every trusted root
-with its expiry, the issuing CA's expiry and the next step's time. `rotate` sets the request
-annotation the operator's maintenance loop acts on once (`smimesh.operator.rotating`), with a
-merge patch guarded by the Secret's resourceVersion.
+Registered by `smimesh.cli.main`. Reads the CA Secret `smimesh-ca` in the mesh namespace (so it
+needs `get` on Secrets there) and shows, from its certificates and rotation fields only (never
+a key), the phase, every trusted root with its expiry, the issuing CA's expiry and the next
+step's time. `rotate` sets the request annotation the operator's maintenance loop acts on once
+(`smimesh.operator.rotating`), with a patch guarded by the Secret's resourceVersion.
 """
 
 from __future__ import annotations
@@ -95,10 +95,10 @@ def describe(secret: client.V1Secret) -> dict[str, Any]:
     }
 
 
-def _left(when: str) -> str:
+def _left(when: str, *, past: str = "EXPIRED") -> str:
     left = datetime.datetime.fromisoformat(when) - datetime.datetime.now(datetime.UTC)
     if left.total_seconds() <= 0:
-        return "now"
+        return past
     days, seconds = left.days, int(left.seconds)
     if days:
         return f"in {days}d{seconds // 3600}h"
@@ -115,7 +115,8 @@ def status(
 
     Phases: stable (one root), preparing (a new root is trusted, the old one still signs),
     draining (the new root signs; the old one is trusted until its last certificates
-    expire). Read from Secret smimesh-ca; no private key is read or shown.
+    expire). Read from Secret smimesh-ca (needs `get` on Secrets in the mesh namespace);
+    no private key is shown.
     Exit code 0 when shown, 1 if there is no CA Secret (or it is unreadable), 2 if the
     cluster cannot be reached.
 
@@ -129,7 +130,8 @@ def status(
         return
     step = described["nextStepAt"]
     typer.echo(
-        f"phase: {described['phase']}" + (f" (next step {_left(step)}, {step})" if step else "")
+        f"phase: {described['phase']}"
+        + (f" (next step {_left(step, past='due')}, {step})" if step else "")
     )
     rows = [
         ["root", item["role"], item["subject"], item["notAfter"], _left(item["notAfter"])]
