@@ -1,0 +1,95 @@
+"""Certificates from the mesh CA across a root rotation, against the operator's real signing
+servicer and config-server credentials on a real socket: the sidecar trusts the roots sent with
+its last certificate when it talks to the operator, so it keeps getting certificates once the
+operator's own certificate moves to the new root, although its trust-bundle file still holds
+only the old one."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import grpc
+import pytest
+
+from smimesh.identity import authority, bundles, keys, rotation, secretdata, spiffe, tlscontexts
+from smimesh.operator import authenticating, authorities, certificates, renewing
+from smimesh.proxyconfig import proxyconfig_pb2_grpc, refs
+from smimesh.sidecar import certifying
+from tests.identity.handshakes import CLIENT, connect
+
+PROXY = refs.ProxyRef(namespace="shop", service_account="web", pod="web-1")
+
+
+class Trusting:
+    async def authenticate(self, token: str) -> authenticating.Caller:
+        return authenticating.Caller(namespace="shop", service_account="web")
+
+
+@pytest.fixture
+async def operator() -> AsyncIterator[tuple[authorities.CaHolder, int]]:
+    holder = authorities.CaHolder(rotation.stable(authority.create("cluster.local")))
+    serving = renewing.ServingCertificate(holder, dns_names=(), ip_addresses=("127.0.0.1",))
+    server = grpc.aio.server()
+    proxyconfig_pb2_grpc.add_CertificatesServicer_to_server(
+        certificates.Certificates(holder, Trusting()), server
+    )
+    port = server.add_secure_port("127.0.0.1:0", renewing.grpc_credentials(serving))
+    await server.start()
+    try:
+        yield holder, port
+    finally:
+        await server.stop(grace=None)
+
+
+def _sidecar(port: int, tmp_path: Path, roots: bytes) -> certifying.IssuedCredentials:
+    (tmp_path / "token").write_text("token")
+    (tmp_path / "ca.crt").write_bytes(roots)
+    return certifying.IssuedCredentials(
+        target=f"127.0.0.1:{port}",
+        proxy=PROXY,
+        token_file=tmp_path / "token",
+        trust_bundle_file=tmp_path / "ca.crt",
+        trust_domain="cluster.local",
+    )
+
+
+def _swap(holder: authorities.CaHolder, state: rotation.MeshCa) -> None:
+    holder.swap(state, secretdata.dump(state))
+
+
+async def test_a_sidecar_keeps_its_certificates_coming_across_a_rotation(
+    operator: tuple[authorities.CaHolder, int], tmp_path: Path
+) -> None:
+    holder, port = operator
+    old = holder.ca
+    file_roots = old.bundle.pem()
+    sidecar = _sidecar(port, tmp_path, file_roots)
+    await sidecar.request()
+
+    now = datetime.datetime.now(datetime.UTC)
+    preparing = rotation.begin(old, authority.create("cluster.local"), now=now)
+    _swap(holder, preparing)
+    await sidecar.request()  # learns the new root with this certificate
+    assert keys.certificates_from_pem(sidecar.learnt_bundle) == preparing.bundle.roots
+
+    draining = rotation.advance(preparing, now=now + authority.DEFAULT_LEAF_LIFETIME)
+    _swap(holder, draining)
+    material = await sidecar.request()  # the operator presents a certificate under the new root
+    # A peer trusting only the new root accepts the sidecar's new certificate.
+    key = keys.generate_key()
+    peer = draining.active.sign(keys.build_request(key, CLIENT), expected=CLIENT)
+    new_only = bundles.TrustBundle("cluster.local", (draining.active.root,))
+    seen = await asyncio.to_thread(
+        connect,
+        material.server,
+        tlscontexts.client_context(key=key, certificate=peer, bundle=new_only),
+    )
+    assert seen.client_saw == spiffe.for_service_account("cluster.local", "shop", "web")
+
+    fresh = tmp_path / "fresh"
+    fresh.mkdir()
+    with pytest.raises(grpc.aio.AioRpcError):  # the file alone no longer reaches the operator
+        await _sidecar(port, fresh, file_roots).request()
