@@ -53,9 +53,16 @@ class IssuedCertificate:
     def not_after(self) -> datetime.datetime:
         return self.certificate.not_valid_after_utc
 
+    @property
+    def issued_at(self) -> datetime.datetime:
+        """When it was signed: our notBefore is back-dated by `BACKDATE` for slow clocks."""
+        return min(self.not_before + BACKDATE, self.not_after)
+
     def renew_at(self, fraction: float = RENEW_FRACTION) -> datetime.datetime:
-        """When the holder should ask for a new certificate (default 70 % of the lifetime)."""
-        return self.not_before + (self.not_after - self.not_before) * fraction
+        """When the holder should ask for a new certificate: at `fraction` (70 %) of the
+        lifetime it was issued for, counted from signing, not from the back-dated notBefore
+        (which made a 15 s certificate due at once)."""
+        return self.issued_at + (self.not_after - self.issued_at) * fraction
 
     def chain_pem(self) -> bytes:
         return keys.certificates_to_pem(self.chain)

@@ -103,8 +103,8 @@ class ServingCertificate:
                 lifetime=self.lifetime,
             )
             self.key, self.issued, self.generation = key, issued, generation
-            # renew_at counts from the back-dated notBefore; never sooner than a minute ahead
-            # of now, so a certificate cut short by its issuer is not reissued in a loop.
+            # Never sooner than a minute ahead of now, so that a certificate cut short by its
+            # issuer's own expiry is not reissued in a loop.
             self.renew_at = max(issued.renew_at(), min(_now() + datetime.timedelta(minutes=1),
                                                        issued.not_after))  # fmt: skip
             log.info(

@@ -58,9 +58,21 @@ def test_renewal_is_due_at_seventy_percent_of_the_lifetime(
     ca: authority.CertificateAuthority, web: spiffe.SpiffeId
 ) -> None:
     issued = ca.sign(keys.build_request(keys.generate_key(), web), expected=web)
-    lifetime = issued.not_after - issued.not_before
-    assert issued.renew_at() - issued.not_before == lifetime * 0.7
+    assert issued.issued_at == issued.not_before + authority.BACKDATE  # back-dated for skew
+    lifetime = issued.not_after - issued.issued_at
+    assert lifetime == authority.DEFAULT_LEAF_LIFETIME
+    assert issued.renew_at() - issued.issued_at == lifetime * 0.7
     assert issued.not_before < issued.renew_at() < issued.not_after
+
+
+def test_a_short_lived_certificate_is_not_due_at_once(
+    ca: authority.CertificateAuthority, web: spiffe.SpiffeId
+) -> None:
+    """15 s certificates (tests, fast rotations): due after 10.5 s, although notBefore is
+    five minutes back."""
+    lifetime = datetime.timedelta(seconds=15)
+    issued = ca.sign(keys.build_request(keys.generate_key(), web), expected=web, lifetime=lifetime)
+    assert issued.renew_at() - issued.issued_at == datetime.timedelta(seconds=10.5)
 
 
 def test_a_leaf_never_outlives_its_issuing_ca(
