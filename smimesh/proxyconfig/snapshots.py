@@ -76,9 +76,8 @@ class ProxyConfig(Frozen):
             inbound=inbound,
         )
         draft._outbound_json = outbound_json
-        config = draft.model_copy(update={"version": content_version(draft)})
-        config._outbound_json = draft.outbound_json()
-        return config
+        # content_version fills the draft's cached encoding; model_copy carries it over.
+        return draft.model_copy(update={"version": content_version(draft)})
 
     def __eq__(self, other: object) -> bool:
         """Equal fields are equal configs; the cached outbound encoding is not content."""
