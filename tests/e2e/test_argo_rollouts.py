@@ -31,7 +31,6 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -49,14 +48,6 @@ VERSIONS = ("v1alpha1", "v1alpha2", "v1alpha3")  # --traffic-split-api-version
 NAME = "rollout-example"
 HASH = "rollouts-pod-template-hash"
 OLD, NEW = "6c8f9b7d5", "7d9f8c6b4"
-
-
-@pytest.fixture
-def mesh(cluster: clusters.Cluster) -> Iterator[meshes.LocalMesh]:
-    with meshes.LocalMesh(cluster) as local:
-        yield local
-        if local.operator is not None:
-            print(f"--- operator log ---\n{local.operator.logs()[-5000:]}")
 
 
 def backends(version: str, canary: int) -> list[dict[str, Any]]:

@@ -29,7 +29,6 @@ must succeed, a backend of weight 0 must get none, and others their weight's sha
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -40,21 +39,13 @@ from kubernetes import client
 from smimesh.conformance import stages
 from smimesh.conformance.cases import splits
 from smimesh.telemetry import trafficstats
-from smimesh.testing import clusters, meshes, workloads
+from smimesh.testing import meshes, workloads
 
 pytestmark = pytest.mark.cluster
 
 GROUP, PLURAL = "split.smi-spec.io", "trafficsplits"
 STEPS = (10, 20, 30, 40, 50)  # stepWeight 10, maxWeight 50
 PORT = 9898
-
-
-@pytest.fixture
-def mesh(cluster: clusters.Cluster) -> Iterator[meshes.LocalMesh]:
-    with meshes.LocalMesh(cluster) as local:
-        yield local
-        if local.operator is not None:
-            print(f"--- operator log ---\n{local.operator.logs()[-5000:]}")
 
 
 @dataclass(frozen=True)

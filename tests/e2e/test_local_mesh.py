@@ -5,43 +5,14 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Iterator
 
 import httpx
 import pytest
 
-from smimesh.conformance import objects
 from smimesh.testing import clusters, meshes
+from tests.e2e import support
 
 pytestmark = pytest.mark.cluster
-
-
-@pytest.fixture
-def mesh(cluster: clusters.Cluster) -> Iterator[meshes.LocalMesh]:
-    with meshes.LocalMesh(cluster) as local:
-        yield local
-        if local.operator is not None:
-            print(f"--- operator log ---\n{local.operator.logs()[-5000:]}")
-        for workload in local.started:
-            print(f"--- {workload.spec.name} sidecar ---\n{workload.log('sidecar')[-3000:]}")
-
-
-def allow_a_to_b(mesh: meshes.LocalMesh, namespace: str) -> None:
-    """A TrafficTarget service-a -> service-b over a TCPRoute of all ports (the
-    conformance suite's own builders, namespaced here)."""
-    items = [
-        objects.tcp_route("all"),
-        objects.target(
-            "a-to-b",
-            destination="service-b",
-            sources=[(namespace, "service-a")],
-            rules=[{"kind": "TCPRoute", "name": "all"}],
-            namespace=namespace,
-        ),
-    ]
-    mesh.apply(
-        *[{**item, "metadata": {**item["metadata"], "namespace": namespace}} for item in items]
-    )
 
 
 def call(
@@ -90,7 +61,7 @@ def test_strict_access_admits_callers_by_their_certificate_identity(mesh: meshes
     url = f"http://b.{namespace}.svc.cluster.local/echo"
     assert call(a, url)["codes"] == {"403": 1}  # deny by default
 
-    allow_a_to_b(mesh, namespace)
+    support.allow_a_to_b(mesh, namespace)
     deadline = time.monotonic() + 20
     while call(a, url)["codes"] != {"200": 1}:
         assert time.monotonic() < deadline, httpx.get(url, proxy=a.proxy_url, timeout=5).text
@@ -108,7 +79,7 @@ def test_certificates_renew_at_70_percent_without_failing_a_request(
         mesh.service(namespace, "b", {"app": "b"})
         a = mesh.workload(namespace, "a-1", "service-a", {"app": "a"})
         b = mesh.workload(namespace, "b-1", "service-b", {"app": "b"})
-        allow_a_to_b(mesh, namespace)
+        support.allow_a_to_b(mesh, namespace)
         url = f"http://b.{namespace}.svc.cluster.local/echo"
         deadline = time.monotonic() + 20
         while call(a, url)["codes"] != {"200": 1}:

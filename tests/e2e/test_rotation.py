@@ -28,6 +28,7 @@ from smimesh.kube import names
 from smimesh.operator import authorities
 from smimesh.proxyconfig import proxyconfig_pb2, proxyconfig_pb2_grpc
 from smimesh.testing import clusters, meshes
+from tests.e2e import support
 
 pytestmark = pytest.mark.cluster
 
@@ -40,12 +41,8 @@ OPERATOR_ARGS = (
 
 @pytest.fixture
 def mesh(cluster: clusters.Cluster) -> Iterator[meshes.LocalMesh]:
-    with meshes.LocalMesh(cluster, operator_args=OPERATOR_ARGS) as local:
+    with support.local_mesh(cluster, OPERATOR_ARGS) as local:
         yield local
-        if local.operator is not None:
-            print(f"--- operator log ---\n{local.operator.logs()[-8000:]}")
-        for workload in local.started:
-            print(f"--- {workload.spec.name} sidecar ---\n{workload.log('sidecar')[-3000:]}")
 
 
 class Traffic(threading.Thread):

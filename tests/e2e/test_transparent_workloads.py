@@ -16,6 +16,7 @@ import pytest
 
 from smimesh.conformance import objects, stages
 from smimesh.testing import clusters, meshes, workloads
+from tests.e2e import support as e2e
 from tests.testing import support
 
 pytestmark = pytest.mark.cluster
@@ -29,10 +30,8 @@ TOLERANCE = 0.08
 @pytest.fixture
 def mesh(cluster: clusters.Cluster) -> Iterator[meshes.LocalMesh]:
     support.require_netns()
-    with meshes.LocalMesh(cluster) as local:
+    with e2e.local_mesh(cluster) as local:
         yield local
-        for workload in local.started:
-            print(f"--- {workload.spec.name} sidecar ---\n{workload.log('sidecar')[-3000:]}")
 
 
 def call(source: workloads.LocalWorkload, url: str, *, count: int = 1) -> dict[str, int]:
@@ -96,21 +95,7 @@ def test_apps_without_proxy_settings_reach_services_by_name_with_mtls_identity(
     assert code == 403
     assert f"no TrafficTarget allows spiffe://cluster.local/ns/{namespace}/sa/service-a" in body
 
-    mesh.apply(
-        *[
-            {**item, "metadata": {**item["metadata"], "namespace": namespace}}
-            for item in (
-                objects.tcp_route("all"),
-                objects.target(
-                    "a-to-b",
-                    destination="service-b",
-                    sources=[(namespace, "service-a")],
-                    rules=[{"kind": "TCPRoute", "name": "all"}],
-                    namespace=namespace,
-                ),
-            )
-        ]
-    )
+    e2e.allow_a_to_b(mesh, namespace)
     eventually(a, url, {"200": 1})
     assert call(a, url, count=10) == {"200": 10}
     assert call(c, url) == {"403": 1}  # another identity stays out
