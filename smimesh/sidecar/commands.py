@@ -76,10 +76,35 @@ def run(
     inbound_port: int = typer.Option(
         settings.INBOUND_PORT, help="Transparent inbound port.", envvar="SMIMESH_INBOUND_PORT"
     ),
-    admin_host: str = typer.Option("0.0.0.0"),
-    admin_port: int = typer.Option(
-        settings.ADMIN_PORT, help="/ready /live /metrics /config", envvar="SMIMESH_ADMIN_PORT"
+    admin_host: str = typer.Option(
+        "127.0.0.1",
+        help="Where the full admin listener binds (loopback: only this pod reaches it).",
+        envvar="SMIMESH_ADMIN_HOST",
     ),
+    admin_port: int = typer.Option(
+        settings.ADMIN_PORT,
+        help="/ready /live /metrics /identity [/config]",
+        envvar="SMIMESH_ADMIN_PORT",
+    ),
+    admin_config: bool = typer.Option(
+        False,
+        "--admin-config",
+        envvar="SMIMESH_ADMIN_CONFIG",
+        help="Serve /config (allowed sources, outbound endpoints) on the admin port.",
+    ),
+    metrics_host: str = typer.Option("0.0.0.0", envvar="SMIMESH_METRICS_HOST"),
+    metrics_port: Annotated[
+        int | None,
+        typer.Option(
+            help=f"A metrics-only listener (/metrics /ready /live) for Prometheus, e.g. "
+            f"{settings.METRICS_PORT}.",
+            envvar="SMIMESH_METRICS_PORT",
+        ),
+    ] = None,
+    max_metric_series: int = typer.Option(
+        settings.MAX_METRIC_SERIES, min=1, help="Label sets per metric; then one overflow series."
+    ),
+    probe_host: str = typer.Option("0.0.0.0", help="Where the kubelet probe listener binds."),
     app_host: str = typer.Option("127.0.0.1", help="Where the local app listens."),
     probe_port: Annotated[
         int | None,
@@ -131,6 +156,11 @@ def run(
         inbound_port=inbound_port,
         admin_host=admin_host,
         admin_port=admin_port,
+        admin_config=admin_config,
+        metrics_host=metrics_host,
+        metrics_port=metrics_port,
+        max_metric_series=max_metric_series,
+        probe_host=probe_host,
         app_host=app_host,
         probe_port=probe_port,
         app_probes=originals,

@@ -308,7 +308,7 @@ async def serve_inbound(
         if current is None or not decision.allowed:
             ctx.telemetry.denied(policy.port.port, "http2")
             respond(stream, 403, f"smimesh: denied: {decision.reason}")
-            status = 403
+            status, source = 403, peer  # a denied caller's headers name nothing
         else:
             table = ctx.table
             deadline = table.config.settings.request_timeout_seconds if table else 15.0

@@ -153,7 +153,7 @@ class Inbound:
         if not decision.allowed:
             self.ctx.telemetry.denied(policy.port.port, "http")
             writer.write(http1.simple_response(403, f"smimesh: denied: {decision.reason}"))
-            self._record(source, 403, started)
+            self._record(peer.workload, 403, started)  # the identity's labels only
             return True
         table = self.ctx.table
         timeout = table.config.settings.request_timeout_seconds if table else 15.0
