@@ -203,7 +203,8 @@ class LocalWorkload:
         )
         self.resolver.refresh()
         self.resolver.start()
-        netns.intercept(admin_port=ADMIN_PORT, host_ports=sorted(set(self.spec.app_ports.values())))
+        exempt = {*self.spec.app_ports.values(), launching.METRICS_PORT}  # the host scrapes it
+        netns.intercept(admin_port=ADMIN_PORT, host_ports=sorted(exempt))
         host, _, port = self.config_server.rpartition(":")
         if host in ("localhost", "127.0.0.1") or host.startswith("127."):
             self._spawn(

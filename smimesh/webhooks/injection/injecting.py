@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from smimesh.kube import names as kube_names
 from smimesh.webhooks.injection import (
     decisions,
     errors,
@@ -91,6 +92,12 @@ def inject_pod(
 
     pod_annotations = dict(pod_annotations)
     pod_annotations[names.INJECTED] = config.proxy_image
+    if kube_names.PROMETHEUS_SCRAPE_ANNOTATION not in pod_annotations:
+        # Prometheus' `kubernetes-pods` job scrapes the proxy's metrics-only port; a pod that
+        # already asks Prometheus to scrape its app keeps its own annotations.
+        pod_annotations[kube_names.PROMETHEUS_SCRAPE_ANNOTATION] = "true"
+        pod_annotations[kube_names.PROMETHEUS_PORT_ANNOTATION] = str(config.ports.metrics)
+        pod_annotations[kube_names.PROMETHEUS_PATH_ANNOTATION] = "/metrics"
     if originals:
         pod_annotations[names.ORIGINAL_PROBES] = json.dumps(
             originals, sort_keys=True, separators=(",", ":")
