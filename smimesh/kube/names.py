@@ -33,6 +33,8 @@ TOKEN_AUDIENCE: Final = "smimesh"
 SIDECAR_ADMIN_PORT: Final = 15000
 SIDECAR_METRICS_PORT: Final = 15090
 SIDECAR_PROBE_PORT: Final = 15020
+# Pods: `enabled` makes the injected sidecar serve `/config` on its (loopback) admin port.
+ADMIN_CONFIG_ANNOTATION: Final = f"{DOMAIN}/admin-config"
 # Set on injected pods (unless the pod has its own) so that Prometheus' usual
 # `kubernetes-pods` scrape job finds the sidecar's metrics port.
 PROMETHEUS_SCRAPE_ANNOTATION: Final = "prometheus.io/scrape"

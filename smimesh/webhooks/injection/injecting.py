@@ -75,6 +75,8 @@ def inject_pod(
     proxy = sidecars.proxy_container(
         config, native=config.native_sidecars, app_probes=bool(originals)
     )
+    if pod_annotations.get(kube_names.ADMIN_CONFIG_ANNOTATION) == names.ENABLED:
+        proxy["env"].append({"name": "SMIMESH_ADMIN_CONFIG", "value": "true"})  # /config on
     init_containers: list[dict[str, Any]] = list(spec.get("initContainers") or [])
     interception = (
         [] if config.cni_mode else [initcontainers.init_container(pod_annotations, config)]

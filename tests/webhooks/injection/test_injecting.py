@@ -255,3 +255,9 @@ def test_a_pods_own_prometheus_annotations_are_kept() -> None:
     annotations = _inject(pod)["metadata"]["annotations"]
     assert annotations["prometheus.io/port"] == "8080"
     assert "prometheus.io/path" not in annotations
+
+
+def test_config_is_served_only_when_the_pod_asks_for_it() -> None:
+    pod = annotated(app_pod(), **{"smimesh.dev/admin-config": "enabled"})
+    proxy = _inject(pod)["spec"]["initContainers"][1]
+    assert {"name": "SMIMESH_ADMIN_CONFIG", "value": "true"} in proxy["env"]
