@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import socket
 import ssl
 import time
 from typing import Any
@@ -206,8 +207,7 @@ def _fill(proxy: Any, count: int) -> None:
         telemetry.request("server", source, ME, 200, 3.0)
 
 
-LARGE = 3_000  # label sets: ~18 MB of text, about a second to render on this machine
-LATENCY_BOUND = 0.5  # seconds, for any one request; the render alone takes 1-3 s here
+LARGE = 3_000  # label sets: ~18 MB of text, 1-3 s to render on this machine
 
 
 async def test_rendering_a_large_registry_does_not_stall_live_traffic(
@@ -219,10 +219,13 @@ async def test_rendering_a_large_registry_does_not_stall_live_traffic(
         max_metric_series=LARGE + 10,
     )
     _fill(proxy, LARGE)
+    rendering = time.perf_counter()
+    proxy.sidecar.ctx.telemetry.render()  # how long the loop would stall, were it rendered there
+    bound = (time.perf_counter() - rendering) / 2  # any one request: half a render at most
     latencies: list[float] = []
-    scraping = asyncio.create_task(_scrape(proxy))
     async with httpx.AsyncClient(proxy=proxy.proxy_url, timeout=10) as client:
         assert (await client.get("http://web/warm")).status_code == 200
+        scraping = asyncio.create_task(_scrape(proxy))
         async with asyncio.timeout(60):
             while not scraping.done():
                 started = time.perf_counter()
@@ -230,14 +233,20 @@ async def test_rendering_a_large_registry_does_not_stall_live_traffic(
                 latencies.append(time.perf_counter() - started)
     assert len(_request_series(await scraping)) >= LARGE
     assert len(latencies) >= 5, latencies  # live traffic really ran during the render
-    print(f"{len(latencies)} requests during the render, max {max(latencies) * 1000:.0f} ms")
-    assert max(latencies) < LATENCY_BOUND, sorted(latencies)[-5:]
+    worst = max(latencies)
+    print(f"{len(latencies)} requests during the scrape: max {worst * 1000:.0f} ms, bound "
+          f"{bound * 1000:.0f} ms (half of one render)")  # fmt: skip
+    assert worst < bound, sorted(latencies)[-5:]
 
 
 async def test_a_large_metrics_answer_arrives_whole_to_a_slow_reader(sidecars: Any) -> None:
     proxy = await sidecars(config(), max_metric_series=2_100)
     _fill(proxy, 2_000)  # ~12 MB
-    reader, writer = await asyncio.open_connection("127.0.0.1", proxy.ports["admin"], limit=65536)
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)  # little kernel buffering
+    sock.setblocking(False)
+    await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", proxy.ports["admin"]))
+    reader, writer = await asyncio.open_connection(sock=sock, limit=65536)
     writer.write(b"GET /metrics HTTP/1.1\r\nHost: admin\r\nConnection: close\r\n\r\n")
     head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 30)
     found = re.search(rb"content-length: *(\d+)", head, re.IGNORECASE)
@@ -249,9 +258,9 @@ async def test_a_large_metrics_answer_arrives_whole_to_a_slow_reader(sidecars: A
     async with asyncio.timeout(30):
         while chunk := await reader.read(65536):
             received += len(chunk)
-            await asyncio.sleep(0.01)  # a slow scraper: ~6 MB/s at most, past the old 1 s cut
+            await asyncio.sleep(0.02)  # a slow scraper: ~3 MB/s at most, ~4 s for the whole
     writer.close()
-    assert time.monotonic() - started > 1.0  # slower than the old flush deadline
+    assert time.monotonic() - started > 2.0  # slower than the old 1 s drain + 1 s close
     assert received == expected
 
 
