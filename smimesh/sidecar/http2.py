@@ -278,7 +278,11 @@ async def serve_outbound(
             target = normalized(stream, merge_slashes=ctx.settings.merge_slashes)
         except paths.PathError as exc:
             respond(stream, paths.STATUS, f"smimesh: bad path: {exc.reason}")
-            ctx.telemetry.route("", logical.root.name, paths.STATUS)
+            root = logical.root
+            service = metrics.Workload(root.service_namespace, "Service", root.service_name)
+            millis = (time.perf_counter() - started) * 1000
+            ctx.telemetry.request("client", ctx.me, service, paths.STATUS, millis)
+            ctx.telemetry.route("", root.name, paths.STATUS)
             return
         try:
             concrete = routes.choose(logical, lambda: facts_of(stream, target))

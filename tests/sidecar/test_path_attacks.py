@@ -219,6 +219,26 @@ async def test_http1_path_tricks_never_reach_the_app(apps: Any, sidecars: Any, p
         async with httpx.AsyncClient() as client:
             metrics = (await client.get(f"http://127.0.0.1:{server.ports['admin']}/metrics")).text
         assert f'smimesh_inbound_denied_total{{port="{port}",protocol="path"}}' in metrics
+        assert 'response_code="400"' in metrics
+
+
+async def test_a_refused_path_keeps_the_http1_connection_usable(
+    apps: Any, sidecars: Any, pki: Pki
+) -> None:
+    async with h2_app() as h2app:
+        app, port, _, web, _ = await _server(apps, sidecars, pki, h2app.port)
+        reader, writer = await asyncio.open_connection("127.0.0.1", port, ssl=web)
+        try:
+            writer.write(b"GET /public%2fx HTTP/1.1\r\nHost: api\r\n\r\n")
+            writer.write(b"GET /public/ok HTTP/1.1\r\nHost: api\r\nConnection: close\r\n\r\n")
+            async with asyncio.timeout(5):
+                answers = await reader.read(-1)
+        finally:
+            writer.close()
+        assert answers.startswith(b"HTTP/1.1 400 ")
+        assert b"smimesh: bad path: encoded slash" in answers
+        assert answers.count(b"HTTP/1.1 200 ") == 1
+        assert [hit[1] for hit in app.hits] == ["/public/ok"]
 
 
 async def test_http2_path_tricks_never_reach_the_app(apps: Any, sidecars: Any, pki: Pki) -> None:
@@ -278,3 +298,21 @@ async def test_traffic_split_matches_route_by_the_normalized_path(apps: Any, sid
     assert [hit[1] for hit in main.hits] == ["/public/x"]
     assert await _proxy_get(port, "/public%2fadmin") == 400
     assert len(main.hits) + len(admin.hits) == 5
+
+
+async def test_merge_slashes_is_a_sidecar_setting_used_for_matching_and_forwarding(
+    apps: Any, sidecars: Any
+) -> None:
+    main, admin = apps("main"), apps("admin")
+    only_admin = (matches.HttpMatch(name="admin", path_regex="/admin/x"),)
+    services = (
+        service("api", [("127.0.0.1", main.port, "main-1")],
+                routes=(split("api-admin", {"api-admin": 100}, only=only_admin),)),
+        service("api-admin", [("127.0.0.1", admin.port, "admin-1")]),
+    )  # fmt: skip
+    kept = await sidecars(config(outbound_services=services))
+    merging = await sidecars(config(outbound_services=services), merge_slashes=True)
+    assert await _proxy_get(kept.ports["outbound"], "/admin//x") == 200
+    assert [hit[1] for hit in main.hits] == ["/admin//x"]
+    assert await _proxy_get(merging.ports["outbound"], "/admin//x") == 200
+    assert [hit[1] for hit in admin.hits] == ["/admin/x"]
