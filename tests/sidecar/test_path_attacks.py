@@ -164,8 +164,11 @@ async def _h1(port: int, context: ssl.SSLContext, target: str) -> int:
         writer.close()
 
 
-async def _h2(port: int, context: ssl.SSLContext, target: str) -> int | str:
-    """One HTTP/2 request over mTLS with `:path` as given (no client-side checks)."""
+async def _h2(
+    port: int, context: ssl.SSLContext | None, target: str, authority: bytes = b"api"
+) -> int | str:
+    """One HTTP/2 request (over mTLS, or h2c with prior knowledge when `context` is None)
+    with `:path` as given (no client-side checks)."""
     reader, writer = await asyncio.open_connection("127.0.0.1", port, ssl=context)
     conn = h2.connection.H2Connection(
         h2.config.H2Configuration(
@@ -176,7 +179,7 @@ async def _h2(port: int, context: ssl.SSLContext, target: str) -> int | str:
     conn.initiate_connection()
     conn.send_headers(
         1,
-        [(b":method", b"GET"), (b":scheme", b"https"), (b":authority", b"api"),
+        [(b":method", b"GET"), (b":scheme", b"https"), (b":authority", authority),
          (b":path", target.encode("latin-1"))],
         end_stream=True,
     )  # fmt: skip
@@ -316,3 +319,29 @@ async def test_merge_slashes_is_a_sidecar_setting_used_for_matching_and_forwardi
     assert [hit[1] for hit in main.hits] == ["/admin//x"]
     assert await _proxy_get(merging.ports["outbound"], "/admin//x") == 200
     assert [hit[1] for hit in admin.hits] == ["/admin/x"]
+
+
+async def test_http2_traffic_split_matches_route_by_the_normalized_path(sidecars: Any) -> None:
+    async with h2_app() as main, h2_app() as admin:
+        only_admin = (matches.HttpMatch(name="admin", path_regex="/admin"),)
+        proxy = await sidecars(
+            config(
+                outbound_services=(
+                    service("api", [("127.0.0.1", main.port, "main-1")], protocol="http2",
+                            routes=(split("api-admin", {"api-admin": 100}, only=only_admin),)),
+                    service("api-admin", [("127.0.0.1", admin.port, "admin-1")],
+                            protocol="http2"),
+                )
+            )
+        )  # fmt: skip
+        port = proxy.ports["outbound"]
+        for target, seen in [
+            ("/public/../admin/x", b"/admin/x"),
+            ("/%61dmin?q=/../x", b"/admin?q=/../x"),
+        ]:
+            assert await _h2(port, None, target) == 200, target
+            assert admin.paths[-1] == seen
+        assert await _h2(port, None, "/public/./x") == 200
+        assert main.paths == [b"/public/x"]
+        assert await _h2(port, None, "/public%2fadmin") == 400
+        assert len(main.paths) + len(admin.paths) == 3
