@@ -19,6 +19,7 @@ import h2.connection
 import h2.events
 import h2.exceptions
 import httpx
+import pytest
 
 from smimesh.proxyconfig import inbound, matches, refs
 from tests.sidecar.conftest import NS, Pki, config, free_port, service, spiffe, split
@@ -201,7 +202,9 @@ async def _h2(
         writer.close()
 
 
-async def test_http1_path_tricks_never_reach_the_app(apps: Any, sidecars: Any, pki: Pki) -> None:
+async def test_http1_path_tricks_never_reach_the_app(
+    apps: Any, sidecars: Any, pki: Pki, caplog: pytest.LogCaptureFixture
+) -> None:
     async with h2_app() as h2app:
         app, port, _, web, server = await _server(apps, sidecars, pki, h2app.port)
         answers = {target: await _h1(port, web, target) for target in ATTACKS}
@@ -223,6 +226,7 @@ async def test_http1_path_tricks_never_reach_the_app(apps: Any, sidecars: Any, p
             metrics = (await client.get(f"http://127.0.0.1:{server.ports['admin']}/metrics")).text
         assert f'smimesh_inbound_denied_total{{port="{port}",protocol="path"}}' in metrics
         assert 'response_code="400"' in metrics
+        assert not [record for record in caplog.records if record.exc_info]
 
 
 async def test_a_refused_path_keeps_the_http1_connection_usable(
@@ -244,7 +248,9 @@ async def test_a_refused_path_keeps_the_http1_connection_usable(
         assert [hit[1] for hit in app.hits] == ["/public/ok"]
 
 
-async def test_http2_path_tricks_never_reach_the_app(apps: Any, sidecars: Any, pki: Pki) -> None:
+async def test_http2_path_tricks_never_reach_the_app(
+    apps: Any, sidecars: Any, pki: Pki, caplog: pytest.LogCaptureFixture
+) -> None:
     async with h2_app() as h2app:
         _, _, port, web, _ = await _server(apps, sidecars, pki, h2app.port)
         answers = {target: await _h2(port, web, target) for target in ATTACKS}
@@ -260,6 +266,7 @@ async def test_http2_path_tricks_never_reach_the_app(apps: Any, sidecars: Any, p
         ]:
             assert await _h2(port, web, target) == 200, target
             assert h2app.paths[-1] == seen
+        assert not [record for record in caplog.records if record.exc_info]
 
 
 async def _proxy_get(port: int, target: str, host: str = "api") -> int:
