@@ -2,8 +2,9 @@
 routing and the forwarded request all use, so that a rule admitting `/public` cannot be
 passed by `/public/../admin`, `/public/%2e%2e/admin` or `http://host/admin`.
 
-Pure; called by `http1.Request.normalize` (HTTP/1.1 request line) and by `http2` (`:path`)
-before `authorizing` and `routes` look at the path; the codecs answer `PathError` with 400.
+Pure; called through `http1.Request.normalize` (HTTP/1.1 request line) and
+`http2.normalized` (`:path`) by the inbound and outbound handlers before `authorizing` and
+`routes` look at the path; they answer `PathError` with 400 (`STATUS`).
 The README's "Path normalization" section states this policy; keep the two in step.
 """
 
