@@ -129,6 +129,11 @@ def run(
     drain_seconds: float = typer.Option(20.0, help="How long SIGTERM waits for in-flight work."),
     workload_kind: str = typer.Option("", help="Metrics: this pod's workload kind."),
     workload_name: str = typer.Option("", help="Metrics: this pod's workload name."),
+    merge_slashes: bool = typer.Option(
+        False,
+        help="Path normalization: also merge repeated slashes (//) before matching and forwarding.",
+        envvar="SMIMESH_MERGE_SLASHES",
+    ),
     log_level: str = typer.Option("INFO"),
 ) -> None:
     """Run the proxy until SIGTERM, then drain.
@@ -176,6 +181,7 @@ def run(
         drain_seconds=drain_seconds,
         workload_kind=workload_kind,
         workload_name=workload_name,
+        merge_slashes=merge_slashes,
     )
     _event_loop_runner()(_main(built))
 

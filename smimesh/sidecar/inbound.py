@@ -23,6 +23,7 @@ from smimesh.sidecar import (
     listeners,
     metrics,
     outbound,
+    paths,
     relaying,
     tables,
     tracing,
@@ -147,6 +148,13 @@ class Inbound:
         peer: Peer,
     ) -> bool:
         started = time.perf_counter()
+        try:
+            path = request.normalize(merge_slashes=self.ctx.settings.merge_slashes).origin_form
+        except paths.PathError as exc:
+            self.ctx.telemetry.denied(policy.port.port, "path")
+            writer.write(http1.simple_response(paths.STATUS, f"smimesh: bad path: {exc.reason}"))
+            self._record(peer.workload, paths.STATUS, started)
+            return True
         facts = request.facts()
         source = metrics.Workload.from_headers(facts.headers, peer.workload)
         decision = authorizing.authorize(policy, peer.identity, facts)
@@ -157,7 +165,6 @@ class Inbound:
             return True
         table = self.ctx.table
         timeout = table.config.settings.request_timeout_seconds if table else 15.0
-        _, path = outbound.origin_form(request.target)
         tracer = self.ctx.tracer
         if not tracer.enabled:
             payload = relaying.encode_request(

@@ -106,5 +106,9 @@ class SidecarSettings:
     drain_seconds: float = 20.0
     workload_kind: str = ""
     workload_name: str = ""
+    merge_slashes: bool = False
+    """Path normalization (`paths`): also merge runs of `/` into one, as Envoy's merge_slashes.
+    Per sidecar, not in the proxy config: whether `//` means `/` is a property of the app
+    behind it, and each hop forwards exactly the path it matched."""
     limits: Limits = field(default_factory=Limits)
     outliers: Outliers = field(default_factory=Outliers)
