@@ -273,3 +273,18 @@ def test_refinement_needs_the_verified_namespace(value: str) -> None:
     assert found == (
         metrics.Workload(NS, "Deployment", "web", "web-1") if value == NS else verified
     )
+
+
+async def test_a_denied_http2_caller_with_forged_headers_creates_no_series_naming_them(
+    apps: Any, sidecars: Any, pki: Pki
+) -> None:
+    server, port = await _server(apps, sidecars, pki)
+    context = pki.credentials(NS, "intruder").client_context()
+    headers = {"osm-stats-namespace": NS, "osm-stats-kind": "Deployment",
+               "osm-stats-name": "payments", "osm-stats-pod": "payments-1"}  # fmt: skip
+    async with httpx.AsyncClient(verify=context, http1=False, http2=True, timeout=10) as client:
+        for i in range(3):
+            response = await client.get(f"https://127.0.0.1:{port}/public?n={i}", headers=headers)
+            assert (response.http_version, response.status_code) == ("HTTP/2", 403)
+    series = _request_series(await _scrape(server))
+    assert sorted(_sources(series)) == [(NS, "ServiceAccount", "intruder", "", "403")]
