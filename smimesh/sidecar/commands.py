@@ -241,7 +241,7 @@ def init(
     ] = None,
     exclude_inbound_ports: Annotated[
         str, typer.Option(help="Comma-separated inbound ports not redirected (admin, probes).")
-    ] = str(settings.ADMIN_PORT),
+    ] = f"{settings.ADMIN_PORT},{settings.METRICS_PORT}",
     exclude_outbound_ports: Annotated[
         str, typer.Option(help="Comma-separated outbound ports not redirected.")
     ] = "",
