@@ -26,6 +26,9 @@ APP_PORTS_ANNOTATION: Final = f"{DOMAIN}/app-ports"
 PROTOCOL_ANNOTATION: Final = f"{DOMAIN}/protocol"
 
 TOKEN_AUDIENCE: Final = "smimesh"
+# TokenReview's user.extra keys of a token bound to a Pod (what the kubelet projects).
+TOKEN_POD_NAME_EXTRA: Final = "authentication.kubernetes.io/pod-name"
+TOKEN_POD_UID_EXTRA: Final = "authentication.kubernetes.io/pod-uid"
 
 # The sidecar's ports in a pod. The admin port (everything, `/config` only with
 # `--admin-config`) binds 127.0.0.1; the metrics port serves `/metrics`, `/ready`, `/live` on

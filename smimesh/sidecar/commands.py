@@ -144,6 +144,14 @@ def run(
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(name)s %(message)s")
     if interception not in ("explicit", "transparent"):
         raise typer.BadParameter("--interception must be explicit or transparent")
+    if config_server and token_file is not None and trust_bundle is None:
+        # The token proves our ServiceAccount: over plaintext anyone on the path could use it.
+        typer.echo(
+            "error: --config-server with --token-file needs --trust-bundle (the mesh roots): "
+            "the ServiceAccount token is only ever sent to the config server over TLS",
+            err=True,
+        )
+        raise typer.Exit(2)
     proxy = None
     if namespace and service_account and pod:
         proxy = running.proxy_ref(namespace, service_account, pod)

@@ -175,7 +175,7 @@ class Sidecar:
                 client = discovery.DiscoveryClient(
                     config.config_server,
                     self,
-                    hello=discovery.hello_for(config),
+                    hello=discovery.Hellos(config),
                     credentials=self._operator_credentials
                     if config.trust_bundle_file is not None
                     else None,
