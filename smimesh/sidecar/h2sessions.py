@@ -37,7 +37,8 @@ log = logging.getLogger(__name__)
 Headers = list[tuple[bytes, bytes]]
 WINDOW = 1 << 20
 MAX_HEADER_LIST = 64 * 1024
-READ_SIZE = 16 * 1024  # frames parsed per turn of the loop: bounds one peer's slice of it
+READ_SIZE = 16 * 1024  # bytes read per turn of the loop: bounds one peer's share of it
+PARSE_SLICE = 4096
 
 
 @dataclass(eq=False)
@@ -182,15 +183,20 @@ class Session:
                 return await self.reader.read(READ_SIZE)
 
     def _receive(self, data: bytes) -> None:
-        try:
-            events = self.conn.receive_data(data)
-        except h2.exceptions.ProtocolError:
-            self.flush()
-            raise
-        for event in events:
-            if self.closed:  # e.g. GOAWAY ENHANCE_YOUR_CALM mid-batch: the rest is moot
-                break
-            self._dispatch(event)
+        """Feed h2 a slice at a time: once a slice ends the session (GOAWAY ENHANCE_YOUR_CALM
+        mid-batch), the frames after it are never even parsed."""
+        for start in range(0, len(data), PARSE_SLICE):
+            try:
+                events = self.conn.receive_data(data[start : start + PARSE_SLICE])
+            except h2.exceptions.ProtocolError:
+                self.flush()
+                raise
+            for event in events:
+                if self.closed:
+                    return
+                self._dispatch(event)
+            if self.closed:
+                return
 
     def _dispatch(self, event: h2.events.Event) -> None:
         if isinstance(event, h2.events.RequestReceived):
