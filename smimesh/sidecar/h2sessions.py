@@ -119,7 +119,11 @@ class Session:
         )
         self.conn.increment_flow_control_window(WINDOW * 16)
         if first:
-            self._receive(first)
+            try:
+                self._receive(first)
+            except h2.exceptions.ProtocolError as exc:  # GOAWAY queued; `run` only closes
+                log.debug("%s: session ended: %s", self.handlers.name, exc)
+                self.closed = True
         self.flush()
 
     @property
