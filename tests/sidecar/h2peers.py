@@ -2,8 +2,8 @@
 shares an interpreter (or a GIL) with the sidecar or with the legitimate client:
 
 - `python -m tests.sidecar.h2peers app`: an h2c app that answers every request 200 (after
-  `?sleep=S` seconds), prints `port N` once listening and `accept` once per connection it
-  accepts, so a test counts the upstream connections a sidecar opened to it;
+  `?sleep=S` seconds), prints `port N` once listening, `accept` once per connection it
+  accepts and `request` once per stream, so a test counts what a sidecar sent it;
 - `python -m tests.sidecar.h2peers flood HOST PORT SECONDS`: the rapid-reset attack
   (CVE-2023-44487), HEADERS then RST_STREAM in a tight loop with the h2 library on a raw
   socket (mTLS with `--cert/--key/--ca`), reconnecting whenever the server ends the
@@ -56,6 +56,7 @@ async def _app_connection(reader: asyncio.StreamReader, writer: asyncio.StreamWr
                 break
             for event in events:
                 if isinstance(event, h2.events.RequestReceived) and event.stream_id:
+                    print("request", flush=True)
                     path = dict(event.headers or []).get(b":path", b"/").decode()
                     delay = float(parse_qs(urlsplit(path).query).get("sleep", ["0"])[0])
                     task = asyncio.get_running_loop().create_task(answer(event.stream_id, delay))
