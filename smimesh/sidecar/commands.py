@@ -149,7 +149,7 @@ def run(
     h2_reset_rate: float = typer.Option(settings.Limits.h2_reset_rate),
     h2_idle_timeout: float = typer.Option(
         settings.Limits.h2_idle_timeout,
-        help="Seconds an HTTP/2 connection with no open stream stays before GOAWAY.",
+        help="Seconds an HTTP/2 connection with no open stream stays before GOAWAY (0: never).",
     ),
     log_level: str = typer.Option("INFO"),
 ) -> None:

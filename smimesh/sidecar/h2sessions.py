@@ -180,7 +180,8 @@ class Session:
     ) -> bytes:
         """A read while no stream is open: a drain may cut it short, the idle timeout ends it
         with TimeoutError (no byte is lost: a cancelled read leaves the buffer alone)."""
-        async with asyncio.timeout(self.limits.h2_idle_timeout):
+        timeout = self.limits.h2_idle_timeout
+        async with asyncio.timeout(timeout if timeout > 0 else None):
             if idle_wait is None:
                 return await self.reader.read(READ_SIZE)
             with idle_wait():
@@ -308,9 +309,14 @@ class Session:
         self.flush()
 
     def send_body(self, stream_id: int, body: bytes) -> None:
-        """A short final body (within the initial window), e.g. a local answer."""
-        with self._sending(stream_id):
+        """A short final body, e.g. a local answer; a peer that left no window for it (an
+        initial window of 0) gets the stream reset rather than a stream left open."""
+        try:
             self.conn.send_data(stream_id, body, end_stream=True)
+        except h2.exceptions.FlowControlError:
+            self.reset(stream_id)
+        except h2.exceptions.ProtocolError as exc:
+            log.debug("%s: stream %d: not sent: %s", self.handlers.name, stream_id, exc)
         self.flush()
 
     async def send_data(self, stream_id: int, data: bytes, *, end: bool = False) -> None:

@@ -64,7 +64,7 @@ class Limits:
     # HTTP/2, per connection: the advertised MAX_CONCURRENT_STREAMS (and the bound on handler
     # tasks); a token bucket of peer resets and refused streams (burst, then per second)
     # whose exhaustion answers GOAWAY ENHANCE_YOUR_CALM (CVE-2023-44487, as nginx and Envoy);
-    # and how long a session with no open stream stays before GOAWAY NO_ERROR.
+    # and how long a session with no open stream stays before GOAWAY NO_ERROR (0: never).
     h2_max_streams: int = 100
     h2_reset_burst: int = 200
     h2_reset_rate: float = 100.0
