@@ -7,11 +7,13 @@ the attacker."""
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import itertools
 import json
 import math
 import os
 import resource
+import signal
 import socket
 import ssl
 import subprocess
@@ -36,6 +38,7 @@ SMIMESH = str(Path(sys.executable).with_name("smimesh"))
 ROOT = Path(__file__).resolve().parents[2]
 FLOOD_SECONDS = 2.0
 FD_LIMIT = 4096  # the sidecar's RLIMIT_NOFILE in these tests: a runaway hits it fast
+PR_SET_PDEATHSIG = 1
 
 
 @dataclass
@@ -81,7 +84,13 @@ class Sidecar:
         return context
 
 
-def _lower_fd_limit() -> None:
+def _dies_with_us() -> None:
+    """In the child before exec: SIGKILL when the test process dies, however it dies."""
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+def _sidecar_child() -> None:
+    _dies_with_us()
     resource.setrlimit(resource.RLIMIT_NOFILE, (FD_LIMIT, FD_LIMIT))
 
 
@@ -90,7 +99,7 @@ def _start_app(tmp_path: Path) -> Peer:
     with out.open("w") as sink:
         process = subprocess.Popen(
             [sys.executable, "-m", "tests.sidecar.h2peers", "app"],
-            stdout=sink, stderr=subprocess.STDOUT, text=True, cwd=ROOT,
+            stdout=sink, stderr=subprocess.STDOUT, text=True, cwd=ROOT, preexec_fn=_dies_with_us,
         )  # fmt: skip
     deadline = time.monotonic() + 20
     while "port " not in out.read_text():
@@ -108,10 +117,20 @@ def _app_port(app: Peer) -> int:
 @pytest.fixture
 def sidecar_process(tmp_path: Path, pki: Pki, request: pytest.FixtureRequest) -> Iterator[Sidecar]:
     """`smimesh sidecar run` with an outbound Service `app` and a strict-mTLS inbound port
-    that lets only `web` in, both to the h2 app; extra flags from `@pytest.mark.parametrize`
-    style indirect use (`request.param`)."""
+    that lets only `web` in, both to the h2 app; more flags come as an indirect parameter."""
     extra: list[str] = list(getattr(request, "param", []))
     app = _start_app(tmp_path)
+    try:
+        yield from _sidecar_in_front_of(app, tmp_path, pki, extra)
+    finally:
+        if app.process.poll() is None:
+            app.process.kill()
+        app.process.wait()
+
+
+def _sidecar_in_front_of(
+    app: Peer, tmp_path: Path, pki: Pki, extra: list[str]
+) -> Iterator[Sidecar]:
     app_port = _app_port(app)
     inbound_port, outbound, admin = free_port(), free_port(), free_port()
     rule = inbound.InboundRule(target=f"{NS}/web-to-app", sources=(spiffe(NS, "web"),))
@@ -137,7 +156,7 @@ def sidecar_process(tmp_path: Path, pki: Pki, request: pytest.FixtureRequest) ->
              "--admin-port", str(admin), "--admin-host", "127.0.0.1",
              "--inbound-host", "127.0.0.1", "--cert", str(cert), "--key", str(key),
              "--trust-bundle", str(ca), "--drain-seconds", "1", *extra],
-            stdout=subprocess.DEVNULL, stderr=sink, text=True, preexec_fn=_lower_fd_limit,
+            stdout=subprocess.DEVNULL, stderr=sink, text=True, preexec_fn=_sidecar_child,
         )  # fmt: skip
     item = Sidecar(process, outbound, inbound_port, admin, stderr, app, certs)
     try:
@@ -148,10 +167,9 @@ def sidecar_process(tmp_path: Path, pki: Pki, request: pytest.FixtureRequest) ->
             time.sleep(0.1)
         yield item
     finally:
-        for child in (process, app.process):
-            if child.poll() is None:
-                child.kill()
-            child.wait()
+        if process.poll() is None:
+            process.kill()
+        process.wait()
 
 
 def _ready(item: Sidecar) -> bool:
@@ -210,7 +228,14 @@ async def _flood(port: int, *, tls: tuple[Path, Path, Path] | None = None) -> di
     # legitimate client's CPU (a real one sits on another host); it still floods at full
     # speed whenever a core is free.
     process = await asyncio.create_subprocess_exec(
-        "nice", "-n", "10", *args, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        "nice",
+        "-n",
+        "10",
+        *args,
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        preexec_fn=_dies_with_us,
     )
     out, err = await asyncio.wait_for(process.communicate(), FLOOD_SECONDS + 30)
     assert process.returncode == 0, err.decode()
