@@ -1,8 +1,8 @@
-"""Leaf asyncio helpers (task groups, backoff) shared by the operator and the sidecar.
+"""Leaf asyncio helpers (task groups, backoff, waiting) shared by the operator and the sidecar.
 
 Imports nothing else of smimesh.
 """
 
-from smimesh._aio import backoff, streams, tasks
+from smimesh._aio import backoff, streams, tasks, waiting
 
-__all__ = ["backoff", "streams", "tasks"]
+__all__ = ["backoff", "streams", "tasks", "waiting"]
