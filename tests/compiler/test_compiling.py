@@ -109,8 +109,30 @@ def test_a_change_in_weights_changes_only_the_version_of_affected_content() -> N
         if item["kind"] == "TrafficSplit":
             item["spec"]["backends"][1]["weight"] = 50
     after = compiling.compile_mesh(parsing.mesh_state(objects)).configs
+    again = compiling.compile_mesh(parsing.mesh_state(objects)).configs
     assert set(before) == set(after)
-    assert all(before[ref].version != after[ref].version for ref in before)
+    for ref in before:
+        old, new = before[ref], after[ref]
+        # every proxy holds the split's root Service, and only that content differs
+        assert [s.service.name for s in old.outbound if s not in new.outbound] == ["podinfo"]
+        assert (old.inbound, old.settings) == (new.inbound, new.settings)
+        assert old.version != new.version
+        assert again[ref].version == new.version  # equal content, equal version
+
+
+def test_a_change_in_access_changes_only_the_version_of_the_destination_proxy() -> None:
+    objects = list(yaml.safe_load_all((GOLDEN / "strict-access" / "input.yaml").read_text()))
+    before = compiling.compile_mesh(parsing.mesh_state(objects)).configs
+    for item in objects:
+        if item["kind"] == "TrafficTarget" and item["metadata"]["name"] == "c-connects":
+            item["spec"]["sources"].append(
+                {"kind": "ServiceAccount", "name": "service-d", "namespace": "strict"}
+            )
+    after = compiling.compile_mesh(parsing.mesh_state(objects)).configs
+    versions = {
+        f"{ref.namespace}/{ref.pod}": before[ref].version == after[ref].version for ref in before
+    }
+    assert versions == {"strict/server-1": False, "open/web-1": True}
 
 
 def test_a_malformed_object_is_named_in_the_error() -> None:
