@@ -92,8 +92,13 @@ class App(ThreadingHTTPServer):
         self.hits: list[tuple[str, str, dict[str, str]]] = []
         self.bodies: list[bytes] = []
         self.fail_with: int | None = None
+        self.accepted = 0  # connections accepted: pooling shows as fewer than requests
         self.thread = threading.Thread(target=self.serve_forever, daemon=True)
         self.thread.start()
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        self.accepted += 1  # one thread (serve_forever) calls this
+        super().process_request(request, client_address)
 
     @property
     def port(self) -> int:
