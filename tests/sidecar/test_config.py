@@ -10,6 +10,7 @@ from typing import Any
 
 import httpx
 
+from smimesh._aio import waiting
 from tests.sidecar.conftest import config, service
 
 
@@ -22,7 +23,7 @@ async def test_in_flight_request_keeps_its_snapshot_across_a_swap(apps: Any, sid
     proxy = await sidecars(_to(old))
     async with httpx.AsyncClient(proxy=proxy.proxy_url) as client:
         slow = asyncio.create_task(client.get("http://web/?sleep=0.8"))
-        await asyncio.sleep(0.3)
+        await _until(lambda: old.hits, "the slow request never reached the old app")
         proxy.sidecar.apply(_to(new))
         after = await client.get("http://web/")
         before = await slow
@@ -44,7 +45,8 @@ async def test_swapping_under_load_loses_no_request(apps: Any, sidecars: Any) ->
     async with httpx.AsyncClient(proxy=proxy.proxy_url) as client:
         workers = [asyncio.create_task(load(client)) for _ in range(6)]
         for i in range(30):
-            await asyncio.sleep(0.02)
+            answered = len(statuses)  # every snapshot serves requests before the next swap
+            await _until(lambda: len(statuses) > answered, f"no answer after swap {i}")  # noqa: B023
             proxy.sidecar.apply(configs[i % 2])
         stop.set()
         await asyncio.gather(*workers)
@@ -62,13 +64,17 @@ async def test_config_file_is_reloaded_and_a_broken_one_is_ignored(
     path.write_bytes(_to(first).to_json())
     proxy = await sidecars(config_file=path, config_poll_seconds=0.05, admin_config=True)
     async with httpx.AsyncClient(proxy=proxy.proxy_url) as client:
-        await _until(lambda: proxy.sidecar.ctx.table is not None)
+        await _until(lambda: proxy.sidecar.ctx.table is not None, "the file never loaded")
         assert (await client.get("http://web/")).json()["app"] == "first"
         path.write_bytes(_to(second).to_json())
-        await _until(lambda: proxy.sidecar.ctx.table.version == _to(second).version)
+        await _until(
+            lambda: proxy.sidecar.ctx.table.version == _to(second).version, "no reload on change"
+        )
         assert (await client.get("http://web/")).json()["app"] == "second"
         path.write_text('{"schema": "smimesh.dev/proxyconfig/v1", "broken": ')
-        await _until(lambda: proxy.sidecar.file_source.last_error is not None)
+        await _until(
+            lambda: proxy.sidecar.file_source.last_error is not None, "the broken file unseen"
+        )
         assert (await client.get("http://web/")).json()["app"] == "second"
     async with httpx.AsyncClient() as direct:
         admin = f"http://127.0.0.1:{proxy.ports['admin']}"
@@ -87,18 +93,18 @@ async def test_sighup_reloads_even_when_polling_is_slow(
     proxy = await sidecars(config_file=path, config_poll_seconds=3600)
     running.install_signals(proxy.sidecar)
     try:
-        await _until(lambda: proxy.sidecar.ctx.table is not None)
+        await _until(lambda: proxy.sidecar.ctx.table is not None, "the file never loaded")
         path.write_bytes(_to(second).to_json())
         signal.raise_signal(signal.SIGHUP)
-        await _until(lambda: proxy.sidecar.ctx.table.version == _to(second).version)
+        await _until(
+            lambda: proxy.sidecar.ctx.table.version == _to(second).version, "SIGHUP did not reload"
+        )
     finally:
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGHUP, signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(signum)
 
 
-async def _until(check: Any, within: float = 5.0) -> None:
+async def _until(check: Any, message: str) -> None:
     """Poll `check` (state owned by another component, which offers no event to wait on)."""
-    async with asyncio.timeout(within):
-        while not check():  # noqa: ASYNC110
-            await asyncio.sleep(0.02)
+    await waiting.eventually(check, timeout=5.0, message=message, interval=0.02)
