@@ -9,13 +9,13 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
+from smimesh._aio import waiting
 from tests.sidecar.conftest import config, free_port, service
 
 SMIMESH = str(Path(sys.executable).with_name("smimesh"))
@@ -34,18 +34,20 @@ def sidecar_process(apps: Any, tmp_path: Path) -> Any:
          "--admin-port", str(admin), "--admin-host", "127.0.0.1", "--drain-seconds", "10"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"http://127.0.0.1:{admin}/ready", timeout=1).status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.1)
-    else:
+
+    def ready() -> bool:
+        if process.poll() is not None:
+            pytest.fail(f"the sidecar exited: {process.communicate()}")
+        return httpx.get(f"http://127.0.0.1:{admin}/ready", timeout=1).status_code == 200
+
+    try:
+        waiting.eventually_sync(
+            ready, timeout=20, message="sidecar never became ready", ignoring=(httpx.HTTPError,)
+        )
+    except waiting.WaitTimeoutError as exc:
         process.kill()
-        pytest.fail(f"sidecar never became ready: {process.communicate()}")
-    yield process, outbound, admin
+        pytest.fail(f"{exc}: {process.communicate()}")
+    yield process, outbound, admin, app
     if process.poll() is None:
         process.kill()
     process.communicate()
@@ -54,15 +56,19 @@ def sidecar_process(apps: Any, tmp_path: Path) -> Any:
 async def test_sigterm_drains_in_flight_requests_and_refuses_new_ones(
     sidecar_process: Any,
 ) -> None:
-    process, outbound, admin = sidecar_process
+    process, outbound, admin, app = sidecar_process
     async with httpx.AsyncClient(proxy=f"http://127.0.0.1:{outbound}", timeout=10) as client:
         slow = asyncio.create_task(client.get("http://web/?sleep=1.5"))
-        await asyncio.sleep(0.4)
+        await waiting.eventually(lambda: app.hits, timeout=10, message="the request never arrived")
         process.send_signal(signal.SIGTERM)
-        await asyncio.sleep(0.3)
         async with httpx.AsyncClient() as direct:
-            ready = await direct.get(f"http://127.0.0.1:{admin}/ready")
-        assert ready.status_code == 503
+
+            async def not_ready() -> bool:
+                ready = await direct.get(f"http://127.0.0.1:{admin}/ready")
+                return ready.status_code == 503
+
+            # /ready turns 503 in the same step that closes the listeners
+            await waiting.eventually(not_ready, timeout=5, message="/ready never turned 503")
         with pytest.raises(ConnectionRefusedError):
             await asyncio.open_connection("127.0.0.1", outbound)
         response = await slow
