@@ -3,18 +3,21 @@ samples, numbers read from the sidecars' own metrics."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import pty
 import re
 import signal
 import subprocess
 import threading
-import time
 import uuid
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
+from smimesh._aio import waiting
 from smimesh.testing import clusters
 from tests.cli.conftest import BIN, Meshed, Run, run_smi
 
@@ -101,17 +104,40 @@ def test_top_redraws_until_its_iterations_are_done(
 
 
 def test_top_stops_cleanly_on_ctrl_c(cluster: clusters.Cluster, meshed: Meshed) -> None:
+    # On a terminal, as users run it: rich's Live draws each frame there (to a pipe it
+    # prints only the last one, at exit), so the first frame shows that top is running.
+    terminal, side = pty.openpty()
     top = subprocess.Popen(
         [str(BIN / "kubectl-smi"), "top", "-n", meshed.namespace, "--interval", "0.5",
          f"--kubeconfig={cluster.kubeconfig}"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        stdout=side, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
-    time.sleep(3)
-    top.send_signal(signal.SIGINT)
-    out, err = top.communicate(timeout=30)
+    os.close(side)
+    drawn = bytearray()
+
+    def read() -> None:
+        with contextlib.suppress(OSError):  # EIO once top has exited
+            while chunk := os.read(terminal, 65536):
+                drawn.extend(chunk)
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    try:
+        waiting.eventually_sync(
+            lambda: top.poll() is not None or b"SERVICE" in drawn,
+            timeout=60,
+            message="top drew no frame within 60 s",
+        )
+        top.send_signal(signal.SIGINT)
+        _, err = top.communicate(timeout=30)
+        reader.join(10)
+    finally:
+        if top.poll() is None:
+            top.kill()
+        os.close(terminal)
     assert top.returncode == 0, err
     assert "Traceback" not in err
-    assert "SERVICE" in out
+    assert "SERVICE" in drawn.decode(errors="replace")
 
 
 def test_a_namespace_without_meshed_pods_has_nothing_to_measure(smi: Run, meshed: Meshed) -> None:
