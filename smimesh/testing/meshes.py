@@ -8,7 +8,10 @@ point `python -m smimesh.operator`.
 
 from __future__ import annotations
 
+import http.client
 import json
+import socket
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -19,6 +22,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from smimesh._aio import waiting
 from smimesh.kube import names
 from smimesh.testing import (
     addresses,
@@ -47,6 +51,8 @@ class OperatorProcess:
     log: Path
     webhook_address: str | None = None
     """host:port of its HTTPS server (webhooks, TrafficMetrics API) if `start_operator` set it."""
+    webhook_url: str | None = None
+    """The URL it registers its webhooks under (`--webhook-url`), if it runs in local mode."""
 
     def logs(self) -> str:
         return self.log.read_text(errors="replace") if self.log.exists() else ""
@@ -106,14 +112,55 @@ def start_operator(
             stdout=out,
             stderr=subprocess.STDOUT,
         )
-    operator = OperatorProcess(process, address, identity, log, webhooks)
-    deadline = time.monotonic() + timeout
-    while "config server on port" not in operator.logs():
-        if process.poll() is not None or time.monotonic() > deadline:
-            operator.stop()
-            raise MeshError(f"the operator did not start; its log:\n{operator.logs()[-4000:]}")
-        time.sleep(0.1)
+    url = extra_args[extra_args.index("--webhook-url") + 1]
+    operator = OperatorProcess(process, address, identity, log, webhooks, url)
+
+    def serving() -> bool:
+        if process.poll() is not None:
+            raise MeshError(f"the operator exited; its log:\n{operator.logs()[-4000:]}")
+        return _answers_tls(address) and (webhooks is None or _healthy(webhooks))
+
+    try:
+        waiting.eventually_sync(
+            serving,
+            timeout=timeout,
+            message="the operator did not start",
+            interval=0.1,
+            ignoring=(OSError, ssl.SSLError),
+        )
+    except (waiting.WaitTimeoutError, MeshError) as exc:
+        operator.stop()
+        raise MeshError(f"{exc}; its log:\n{operator.logs()[-4000:]}") from None
     return operator
+
+
+def _answers_tls(address: str) -> bool:
+    """A TLS handshake with the server at host:port completes (the config server speaks gRPC
+    over TLS; who signed its certificate is not the question here)."""
+    host, _, port = address.rpartition(":")
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    context.set_alpn_protocols(["h2"])
+    with (
+        socket.create_connection((host, int(port)), timeout=2) as raw,
+        context.wrap_socket(raw) as tls,
+    ):
+        return tls.selected_alpn_protocol() == "h2"
+
+
+def _healthy(address: str) -> bool:
+    """The operator's HTTPS server answers `GET /healthz` with 200."""
+    host, _, port = address.rpartition(":")
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    connection = http.client.HTTPSConnection(host, int(port), timeout=2, context=context)
+    try:
+        connection.request("GET", "/healthz")
+        return connection.getresponse().status == 200
+    finally:
+        connection.close()
 
 
 def trust_bundle(cluster: clusters.Cluster, *, timeout: float = 30.0) -> bytes:
@@ -152,17 +199,59 @@ def wait_served(
     ("storage is (re)initializing") meanwhile, which clients without client-go's retries
     (the Python client) would see as a failed write."""
     deadline = time.monotonic() + timeout
-    while "webhook CA bundles in place" not in operator.logs():
-        if operator.process.poll() is not None or time.monotonic() > deadline:
-            raise MeshError(
-                f"the operator did not register its webhooks:\n{operator.logs()[-4000:]}"
-            )
-        time.sleep(0.1)
+
+    def registered() -> bool:
+        if operator.process.poll() is not None:
+            raise MeshError(f"the operator exited; its log:\n{operator.logs()[-4000:]}")
+        return operator.webhook_url is None or _registered(cluster, operator.webhook_url)
+
+    try:
+        waiting.eventually_sync(
+            registered,
+            timeout=timeout,
+            message="the operator did not register its webhooks",
+            interval=0.2,
+        )
+    except waiting.WaitTimeoutError as exc:
+        raise MeshError(f"{exc}:\n{operator.logs()[-4000:]}") from None
     for resource in SMI_RESOURCES:
         while (listed := cluster.kubectl("get", resource, "-A", "-o", "name")).returncode != 0:
             if time.monotonic() > deadline:
                 raise MeshError(f"{resource} not served within {timeout:.0f}s: {listed.stderr}")
             time.sleep(0.2)
+
+
+def _registered(cluster: clusters.Cluster, url: str) -> bool:
+    """Every smimesh webhook the cluster has (the SMI CRDs' conversion, injection,
+    validation) calls `url` with a CA bundle, and the TrafficMetrics APIService trusts a CA:
+    what the operator's `cabundles.WebhookRegistration.ensure` writes, read back."""
+    found = cluster.kubectl(
+        "get",
+        "crd,mutatingwebhookconfigurations,validatingwebhookconfigurations,apiservices",
+        "-o",
+        "json",
+    )
+    if found.returncode != 0:
+        return False
+    configs: list[dict[str, Any]] = []
+    for item in json.loads(found.stdout)["items"]:
+        name, spec = item["metadata"]["name"], item.get("spec") or {}
+        if item["kind"] == "CustomResourceDefinition" and name.endswith(".smi-spec.io"):
+            conversion = spec.get("conversion") or {}
+            if conversion.get("strategy") == "Webhook":
+                configs.append((conversion.get("webhook") or {}).get("clientConfig") or {})
+        elif item["kind"].endswith("WebhookConfiguration") and name.startswith("smimesh-"):
+            configs.extend(hook.get("clientConfig") or {} for hook in item.get("webhooks") or [])
+        elif (
+            item["kind"] == "APIService"
+            and name.endswith(".metrics.smi-spec.io")
+            and (not spec.get("caBundle") or spec.get("insecureSkipTLSVerify"))
+        ):
+            return False
+    return all(
+        str(config.get("url", "")).startswith(url.rstrip("/") + "/") and config.get("caBundle")
+        for config in configs
+    )
 
 
 def install(cluster: clusters.Cluster) -> None:
