@@ -4,6 +4,7 @@ real gRPC proxies. Cluster state goes in with kubectl; configs, status and Event
 from __future__ import annotations
 
 import json
+import signal
 import time
 from collections.abc import Callable
 
@@ -184,7 +185,14 @@ def test_a_burst_of_changes_is_coalesced_into_few_pushes(
     proxy = connect(cluster, operator, namespace)
     try:
         proxy.next()
-        apply(cluster, *[service(namespace, f"burst-{i}") for i in range(100)])
+        # The operator is paused while kubectl writes the Services, so the burst reaches it
+        # as one backlog of watch events however slowly the apiserver takes 100 writes (under
+        # load they spread over seconds: each 0.5 s `max_delay` window then was one more push).
+        operator.process.send_signal(signal.SIGSTOP)
+        try:
+            apply(cluster, *[service(namespace, f"burst-{i}") for i in range(100)])
+        finally:
+            operator.process.send_signal(signal.SIGCONT)
         config = next_with(
             proxy, lambda c: sum(s.service.name.startswith("burst-") for s in c.outbound) == 100
         )
