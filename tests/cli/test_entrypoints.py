@@ -7,12 +7,12 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
 import smimesh
+from smimesh._aio import waiting
 from smimesh.testing import binaries
 
 BIN = Path(sys.executable).parent
@@ -112,7 +112,22 @@ def test_the_readme_tour_moves_live_traffic_with_split_set_and_stat_shows_it() -
 
         assert "podinfo-v2   100" in tour("split", "get", "-n", "demo").stdout
         tour("split", "set", "podinfo", "podinfo-v1=80", "podinfo-v2=20", "-n", "demo")
-        time.sleep(2)  # Programmed takes well under a second; the window starts after it
+        # the window starts once every sidecar holds the new weights: Programmed for the
+        # split's newest generation
+        path = "{.metadata.generation} {.status.conditions[?(@.type=='Programmed')].status}"
+        path += " {.status.conditions[?(@.type=='Programmed')].observedGeneration}"
+
+        def programmed() -> bool:
+            found = subprocess.run(
+                ["kubectl", "-n", "demo", "get", "trafficsplits.split.smi-spec.io", "podinfo",
+                 "-o", f"jsonpath={path}"],
+                env=env, capture_output=True, text=True, timeout=60,
+            ).stdout.split()  # fmt: skip
+            return len(found) == 3 and found[1] == "True" and found[0] == found[2]
+
+        waiting.eventually_sync(
+            programmed, timeout=30, message="the new weights were not Programmed", interval=0.1
+        )
         stat = json.loads(tour("stat", "-n", "demo", "--window", "10", "-o", "json").stdout)
         rates = {row["name"]: row["requests"] for row in stat["services"]}
         served = rates["podinfo-v1"] + rates["podinfo-v2"]
