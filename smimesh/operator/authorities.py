@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 from kubernetes import client
 
+from smimesh._aio import waiting
 from smimesh.identity import authority as authority_
 from smimesh.identity import rotation, secretdata
 from smimesh.kube import names
@@ -44,19 +45,19 @@ class CaHolder:
         self.ca = ca
         self.data: dict[str, str] = dict(data if data is not None else secretdata.dump(ca))
         """The Secret data (decoded) `ca` was loaded from: what `maintaining` compares."""
-        self.generation = 0
-        self._changed = asyncio.Event()
+        self._swaps = waiting.Versioned(ca)
+
+    @property
+    def generation(self) -> int:
+        return self._swaps.version
 
     def swap(self, ca: rotation.MeshCa, data: Mapping[str, str]) -> None:
         self.ca, self.data = ca, dict(data)
-        self.generation += 1
-        changed, self._changed = self._changed, asyncio.Event()
-        changed.set()
+        self._swaps.set(ca)
 
     async def wait_changed(self, generation: int) -> None:
         """Until `generation` is stale (bound it with `asyncio.timeout`)."""
-        if self.generation == generation:
-            await self._changed.wait()
+        await self._swaps.wait_newer(generation)
 
 
 def decode(data: Mapping[str, str | bytes] | None) -> dict[str, str]:
@@ -166,10 +167,6 @@ class TrustBundlePublisher:
             else:
                 published.clear()
             # Wake at once when leadership or the CA changes, else look again after `period`.
-            leadership = asyncio.ensure_future(self.elector.changed.wait())
-            ca = asyncio.ensure_future(self.holder.wait_changed(generation))
-            await asyncio.wait(
-                {leadership, ca}, timeout=period, return_when=asyncio.FIRST_COMPLETED
+            await waiting.first(
+                self.elector.changed.wait(), self.holder.wait_changed(generation), timeout=period
             )
-            leadership.cancel()
-            ca.cancel()

@@ -21,6 +21,7 @@ from typing import Literal
 import urllib3
 from kubernetes import client
 
+from smimesh._aio import waiting
 from smimesh.identity import errors, rotation, secretdata
 from smimesh.operator import authorities, leading, rotating
 
@@ -183,8 +184,6 @@ class CaMaintainer:
                 await asyncio.to_thread(self.report, list(found.steps))
             except (client.ApiException, urllib3.exceptions.HTTPError) as exc:
                 log.warning("mesh CA maintenance: %s", exc)
-            changed = asyncio.ensure_future(self.elector.changed.wait())
-            await asyncio.wait({changed}, timeout=self.period)
-            changed.cancel()
+            await waiting.first(self.elector.changed.wait(), timeout=self.period)
             # `changed` stays set until the status writer clears it: never spin on it.
             await asyncio.sleep(min(1.0, self.period))

@@ -20,6 +20,7 @@ from typing import Any
 
 from kubernetes import client
 
+from smimesh._aio import waiting
 from smimesh.compiler import findings
 from smimesh.operator import indexing, leading, publishing
 
@@ -220,14 +221,12 @@ class StatusWriter:
     async def run(self, acks_changed: asyncio.Event, *, period: float = 5.0) -> None:
         """Reconcile after compilations, ACKs and leadership changes, and every `period`."""
         while True:
-            waits = [
-                asyncio.ensure_future(self.publisher.compiled.wait()),
-                asyncio.ensure_future(acks_changed.wait()),
-                asyncio.ensure_future(self.elector.changed.wait()),
-            ]
-            await asyncio.wait(waits, timeout=period, return_when=asyncio.FIRST_COMPLETED)
-            for waiter in waits:
-                waiter.cancel()
+            await waiting.first(
+                self.publisher.compiled.wait(),
+                acks_changed.wait(),
+                self.elector.changed.wait(),
+                timeout=period,
+            )
             acks_changed.clear()
             self.elector.changed.clear()
             if not self.elector.is_leader:
