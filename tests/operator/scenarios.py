@@ -8,6 +8,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from smimesh._aio import waiting
 from smimesh.kube import names
 from smimesh.operator import cabundles
 from smimesh.proxyconfig import snapshots
@@ -178,17 +179,22 @@ def wait_conditions(
     generation: int | None = None,
     timeout: float = 30,
 ) -> dict[str, dict[str, Any]]:
-    deadline = time.monotonic() + timeout
-    while True:
+    found: dict[str, dict[str, Any]] = {}
+
+    def reached() -> dict[str, dict[str, Any]] | None:
+        nonlocal found
         found = conditions(cluster, namespace, name)
         statuses = {t: c["status"] for t, c in found.items() if t in expected}
         fresh = generation is None or all(
             c.get("observedGeneration") == generation for c in found.values()
         )
-        if statuses == expected and fresh:
-            return found
-        assert time.monotonic() < deadline, f"conditions of {name}: {found}"
-        time.sleep(0.2)
+        return found if statuses == expected and fresh else None
+
+    reaching = waiting.eventually_sync(
+        reached, timeout=timeout, message=lambda: f"conditions of {name}: {found}", interval=0.2
+    )
+    assert reaching is not None
+    return reaching
 
 
 def connect(

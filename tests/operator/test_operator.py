@@ -7,10 +7,12 @@ import json
 import signal
 import time
 from collections.abc import Callable
+from typing import Any
 
 import grpc
 import pytest
 
+from smimesh._aio import waiting
 from smimesh.testing import clusters
 from smimesh.testing.meshes import OperatorProcess
 from tests.operator.scenarios import (
@@ -99,23 +101,25 @@ def test_a_second_split_on_the_same_root_is_refused_with_a_warning_event(
     assert loser["Accepted"]["reason"] == "Conflict"
     assert f"{namespace}/first" in loser["Accepted"]["message"]
     wait_conditions(cluster, namespace, "first", {"Accepted": "True"})
-    deadline = time.monotonic() + 20
-    while True:
+    events: list[dict[str, Any]] = []
+
+    def conflict_warnings() -> list[dict[str, Any]]:
+        nonlocal events
         events = json.loads(kubectl(cluster, "-n", namespace, "get", "events", "-o", "json"))[
             "items"
         ]
         # Programmed=False (Pending) is a Warning too, and Events come in no set order.
-        warnings = [
+        return [
             e
             for e in events
             if e["involvedObject"]["name"] == "second"
             and e["type"] == "Warning"
             and e["reason"] == "Conflict"
         ]
-        if warnings:
-            break
-        assert time.monotonic() < deadline, events
-        time.sleep(0.2)
+
+    warnings = waiting.eventually_sync(
+        conflict_warnings, timeout=20, message=lambda: str(events), interval=0.2
+    )
     assert warnings[0]["reason"] == "Conflict"
 
 
