@@ -134,6 +134,7 @@ async def eventually(
                     raise WaitTimeoutError(_text(message, last or exc)) from exc
             if result:
                 return result
+            last = None  # it answered, just not yet what we wait for
         except ignoring as exc:
             last = exc
         if time.monotonic() >= deadline:
@@ -157,6 +158,7 @@ def eventually_sync(
             result = probe()
             if result:
                 return result
+            last = None  # it answered, just not yet what we wait for
         except ignoring as exc:
             last = exc
         if time.monotonic() >= deadline:

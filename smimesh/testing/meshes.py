@@ -114,6 +114,8 @@ def start_operator(
         )
     url = extra_args[extra_args.index("--webhook-url") + 1]
     operator = OperatorProcess(process, address, identity, log, webhooks, url)
+    if webhooks is None and "--webhook-address" in extra_args:  # the caller chose the port
+        webhooks = extra_args[extra_args.index("--webhook-address") + 1]
 
     def serving() -> bool:
         if process.poll() is not None:
