@@ -125,7 +125,7 @@ def trust_bundle(cluster: clusters.Cluster, *, timeout: float = 30.0) -> bytes:
             names.MESH_NAMESPACE,
             "get",
             "configmap",
-            "smimesh-trust-bundle",
+            names.TRUST_BUNDLE_CONFIGMAP,
             "-o",
             "jsonpath={.data.ca\\.crt}",
         )
