@@ -11,6 +11,8 @@ from typing import Final
 DOMAIN: Final = "smimesh.dev"
 MESH_NAMESPACE: Final = "smimesh-system"
 OPERATOR_SERVICE: Final = "smimesh-operator"
+# The field manager of everything smimesh applies server-side (install, `kubectl smi split`).
+FIELD_MANAGER: Final = "smimesh"
 
 # Namespaces: membership in the mesh, and their access mode: "strict" (deny unless a
 # TrafficTarget allows) or "permissive" (allow every caller).
