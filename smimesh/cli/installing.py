@@ -10,6 +10,7 @@ persisting it; `--render` prints the YAML and contacts nothing.
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -56,6 +57,34 @@ def _dynamic(kubeconfig: Path | None, context: str | None) -> dynamic.DynamicCli
         connecting.fail(f"API discovery failed: {connecting.describe(exc)}")
 
 
+LINES = {
+    "applied": "✔ {what} applied{suffix}",
+    "unchecked": "- {what}: not checked (its namespace is not created yet)",
+    "deleted": "✔ {what} deleted{suffix}",
+    "gone": "- {what}: already gone",
+    "kept": "- {what}: kept (pass --crds to delete it)",
+}
+"""The line for each outcome but `refused`, which goes to stderr with the apiserver's reason."""
+
+
+def _report(steps: Iterator[installing.Step], order: Sequence[dict[str, Any]], suffix: str) -> int:
+    """Print a line per step; the number refused. `order` is the objects in the order of the
+    steps, to name the one in flight when the apiserver stops answering (exit 2)."""
+    failed = done = 0
+    try:
+        for step in steps:
+            done += 1
+            what = installing.label(step.obj)
+            if step.outcome == "refused":
+                typer.echo(f"✖ {what}: {step.message}", err=True)
+                failed += 1
+            else:
+                typer.echo(LINES[step.outcome].format(what=what, suffix=suffix))
+    except connecting.UNREACHABLE as exc:
+        connecting.fail(f"{installing.label(order[done])}: {connecting.describe(exc)}")
+    return failed
+
+
 def install(
     dry_run: DryRun = False,
     namespace: MeshNamespace = names.MESH_NAMESPACE,
@@ -82,21 +111,7 @@ def install(
         return
     api = _dynamic(kubeconfig, context)
     suffix = " (server dry run)" if dry_run else ""
-    steps = installing.apply(api, objects, dry_run=dry_run)
-    failed = done = 0
-    try:
-        for step in steps:
-            done += 1
-            what = installing.label(step.obj)
-            if step.outcome == "unchecked":
-                typer.echo(f"- {what}: not checked (its namespace is not created yet)")
-            elif step.outcome == "refused":
-                typer.echo(f"✖ {what}: {step.message}", err=True)
-                failed += 1
-            else:
-                typer.echo(f"✔ {what} applied{suffix}")
-    except connecting.UNREACHABLE as exc:
-        connecting.fail(f"{installing.label(objects[done])}: {connecting.describe(exc)}")
+    failed = _report(installing.apply(api, objects, dry_run=dry_run), objects, suffix)
     if failed:
         connecting.fail(f"{failed} of {len(objects)} objects were refused", connecting.FAILED)
     if not dry_run:
@@ -135,23 +150,8 @@ def uninstall(
     objects = rendered(manifests, ha=False, namespace=namespace)
     api = _dynamic(kubeconfig, context)
     suffix = " (server dry run)" if dry_run else ""
-    failed = done = 0
-    try:
-        for step in installing.delete(api, objects, dry_run=dry_run, crds=crds):
-            done += 1
-            what = installing.label(step.obj)
-            if step.outcome == "kept":
-                typer.echo(f"- {what}: kept (pass --crds to delete it)")
-            elif step.outcome == "gone":
-                typer.echo(f"- {what}: already gone")
-            elif step.outcome == "refused":
-                typer.echo(f"✖ {what}: {step.message}", err=True)
-                failed += 1
-            else:
-                typer.echo(f"✔ {what} deleted{suffix}")
-    except connecting.UNREACHABLE as exc:
-        what = installing.label(objects[len(objects) - 1 - done])
-        connecting.fail(f"{what}: {connecting.describe(exc)}")
+    steps = installing.delete(api, objects, dry_run=dry_run, crds=crds)
+    failed = _report(steps, objects[::-1], suffix)
     if failed:
         connecting.fail(f"{failed} deletions were refused", connecting.FAILED)
 
