@@ -11,6 +11,9 @@ from typing import Final
 DOMAIN: Final = "smimesh.dev"
 MESH_NAMESPACE: Final = "smimesh-system"
 OPERATOR_SERVICE: Final = "smimesh-operator"
+# The Lease operator replicas elect their leader with, and the source component of their Events.
+LEADER_LEASE: Final = "smimesh-operator"
+EVENT_COMPONENT: Final = "smimesh-operator"
 # The field manager of everything smimesh applies server-side (install, `kubectl smi split`).
 FIELD_MANAGER: Final = "smimesh"
 

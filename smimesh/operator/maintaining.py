@@ -150,7 +150,7 @@ class CaMaintainer:
             first_timestamp=now,
             last_timestamp=now,
             count=1,
-            source=client.V1EventSource(component="smimesh-operator"),
+            source=client.V1EventSource(component=names.EVENT_COMPONENT),
         )  # fmt: skip
         client.CoreV1Api(self.api).create_namespaced_event(self.namespace, event)
 
