@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 
 from kubernetes import client
 
+from smimesh.kube import names
+
 log = logging.getLogger(__name__)
 
 
@@ -28,7 +30,7 @@ class LeaderElector:
     api: client.ApiClient
     namespace: str
     identity: str
-    name: str = "smimesh-operator"
+    name: str = names.OPERATOR_LEASE
     lease_duration: float = 15.0
     retry_period: float = 2.0
     is_leader: bool = False
