@@ -265,31 +265,28 @@ class TestOneMeshOfTwoReplicas:
                 timeout=CONFIG_TIMEOUT,
                 what="a's sidecar balancing b over b-1 and b-2 without the split",
             )
-            balanced = killed_at = time.monotonic()
+            killed_at = time.monotonic()
             faulting.kill_sidecar(split.b1)
             reaped_at = time.monotonic()
             time.sleep(2.0)
             faulting.restart_sidecar(split.b1)
             restarted = time.monotonic() - reaped_at
             since = time.monotonic()
-            traffic.until(
-                lambda: any(
-                    o.answered_by == split.app(split.b1) for o in load.snapshot() if o.sent > since
-                ),
-                timeout=CONFIG_TIMEOUT,
-                what="b-1 serving again after its sidecar restarted",
-            )
-            serving_again = time.monotonic() - since
-            time.sleep(1)
+            # Traffic on for 2 s more; b-1 rejoins only when a's sidecar ends its ejection
+            # (`base_ejection`, 30 s after the connect failures), which we do not wait for.
+            time.sleep(2)
         # In flight to the killed sidecar: sent before it was reaped, ended after the kill.
         in_flight = [o for o in load.snapshot() if o.sent <= reaped_at and o.done >= killed_at]
+        rejoined = sum(
+            o.answered_by == split.app(split.b1) and o.sent > since for o in load.outcomes
+        )
         _report(
             "5 server sidecar SIGKILLed, restarted",
             load,
             allowed=in_flight,
             allowed_why="in flight at the kill, to either backend",
-            note=f"down 2 s, ready again {restarted:.1f}s after the kill, serving "
-            f"{serving_again:.1f}s later; balanced {balanced - load.started:.1f}s in",
+            note=f"b-1 down 2 s, ready {restarted:.1f}s after the kill, answered "
+            f"{rejoined} requests in the 2 s after (ejected by a's sidecar)",
         )
         split.send_all_to(split.serving)  # the split back for the next fault
 
