@@ -1,5 +1,6 @@
 """The end-to-end tests' `mesh` fixture: a fresh local mesh (operator, webhooks) on the
-session's control plane, its logs shown when a test fails (`support`)."""
+session's control plane, its logs shown when a test fails (`support`); and the fault suite's
+table (`faultreport`), printed in the terminal summary so CI output carries it."""
 
 from __future__ import annotations
 

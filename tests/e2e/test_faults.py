@@ -203,17 +203,21 @@ class TestOneMeshOfTwoReplicas:
             leader = mesh.leader()
             assert leader is mesh.operators[0], "the first replica took the Lease"
             survivor = mesh.operators[1]
+            assert mesh.front is not None
+            on_survivor = mesh.front.relayed.get(survivor.grpc_address, 0)
             mesh.kill_operator(leader)
             meshes.wait_leader(mesh.cluster, survivor.identity, timeout=30)
             took_over = load.seconds
             flowed = _flows_to(split, load)
             time.sleep(1)  # traffic on the new config, after the weight change
+        moved = mesh.front.relayed.get(survivor.grpc_address, 0) - on_survivor
         _report(
             "1 leader operator SIGKILLed",
             load,
             note=f"{survivor.identity} leads after {took_over:.1f}s, weight flip applied in "
-            f"{flowed:.1f}s",
+            f"{flowed:.1f}s; {moved} sidecar connections failed over to it",
         )
+        assert moved >= 3, "every sidecar's config stream moved to the surviving replica"
 
     def test_apiserver_restarted_traffic_and_config_keep_flowing(
         self, split: Split, plane: controlplane.ControlPlane
