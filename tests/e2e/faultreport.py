@@ -32,7 +32,7 @@ def record(row: Row) -> None:
 
 def render(rows: list[Row]) -> list[str]:
     header = (
-        f"{'fault':<44} {'s':>5} {'sent':>6} {'failed':>6} {'allowed':>7} {'p99 ms':>7}  "
+        f"{'fault':<48} {'s':>5} {'sent':>6} {'failed':>6} {'allowed':>7} {'p99 ms':>7}  "
         "failures by cause / note"
     )
     lines = [header, "-" * len(header)]
@@ -40,7 +40,7 @@ def render(rows: list[Row]) -> list[str]:
         causes = ", ".join(f"{cause}: {n}" for cause, n in sorted(row.causes.items())) or "-"
         allowed = f"{row.allowed}" if row.allowed else "0"
         lines.append(
-            f"{row.fault:<44} {row.seconds:>5.1f} {row.sent:>6} {row.failed:>6} "
+            f"{row.fault:<48} {row.seconds:>5.1f} {row.sent:>6} {row.failed:>6} "
             f"{allowed:>7} {row.p99_ms:>7.1f}  {causes}"
             + (f" ({row.allowed_why})" if row.allowed else "")
             + (f"; {row.note}" if row.note else "")
