@@ -4,7 +4,7 @@ rotates a projected token (a new file moved into place, never a partial write).
 
 Works on `workloads.LocalWorkload` (its processes, its directory); the restarted sidecar is
 spawned through the workload, so it lives and dies under the same rules as the first one.
-Used by `tests/e2e/test_faults.py`; token contents come from `tokens`.
+Used by `tests/e2e/test_faults.py`; token contents come from `minting`.
 """
 
 from __future__ import annotations

@@ -12,7 +12,7 @@ table the terminal summary prints (`faultreport`, hook in `conftest`).
 It starts a control plane of its own (`controlplane.ControlPlane`), because it restarts
 etcd and the apiserver, and runs the first five faults one after another on one mesh of two
 operator replicas (`meshes.LocalMesh(replicas=2)`); the certificate fault gets a mesh with
-60 s certificates. Sidecar and token faults come from `smimesh.testing.faulting`/`tokens`.
+60 s certificates. Sidecar and token faults come from `smimesh.testing.faulting`/`minting`.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from dataclasses import dataclass
 import pytest
 
 from smimesh.conformance import objects
-from smimesh.testing import clusters, controlplane, faulting, meshes, tokens, workloads
+from smimesh.testing import clusters, controlplane, faulting, meshes, minting, workloads
 from tests.e2e import faultreport, support, traffic
 
 pytestmark = pytest.mark.cluster
@@ -43,7 +43,7 @@ CONFIG_TIMEOUT = 30.0
 """A weight change reaches the proxies within this (kopf's watch back-off is 1-2-5 s, the
 sidecar's reconnect back-off at most 10 s)."""
 TOKEN_LIFETIME = 5.0
-"""Seconds the short-lived token of the token fault is accepted (`tokens.mint`)."""
+"""Seconds the short-lived token of the token fault is accepted (`minting.mint`)."""
 CERT_LIFETIME = 60
 """Workload certificates of the certificate fault: renewed at 42 s, expiring at 60 s; 18 s
 between renewal point and expiry cover the operator's restart (about 4 s) and the sidecar's
@@ -306,7 +306,7 @@ class TestOneMeshOfTwoReplicas:
         token and the config server answers UNAUTHENTICATED forever."""
         mesh = split.mesh
         with mesh.cluster.api_client() as api, showing_logs(mesh):
-            short = tokens.mint_for_pod(
+            short = minting.mint_for_pod(
                 plane, api, namespace=split.namespace, pod="a-1", lifetime=TOKEN_LIFETIME
             )
             expires = time.monotonic() + TOKEN_LIFETIME
@@ -319,7 +319,7 @@ class TestOneMeshOfTwoReplicas:
                 for operator in down:
                     mesh.kill_operator(operator)
                 stopped = time.monotonic()
-                fresh = tokens.mint_for_pod(
+                fresh = minting.mint_for_pod(
                     plane, api, namespace=split.namespace, pod="a-1", lifetime=600
                 )
                 faulting.replace_token(split.a, fresh)
@@ -327,7 +327,7 @@ class TestOneMeshOfTwoReplicas:
                 # successes would cache it again.
                 time.sleep(max(0.0, expires - time.monotonic()))
                 traffic.until(
-                    lambda: tokens.review(api, short).startswith("refused"),
+                    lambda: minting.review(api, short).startswith("refused"),
                     timeout=30,
                     what="the apiserver refusing the expired token",
                 )
