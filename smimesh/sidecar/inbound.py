@@ -23,6 +23,7 @@ from smimesh.sidecar import (
     listeners,
     metrics,
     outbound,
+    paths,
     relaying,
     tables,
     tracing,
@@ -59,7 +60,7 @@ def _workload_of_identity(identity: str | None) -> metrics.Workload:
 class Inbound:
     def __init__(self, ctx: context.Context) -> None:
         self.ctx = ctx
-        self.h2 = http2.Upstreams(ctx.connector)
+        self.h2 = http2.Upstreams(ctx.connector, ctx.settings.limits)
 
     async def transparent_connection(self, conn: socket.socket) -> None:
         destination = transparent.original_destination(conn)
@@ -147,17 +148,23 @@ class Inbound:
         peer: Peer,
     ) -> bool:
         started = time.perf_counter()
+        try:
+            path = request.normalize(merge_slashes=self.ctx.settings.merge_slashes).origin_form
+        except paths.PathError as exc:
+            self.ctx.telemetry.denied(policy.port.port, "path")
+            writer.write(http1.simple_response(paths.STATUS, f"smimesh: bad path: {exc.reason}"))
+            self._record(peer.workload, paths.STATUS, started)
+            return True
         facts = request.facts()
         source = metrics.Workload.from_headers(facts.headers, peer.workload)
         decision = authorizing.authorize(policy, peer.identity, facts)
         if not decision.allowed:
             self.ctx.telemetry.denied(policy.port.port, "http")
             writer.write(http1.simple_response(403, f"smimesh: denied: {decision.reason}"))
-            self._record(source, 403, started)
+            self._record(peer.workload, 403, started)  # the identity's labels only
             return True
         table = self.ctx.table
         timeout = table.config.settings.request_timeout_seconds if table else 15.0
-        _, path = outbound.origin_form(request.target)
         tracer = self.ctx.tracer
         if not tracer.enabled:
             payload = relaying.encode_request(
