@@ -10,10 +10,12 @@ failure, a reset before any response byte or a 503, and never once a byte went d
 from __future__ import annotations
 
 import asyncio
+import logging
 from dataclasses import dataclass
 
 from smimesh.sidecar import clusters, endpoints, http1, relaying, settings, tcp
 
+log = logging.getLogger(__name__)
 RETRYABLE_STATUS = 503
 
 
@@ -122,6 +124,10 @@ class Forwarder:
                 if response.reusable:
                     endpoint.give_back(conn, self.limits.pool_idle_per_endpoint)
                 else:
+                    if response.stray:
+                        log.info(
+                            "%s sent bytes past its response: connection closed", endpoint.address
+                        )
                     conn.close()
                 return Result(status, response.callbacks.keep_alive, endpoint.address)
             finally:

@@ -5,7 +5,9 @@ Fed by `listeners` with an accepted stream; hands each complete request to a han
 (`outbound.Outbound.http`, `inbound.Inbound.http`, `admin`, `probing`), which answers itself
 or goes through `forwarding` and `relaying` to the chosen endpoint. Parsing is httptools
 (llhttp, as in Node.js). Requests are read whole (bounded) so that idempotent ones can be
-retried; responses stream.
+retried; responses stream. A request is admitted on its head (`Admit`: inbound authorization)
+before `100 Continue` is sent and before any byte of its body is read; a refused one is
+answered at once and the connection closed, its body never read.
 """
 
 from __future__ import annotations
@@ -92,17 +94,24 @@ class Request:
         return self.method in IDEMPOTENT
 
 
-class _RequestCallbacks:
-    """httptools callbacks: build `Request`s, enforce the head and body bounds."""
+Admit = Callable[[Request], HttpError | None]
+"""Decides on a request's head (method, target, headers; the body not read yet): None admits
+it, an `HttpError` refuses it (answered with that status, the connection then closed)."""
 
-    def __init__(self, limits: settings.Limits, writer: asyncio.StreamWriter | None = None) -> None:
+
+class _RequestCallbacks:
+    """httptools callbacks: build `Request`s, admit them on their heads, enforce the head and
+    body bounds."""
+
+    def __init__(self, limits: settings.Limits, admit: Admit | None = None) -> None:
         self.limits = limits
-        self.writer = writer
+        self.admit = admit
         self.parser: httptools.HttpRequestParser | None = None
         self.ready: deque[Request] = deque()
         self.current: Request | None = None
         self.head_bytes = 0
         self.started_at = 0.0
+        self.invite = False  # the current request expects 100-continue and was admitted
 
     def on_message_begin(self) -> None:
         self.current = Request()
@@ -131,11 +140,19 @@ class _RequestCallbacks:
         self.current.version = self.parser.get_http_version()
         self.current.keep_alive = self.parser.should_keep_alive()
         self.current.upgrade = self.parser.should_upgrade()
+        if self.admit is not None:
+            refusal = self.admit(self.current)
+            if refusal is not None:
+                raise refusal  # before any body byte is taken, before any 100 Continue
+        length = self.current.header(b"content-length")
+        if length and length.strip().isdigit() and int(length) > self.limits.max_body_bytes:
+            raise HttpError(413, "request body too large")
         expect = self.current.header(b"expect")
-        if expect and expect.lower() == "100-continue" and self.writer is not None:
-            # The body is read here, before routing: invite it now, or the client waits
-            # (curl for a second) for a 100 the upstream never gets to send.
-            self.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        if expect and expect.lower() == "100-continue" and self.current.version == "1.1":
+            # The body is read before routing: `serve` invites it when it next needs bytes
+            # (after any earlier response), or the client waits (curl for a second) for a
+            # 100 the upstream never gets to send.
+            self.invite = True
 
     def on_body(self, body: bytes) -> None:
         assert self.current is not None
@@ -147,6 +164,7 @@ class _RequestCallbacks:
         assert self.current is not None
         self.ready.append(self.current)
         self.current = None
+        self.invite = False  # the body came without waiting for a 100
 
 
 Handler = Callable[[Request, asyncio.StreamWriter], Awaitable[bool]]
@@ -166,15 +184,19 @@ async def serve(
     first: bytes = b"",
     tunnel: Tunnel | None = None,
     idle: Callable[[], contextlib.AbstractContextManager[None]] | None = None,
+    admit: Admit | None = None,
 ) -> None:
     """Serve requests on one downstream connection until either side closes it."""
-    callbacks = _RequestCallbacks(limits, writer)
+    callbacks = _RequestCallbacks(limits, admit)
     parser = httptools.HttpRequestParser(callbacks)
     callbacks.parser = parser
     data = first
+    failed: HttpError | None = None  # answered once the requests parsed before it are
     try:
         while True:
             while not callbacks.ready:
+                if failed is not None:
+                    raise failed
                 if data:
                     chunk, data = data, b""
                     try:
@@ -200,9 +222,13 @@ async def serve(
                         data = bytes(leftover)
                     except httptools.HttpParserError as exc:
                         if isinstance(exc.__context__, HttpError):
-                            raise exc.__context__ from None
-                        raise HttpError(400, "malformed request") from None
+                            failed = exc.__context__
+                        else:
+                            failed = HttpError(400, "malformed request")
                     continue
+                if callbacks.invite:
+                    callbacks.invite = False
+                    writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
                 if callbacks.current is not None:
                     budget = callbacks.started_at + limits.header_timeout - time.monotonic()
                     if budget <= 0:
