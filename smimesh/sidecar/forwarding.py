@@ -44,7 +44,7 @@ class Forwarder:
     ) -> Result:
         budget = cluster.budget
         if budget.overflowing():
-            return _local(writer, 503, f"smimesh: {cluster.name} overflow (circuit open)")
+            return _local(request, writer, 503, f"smimesh: {cluster.name} overflow (circuit open)")
         await budget.acquire()
         written = [False]
         try:
@@ -53,7 +53,9 @@ class Forwarder:
         except TimeoutError:
             if written[0]:
                 return Result(504, False, None)
-            return _local(writer, 504, f"smimesh: {cluster.name} timed out after {deadline:g}s")
+            return _local(
+                request, writer, 504, f"smimesh: {cluster.name} timed out after {deadline:g}s"
+            )
         finally:
             budget.release()
         if result.upgraded is not None and request.takeover is not None:
@@ -80,7 +82,7 @@ class Forwarder:
             try:
                 endpoint = cluster.pick(tried)
             except clusters.NoEndpointError:
-                return _local(writer, 503, f"smimesh: {cluster.name} has no endpoints")
+                return _local(request, writer, 503, f"smimesh: {cluster.name} has no endpoints")
             tried.append(endpoint)
             endpoint.in_flight += 1
             try:
@@ -132,10 +134,12 @@ class Forwarder:
                 return Result(status, response.callbacks.keep_alive, endpoint.address)
             finally:
                 endpoint.in_flight -= 1
-        return _local(writer, 503, f"smimesh: {cluster.name}: {failure}")
+        return _local(request, writer, 503, f"smimesh: {cluster.name}: {failure}")
 
 
-def _local(writer: asyncio.StreamWriter, status: int, reason: str) -> Result:
-    """A response the proxy makes itself (no endpoint answered)."""
-    writer.write(http1.simple_response(status, reason))
+def _local(
+    request: http1.Request, writer: asyncio.StreamWriter, status: int, reason: str
+) -> Result:
+    """A response the proxy makes itself (no endpoint answered); no body for a HEAD."""
+    writer.write(http1.simple_response(status, reason, head_only=request.method == "HEAD"))
     return Result(status, True, None)

@@ -255,7 +255,9 @@ async def serve(
             if not (keep and request.keep_alive) or draining() or request.takeover:
                 return
     except HttpError as exc:
-        writer.write(simple_response(exc.status, exc.reason, keep_alive=False))
+        current = callbacks.current
+        head_only = current is not None and current.method == "HEAD"
+        writer.write(simple_response(exc.status, exc.reason, keep_alive=False, head_only=head_only))
     except (ConnectionError, asyncio.IncompleteReadError):
         pass
     finally:
@@ -280,11 +282,13 @@ def simple_response(
     keep_alive: bool = True,
     content_type: bytes = b"text/plain; charset=utf-8",
     extra: tuple[tuple[bytes, bytes], ...] = (),
+    head_only: bool = False,
 ) -> bytes:
     payload = body.encode() if body.endswith("\n") or not body else (body + "\n").encode()
     return response_bytes(
-        status, payload, keep_alive=keep_alive, content_type=content_type, extra=extra
-    )
+        status, payload, keep_alive=keep_alive, content_type=content_type, extra=extra,
+        head_only=head_only,
+    )  # fmt: skip
 
 
 def response_bytes(
@@ -294,7 +298,9 @@ def response_bytes(
     keep_alive: bool = True,
     content_type: bytes = b"text/plain; charset=utf-8",
     extra: tuple[tuple[bytes, bytes], ...] = (),
+    head_only: bool = False,
 ) -> bytes:
+    """A whole response; `head_only` for an answer to HEAD (the length said, no body)."""
     try:
         phrase = HTTPStatus(status).phrase
     except ValueError:
@@ -307,4 +313,4 @@ def response_bytes(
     lines += [name + b": " + value for name, value in extra]
     if not keep_alive:
         lines.append(b"connection: close")
-    return b"\r\n".join(lines) + b"\r\n\r\n" + payload
+    return b"\r\n".join(lines) + b"\r\n\r\n" + (b"" if head_only else payload)
