@@ -9,10 +9,15 @@ until close); HEAD responses end after the head.
 from __future__ import annotations
 
 import asyncio
+import re
 
 import httptools
 
 from smimesh.sidecar import http1
+
+# Control characters other than HTAB, CR and LF: llhttp lets some through in a reason
+# phrase, and a head is relayed as the upstream wrote it, so the proxy refuses them itself.
+CONTROL = re.compile(rb"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
 HOP_BY_HOP = frozenset(
     {
@@ -79,10 +84,13 @@ class _ResponseCallbacks:
         self.upgraded = False
         self.chunked = False  # a transfer-encoding header: the body ends on a blank line
         self.remaining: int | None = None  # content-length body bytes still to come
+        self.interims = 0  # 1xx responses seen before the final one
+        self.codings = b""  # the transfer-encoding values, comma-joined
 
     def on_message_begin(self) -> None:
         self.framed = self.chunked = False
         self.remaining = None
+        self.codings = b""
 
     def on_header(self, name: bytes, value: bytes) -> None:
         lower = name.lower()
@@ -92,6 +100,7 @@ class _ResponseCallbacks:
                 self.remaining = int(value)
         elif lower == b"transfer-encoding":
             self.framed = self.chunked = True
+            self.codings += b"," + value
 
     def on_headers_complete(self) -> None:
         assert self.parser is not None
@@ -107,6 +116,8 @@ class _ResponseCallbacks:
     def on_message_complete(self) -> None:
         if self.status >= 200:
             self.done = True
+        else:
+            self.interims += 1
 
 
 class Response:
@@ -126,6 +137,9 @@ class Response:
         self.buffered = bytearray()
         self.eof = False
         self.stray = False  # bytes past the framed response were read
+        self.head_end: int | None = None  # offset of the final head's end in the response
+        self._starts = [0]  # offsets where each head (1xx ones, then the final one) begins
+        self._fed = 0
         self._tail = b""  # the last two bytes fed, for a blank line split across reads
 
     @property
@@ -169,6 +183,11 @@ class Response:
                 end = self._cut(data, pos)
                 self.parser.feed_data(view[pos:end])
                 pos = end
+                if self.head_end is None:
+                    if self.callbacks.head_done:
+                        self.head_end = self._fed + pos
+                    elif self.callbacks.interims == len(self._starts):
+                        self._starts.append(self._fed + pos)
         except httptools.HttpParserUpgrade:
             cb = self.callbacks  # 101 Switching Protocols: what follows is not HTTP
             cb.head_done = cb.done = cb.upgraded = True
@@ -178,6 +197,7 @@ class Response:
             raise ConnectionResetError(f"malformed upstream response: {exc}") from None
         finally:
             self._tail = data[pos - 2 : pos] if pos >= 2 else (self._tail + data[:pos])[-2:]
+            self._fed += pos
         return pos
 
     def _cut(self, data: bytes, pos: int) -> int:
@@ -211,6 +231,19 @@ class Response:
     async def read_head(self) -> int:
         while not self.callbacks.head_done:
             self.buffered += await self._feed_once()
+        if self.head_end is not None:
+            # llhttp skips blank lines before a status line; a strict client would not.
+            ends = [*self._starts[1:], self.head_end]
+            pairs = zip(self._starts, ends, strict=True)
+            heads = [self.buffered[a:b].lstrip(b"\r\n") for a, b in pairs]
+            head = b"".join(heads)
+            if CONTROL.search(head):
+                raise ConnectionResetError("malformed upstream response: a control character")
+            codings = self.callbacks.codings
+            if codings and codings.rsplit(b",", 1)[-1].strip().lower() != b"chunked":
+                # close-delimited under a transfer-encoding: clients would read it otherwise
+                raise ConnectionResetError("malformed upstream response: transfer-encoding")
+            self.buffered[: self.head_end] = head
         return self.status
 
     async def relay(self, writer: asyncio.StreamWriter) -> int:
