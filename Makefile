@@ -46,10 +46,13 @@ demo: binaries
 crds: $(STAMP)
 	$(VENV)/bin/smimesh crds
 
-## 60 s of hypothesis fuzzing of the SMI parser and validator (not part of make test).
+## 60 s each of hypothesis fuzzing of the SMI parser and validator and of the sidecar's
+## HTTP/1.1 codec (requests and relayed responses); not part of make test.
 fuzz: $(STAMP)
 	SMIMESH_FUZZ_SECONDS=$${SMIMESH_FUZZ_SECONDS:-60} $(VENV)/bin/pytest -q -p no:cacheprovider \
 	  tests/smi/fuzzing.py
+	SMIMESH_FUZZ_SECONDS=$${SMIMESH_FUZZ_SECONDS:-60} $(VENV)/bin/pytest -q -p no:cacheprovider \
+	  tests/sidecar/fuzzing_http1.py
 
 ## System tools the sidecar's tests need: iptables (transparent interception in network
 ## namespaces) and curl (a real client). Installed with apt only when missing.
