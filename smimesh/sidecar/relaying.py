@@ -3,7 +3,9 @@ response (status first, so that a 503 can still be retried; then the body, strea
 
 Used by `forwarding` (outbound to a backend, inbound to the local app) with requests parsed by
 `http1`. Responses are relayed as the upstream framed them (content-length, chunked, or
-until close); HEAD responses end after the head.
+until close); HEAD, 1xx, 204 and 304 responses end after the head. Exactly the response's
+own bytes are relayed: bytes the upstream wrote past it mark it `stray`, and `forwarding`
+closes that connection instead of pooling it.
 """
 
 from __future__ import annotations
