@@ -46,11 +46,12 @@ demo: binaries
 crds: $(STAMP)
 	$(VENV)/bin/smimesh crds
 
-## 60 s each of hypothesis fuzzing of the SMI parser and validator and of the sidecar's
-## HTTP/1.1 codec (requests and relayed responses); not part of make test.
+## Hypothesis fuzzing, 60 s per target: the SMI parser and validator, the sidecar's path
+## normalizer, the sidecar's HTTP/1.1 codec (requests and relayed responses); not part of
+## make test.
 fuzz: $(STAMP)
 	SMIMESH_FUZZ_SECONDS=$${SMIMESH_FUZZ_SECONDS:-60} $(VENV)/bin/pytest -q -p no:cacheprovider \
-	  tests/smi/fuzzing.py
+	  tests/smi/fuzzing.py tests/sidecar/fuzzing_paths.py
 	SMIMESH_FUZZ_SECONDS=$${SMIMESH_FUZZ_SECONDS:-60} $(VENV)/bin/pytest -q -p no:cacheprovider \
 	  tests/sidecar/fuzzing_http1.py
 

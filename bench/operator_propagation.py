@@ -215,7 +215,7 @@ def measure(size: int, proxies: int, rounds: int, work: Path) -> dict[str, float
                     operator.grpc_address,
                     bundle,
                     pod,
-                    cluster.token(NAMESPACE, "bench", audience="smimesh"),
+                    cluster.token(NAMESPACE, "bench", audience="smimesh", pod=pod),
                 )
                 proxy.start()
                 fleet.append(proxy)

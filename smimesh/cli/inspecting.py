@@ -38,11 +38,25 @@ def _pod(
         return proxies.meshed_pod(api, where, pod)
 
 
-def _ask(found: proxies.Pod, path: str, port: int) -> Any:
+HINT = (
+    "an injected sidecar's admin port listens on 127.0.0.1 in the pod: run `kubectl "
+    "port-forward -n {namespace} {name} {port}` and pass --admin-address 127.0.0.1"
+)
+
+
+def _ask(found: proxies.Pod, path: str, port: int, address: str | None) -> Any:
     try:
-        return proxies.get_json(found, path, port=port)
+        return proxies.get_json(found, path, port=port, address=address)
     except proxies.AdminError as exc:
-        connecting.fail(f"the sidecar did not answer: {exc}", connecting.FAILED)
+        hint = HINT.format(namespace=found.namespace, name=found.name, port=port)
+        if " 403 " in str(exc):
+            hint = "the sidecar serves /config only when started with --admin-config"
+        elif address is not None:
+            hint = ""
+        connecting.fail(
+            f"the sidecar did not answer: {exc}" + (f"\nhint: {hint}" if hint else ""),
+            connecting.FAILED,
+        )
 
 
 def config(
@@ -53,20 +67,24 @@ def config(
         typer.Option("--output", "-o", help="json or yaml.", case_sensitive=False),
     ] = DocumentFormat.json,
     admin_port: proxies.AdminPort = proxies.ADMIN_PORT,
+    admin_address: proxies.AdminAddress = None,
     kubeconfig: connecting.Kubeconfig = None,
     context: connecting.Context = None,
 ) -> None:
     """Print the proxy config the pod's sidecar is using now (its admin /config).
 
     This is the compiled config the operator pushed and the sidecar applied last: listeners,
-    routes, clusters, endpoints and its version. It holds no keys or certificates.
+    routes, clusters, endpoints and its version. It holds no keys or certificates, but it
+    lists who may call the pod and every endpoint it calls, so the sidecar serves it only when
+    started with --admin-config, on its admin port (127.0.0.1 in an injected pod: use
+    `kubectl port-forward POD 15000` and --admin-address 127.0.0.1).
     Exit code 0 when shown, 1 if the pod is missing, not meshed or its sidecar does not
     answer (or holds no config yet), 2 if the cluster cannot be reached.
 
     Example: kubectl smi proxy config web-7d4b9c-x2x8k -n shop -o yaml
     """
     found = _pod(pod, namespace, kubeconfig, context)
-    current = _ask(found, "/config", admin_port)
+    current = _ask(found, "/config", admin_port, admin_address)
     if current is None:
         connecting.fail(f"the sidecar of {found} holds no config yet", connecting.FAILED)
     rendering.documents(current, rendering.Format(output.value))
@@ -92,6 +110,7 @@ def identity(
     namespace: connecting.Namespace = None,
     output: rendering.Output = rendering.Format.table,
     admin_port: proxies.AdminPort = proxies.ADMIN_PORT,
+    admin_address: proxies.AdminAddress = None,
     kubeconfig: connecting.Kubeconfig = None,
     context: connecting.Context = None,
 ) -> None:
@@ -106,7 +125,7 @@ def identity(
     Example: kubectl smi identity web-7d4b9c-x2x8k -n shop -o json
     """
     found = _pod(pod, namespace, kubeconfig, context)
-    reported = _ask(found, "/identity", admin_port)
+    reported = _ask(found, "/identity", admin_port, admin_address)
     try:
         not_after = _when(reported["not_after"])
         renew_at = _when(reported.get("renew_at"))

@@ -1,10 +1,13 @@
-"""Finding meshed pods and asking their sidecars' admin endpoints (`/metrics`, `/config`,
-`/identity`, `/`) over plain HTTP on the pod IP, the way Prometheus scrapes them.
+"""Finding meshed pods and asking their sidecars over plain HTTP on the pod IP: the
+metrics-only port (15090: `/metrics`, `/`), the way Prometheus scrapes it, and the admin port
+(15000: `/config`, `/identity`).
 
 Used by the `stat`/`top`, `proxy config`, `identity` and `version` command modules. A pod is
 meshed when it carries the annotation `smimesh.dev/injected` (the injector and local
-workloads set it); its sidecar's admin port is 15000 unless `--admin-port` says otherwise.
-Never imports `smimesh.sidecar`: the admin endpoints are the contract.
+workloads set it). An injected sidecar's admin port listens on 127.0.0.1 inside the pod, and
+serves `/config` only when started with `--admin-config`: reach it with
+`kubectl port-forward POD 15000` and `--admin-address 127.0.0.1`. Local workloads bind it on
+their address. Never imports `smimesh.sidecar`: the endpoints are the contract.
 """
 
 from __future__ import annotations
@@ -22,14 +25,28 @@ from kubernetes import client
 from smimesh.cli import connecting
 from smimesh.kube import names
 
-ADMIN_PORT = 15000
+ADMIN_PORT = names.SIDECAR_ADMIN_PORT
 """The sidecar's admin port (`smimesh sidecar run --admin-port`, the injector's default)."""
+METRICS_PORT = names.SIDECAR_METRICS_PORT
+"""The sidecar's metrics-only port (`--metrics-port`; injected pods and local workloads)."""
 ADMIN_TIMEOUT = 3.0
 """Seconds to wait for one admin endpoint before calling the sidecar unreachable."""
 PARALLEL = 16
 
 AdminPort = Annotated[
     int, typer.Option("--admin-port", help="The sidecars' admin port.", min=1, max=65535)
+]
+MetricsPort = Annotated[
+    int,
+    typer.Option("--metrics-port", help="The sidecars' metrics-only port.", min=1, max=65535),
+]
+AdminAddress = Annotated[
+    str | None,
+    typer.Option(
+        "--admin-address",
+        help="Ask the admin port here instead of on the pod IP, e.g. 127.0.0.1 after "
+        "`kubectl port-forward POD 15000` (an injected sidecar's admin port is loopback only).",
+    ),
 ]
 
 
@@ -93,14 +110,22 @@ def meshed_pod(api: client.ApiClient, namespace: str, name: str) -> Pod:
     return pod
 
 
-def admin_url(pod: Pod, path: str, *, port: int = ADMIN_PORT) -> str:
-    host = f"[{pod.ip}]" if ":" in pod.ip else pod.ip
+def admin_url(pod: Pod, path: str, *, port: int = ADMIN_PORT, address: str | None = None) -> str:
+    where = address or pod.ip
+    host = f"[{where}]" if ":" in where else where
     return f"http://{host}:{port}{path}"
 
 
-def get(pod: Pod, path: str, *, port: int = ADMIN_PORT, timeout: float = ADMIN_TIMEOUT) -> str:
-    """The body of `GET path` on the pod's sidecar admin endpoint; raises AdminError."""
-    url = admin_url(pod, path, port=port)
+def get(
+    pod: Pod,
+    path: str,
+    *,
+    port: int = ADMIN_PORT,
+    timeout: float = ADMIN_TIMEOUT,
+    address: str | None = None,
+) -> str:
+    """The body of `GET path` on the pod's sidecar (at `address` if given); raises AdminError."""
+    url = admin_url(pod, path, port=port, address=address)
     try:
         response = httpx.get(url, timeout=timeout, trust_env=False)
     except httpx.HTTPError as exc:
@@ -110,9 +135,9 @@ def get(pod: Pod, path: str, *, port: int = ADMIN_PORT, timeout: float = ADMIN_T
     return response.text
 
 
-def get_json(pod: Pod, path: str, *, port: int = ADMIN_PORT) -> Any:
+def get_json(pod: Pod, path: str, *, port: int = ADMIN_PORT, address: str | None = None) -> Any:
     """`get`, parsed as JSON; raises AdminError when the body is not JSON."""
-    text = get(pod, path, port=port)
+    text = get(pod, path, port=port, address=address)
     try:
         return json.loads(text)
     except ValueError as exc:

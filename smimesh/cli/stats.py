@@ -1,10 +1,11 @@
 """`kubectl smi stat` and `kubectl smi top`: live request rate, success rate and p50/p99
 latency per Service and per edge, read straight from the sidecars (no Prometheus needed).
 
-Registered by `smimesh.cli.main`. Finds meshed pods and scrapes their admin `/metrics` through
-`smimesh.cli.proxies`; the arithmetic (parsing, deltas, grouping, quantiles) is the pure
-`smimesh.telemetry.trafficstats`. `stat` scrapes twice, `--window` seconds apart, and prints
-once; `top` keeps scraping every `--interval` seconds and redraws with rich Live.
+Registered by `smimesh.cli.main`. Finds meshed pods and scrapes their metrics-only port
+(`/metrics`) through `smimesh.cli.proxies`; the arithmetic (parsing, deltas, grouping,
+quantiles) is the pure `smimesh.telemetry.trafficstats`. `stat` scrapes twice, `--window`
+seconds apart, and prints once; `top` keeps scraping every `--interval` seconds and redraws
+with rich Live.
 """
 
 from __future__ import annotations
@@ -202,7 +203,7 @@ def _warn(data: dict[str, Any], scope: Scope) -> None:
     for error in data["unreachable"]:
         typer.echo(f"warning: {error}", err=True)
     if scope.meshed and len(data["unreachable"]) >= len(scope.meshed):
-        connecting.fail("no sidecar answered on its admin port", connecting.FAILED)
+        connecting.fail("no sidecar answered on its metrics port", connecting.FAILED)
 
 
 def stat(
@@ -210,7 +211,7 @@ def stat(
     all_namespaces: connecting.AllNamespaces = False,
     window: Window = 5.0,
     output: rendering.Output = rendering.Format.table,
-    admin_port: proxies.AdminPort = proxies.ADMIN_PORT,
+    metrics_port: proxies.MetricsPort = proxies.METRICS_PORT,
     kubeconfig: connecting.Kubeconfig = None,
     context: connecting.Context = None,
     from_api: Annotated[
@@ -224,7 +225,7 @@ def stat(
 ) -> None:
     """Show request rate, success rate and p50/p99 latency per Service and per edge.
 
-    Scrapes every meshed pod's sidecar (admin port, /metrics) twice, --window seconds apart;
+    Scrapes every meshed pod's sidecar (metrics port, /metrics) twice, --window seconds apart;
     no Prometheus needed. Requests are counted where they are answered (server side), plus
     those a caller's sidecar could not deliver at all (they count against the Service).
     Success means not 5xx. A pod behind two Services counts toward both.
@@ -238,9 +239,9 @@ def stat(
     scope = _prepare(namespace, all_namespaces, kubeconfig, context)
     if not scope.meshed:
         typer.echo("note: no meshed pods with an IP in scope; nothing to measure", err=True)
-    before = scrape(scope.meshed, port=admin_port)
+    before = scrape(scope.meshed, port=metrics_port)
     time.sleep(window)
-    after = scrape(scope.meshed, port=admin_port)
+    after = scrape(scope.meshed, port=metrics_port)
     data = measure(scope, before, after)
     _warn(data, scope)
     if output is not rendering.Format.table:
@@ -262,7 +263,7 @@ def top(
             "--iterations", help="Stop after this many refreshes (0: until Ctrl-C).", min=0
         ),
     ] = 0,
-    admin_port: proxies.AdminPort = proxies.ADMIN_PORT,
+    metrics_port: proxies.MetricsPort = proxies.METRICS_PORT,
     kubeconfig: connecting.Kubeconfig = None,
     context: connecting.Context = None,
 ) -> None:
@@ -279,7 +280,7 @@ def top(
     data: dict[str, Any] | None = None
     done = 0
     try:
-        previous = scrape(scope.meshed, port=admin_port)
+        previous = scrape(scope.meshed, port=metrics_port)
         with Live(
             Text("waiting for the first interval..."),
             console=rendering.console(),
@@ -287,7 +288,7 @@ def top(
         ) as live:
             while iterations == 0 or done < iterations:
                 time.sleep(interval)
-                current = scrape(scope.meshed, port=admin_port)
+                current = scrape(scope.meshed, port=metrics_port)
                 data = measure(scope, previous, current)
                 previous = current
                 live.update(tables(data, all_namespaces=wide), refresh=True)

@@ -7,7 +7,7 @@ sidecars through `smimesh.cli.proxies`. Where each version comes from:
   installed; the release tags images with the package version), with its ready replicas and
   the holder of the leader Lease (which also names an operator running outside the cluster,
   as in `make demo`; its version is not recorded anywhere, so it is not shown);
-- proxies: each meshed pod's sidecar reports its version on its admin endpoint `/`; pods are
+- proxies: each meshed pod's sidecar reports its version on its metrics-only port (`/`); pods are
   counted per version. (The sidecar also sends it to the operator in `Hello.proxy_version`,
   but the operator does not publish it.)
 """
@@ -100,7 +100,7 @@ def proxy_versions(api: client.ApiClient, *, port: int) -> str:
                 version = json.loads(answer).get("version")
             except (ValueError, AttributeError):
                 version = None
-        found[str(version) if version else "unknown (admin endpoint did not answer)"] += 1
+        found[str(version) if version else "unknown (metrics port did not answer)"] += 1
     if len(reachable) < len(meshed):
         found["unknown (no pod IP)"] += len(meshed) - len(reachable)
     return "; ".join(
@@ -113,14 +113,14 @@ def version(
     client_only: Annotated[
         bool, typer.Option("--client", help="Only the client version; never contact a cluster.")
     ] = False,
-    admin_port: proxies.AdminPort = proxies.ADMIN_PORT,
+    metrics_port: proxies.MetricsPort = proxies.METRICS_PORT,
     kubeconfig: connecting.Kubeconfig = None,
     context: connecting.Context = None,
 ) -> None:
     """Print the versions of the smimesh client, Kubernetes, the operator and the proxies.
 
     The operator's is the image tag of its Deployment (with its ready replicas and the Lease
-    holder); each proxy reports its own on its admin endpoint, and pods are counted per
+    holder); each proxy reports its own on its metrics-only port, and pods are counted per
     version. Without any kubeconfig only the client version is printed. Exit code 0, or 2
     (after printing the client version) when a configured cluster cannot be reached.
 
@@ -140,7 +140,7 @@ def version(
             connecting.fail(f"cannot reach the Kubernetes API at {api.configuration.host}: {exc}")
         typer.echo(f"Kubernetes server {server}")
         typer.echo(operator_version(api))
-        typer.echo(proxy_versions(api, port=admin_port))
+        typer.echo(proxy_versions(api, port=metrics_port))
 
 
 def register(app: typer.Typer) -> None:

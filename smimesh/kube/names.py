@@ -26,3 +26,20 @@ APP_PORTS_ANNOTATION: Final = f"{DOMAIN}/app-ports"
 PROTOCOL_ANNOTATION: Final = f"{DOMAIN}/protocol"
 
 TOKEN_AUDIENCE: Final = "smimesh"
+# TokenReview's user.extra keys of a token bound to a Pod (what the kubelet projects).
+TOKEN_POD_NAME_EXTRA: Final = "authentication.kubernetes.io/pod-name"
+TOKEN_POD_UID_EXTRA: Final = "authentication.kubernetes.io/pod-uid"
+
+# The sidecar's ports in a pod. The admin port (everything, `/config` only with
+# `--admin-config`) binds 127.0.0.1; the metrics port serves `/metrics`, `/ready`, `/live` on
+# the pod's address for Prometheus; the probe port answers kubelet.
+SIDECAR_ADMIN_PORT: Final = 15000
+SIDECAR_METRICS_PORT: Final = 15090
+SIDECAR_PROBE_PORT: Final = 15020
+# Pods: `enabled` makes the injected sidecar serve `/config` on its (loopback) admin port.
+ADMIN_CONFIG_ANNOTATION: Final = f"{DOMAIN}/admin-config"
+# Set on injected pods (unless the pod has its own) so that Prometheus' usual
+# `kubernetes-pods` scrape job finds the sidecar's metrics port.
+PROMETHEUS_SCRAPE_ANNOTATION: Final = "prometheus.io/scrape"
+PROMETHEUS_PORT_ANNOTATION: Final = "prometheus.io/port"
+PROMETHEUS_PATH_ANNOTATION: Final = "prometheus.io/path"

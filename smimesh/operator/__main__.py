@@ -62,10 +62,12 @@ def main() -> None:
         help="seconds a workload certificate lives (sidecars renew at 70 %%)",
     )
     parser.add_argument(
-        "--sidecar-admin-port",
+        "--sidecar-metrics-port",
+        "--sidecar-admin-port",  # its old name
+        dest="sidecar_metrics_port",
         type=int,
-        default=running.OperatorSettings.sidecar_admin_port,
-        help="the sidecars' admin port, scraped for the TrafficMetrics API",
+        default=running.OperatorSettings.sidecar_metrics_port,
+        help="the sidecars' metrics-only port, scraped for the TrafficMetrics API",
     )
     parser.add_argument(
         "--ca-period",
@@ -107,7 +109,7 @@ def main() -> None:
         lease_retry=max(0.5, args.lease_duration / 5),
         default_access=args.access,
         workload_cert_lifetime=datetime.timedelta(seconds=args.workload_cert_lifetime),
-        sidecar_admin_port=args.sidecar_admin_port,
+        sidecar_metrics_port=args.sidecar_metrics_port,
         ca_period=args.ca_period,
         ca_auto_rotate_before=datetime.timedelta(days=args.ca_auto_rotate_days),
         ca_drain_margin=datetime.timedelta(seconds=args.ca_drain_margin),

@@ -1,8 +1,11 @@
 """Who is calling: proxies prove their ServiceAccount with a projected token, which the
-apiserver checks through TokenReview (audience `smimesh`).
+apiserver checks through TokenReview (audience `smimesh`), and which Pod they run in: a token
+bound to a Pod (what the kubelet projects) names it, and TokenReview refuses it once that Pod
+is gone or was recreated under the same name.
 
-Used by `serving` for every config stream and certificate request. The kubernetes client is
-synchronous, so each review runs in a worker thread and never blocks the event loop.
+Used by `serving` for every config stream and `certificates` for every CSR; both accept only
+pod-bound tokens (`require_pod`). The kubernetes client is synchronous, so each review runs in
+a worker thread and never blocks the event loop.
 """
 
 from __future__ import annotations
@@ -24,6 +27,32 @@ class AuthenticationError(Exception):
 class Caller:
     namespace: str
     service_account: str
+    pod: str | None = None
+    """The Pod the token is bound to; None for a token bound to no Pod."""
+    pod_uid: str | None = None
+
+
+class PodClaimError(Exception):
+    """The caller claims a Pod its token does not prove; the message says which."""
+
+
+def require_pod(caller: Caller, claimed: str | None) -> str:
+    """The Pod a request may act for: its token's. A token bound to no Pod (a plain
+    ServiceAccount token from `kubectl create token` or a legacy Secret) is refused, since it
+    would let any holder claim any Pod of the ServiceAccount; `claimed` (None: the request
+    names no Pod) must be the token's Pod."""
+    if caller.pod is None:
+        raise PodClaimError(
+            f"the token of {caller.namespace}/{caller.service_account} is bound to no Pod; "
+            "proxies must use a token bound to their Pod (a projected token, or a "
+            "TokenRequest with a boundObjectRef to the Pod)"
+        )
+    if claimed is not None and claimed != caller.pod:
+        raise PodClaimError(
+            f"the token is bound to pod {caller.namespace}/{caller.pod}, the request claims "
+            f"pod {claimed!r}"
+        )
+    return caller.pod
 
 
 class Authenticator(Protocol):
@@ -53,7 +82,15 @@ class TokenReviewAuthenticator:
         parts = username.split(":")
         if len(parts) != 4 or parts[:2] != ["system", "serviceaccount"]:
             raise AuthenticationError(f"{username!r} is not a ServiceAccount")
-        return Caller(namespace=parts[2], service_account=parts[3])
+        extra = (status.user.extra if status.user else None) or {}
+        pods = extra.get(names.TOKEN_POD_NAME_EXTRA) or []
+        uids = extra.get(names.TOKEN_POD_UID_EXTRA) or []
+        return Caller(
+            namespace=parts[2],
+            service_account=parts[3],
+            pod=pods[0] if len(pods) == 1 else None,
+            pod_uid=uids[0] if len(uids) == 1 else None,
+        )
 
     async def authenticate(self, token: str) -> Caller:
         if not token:

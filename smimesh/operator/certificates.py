@@ -1,6 +1,6 @@
 """Certificate issuing without moving private keys: a sidecar sends a CSR and its projected
-ServiceAccount token; the token's TokenReview identity decides the one SPIFFE id the CSR may
-ask for; the mesh CA signs.
+ServiceAccount token, bound to its Pod; the token's TokenReview identity decides the one SPIFFE
+id the CSR may ask for; the mesh CA signs.
 
 Serves the `Certificates.Sign` RPC of the proxyconfig contract for `running`; uses
 `authenticating` (TokenReview) and `smimesh.identity` (checks and signing). The CA is read
@@ -54,6 +54,14 @@ class Certificates(proxyconfig_pb2_grpc.CertificatesServicer):
         except authenticating.AuthenticationError as exc:
             REQUESTS.labels(result="unauthenticated").inc()
             await context.abort(grpc.StatusCode.UNAUTHENTICATED, str(exc))
+        try:
+            # A CSR names no Pod, but only a running Pod's proxy gets a certificate: a
+            # token bound to no Pod (`kubectl create token`) is not enough.
+            authenticating.require_pod(caller, None)
+        except authenticating.PodClaimError as exc:
+            REQUESTS.labels(result="not_pod_bound").inc()
+            log.warning("refused a CSR: %s", exc)
+            await context.abort(grpc.StatusCode.PERMISSION_DENIED, str(exc))
         ca = self.holder.ca  # one state for both the leaf and the bundle sent with it
         expected = spiffe.for_service_account(
             ca.active.trust_domain, caller.namespace, caller.service_account

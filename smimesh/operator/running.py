@@ -61,7 +61,7 @@ class OperatorSettings:
     mesh: snapshots.MeshSettings = field(default_factory=snapshots.MeshSettings)
     default_access: state.AccessMode = "permissive"
     workload_cert_lifetime: datetime.timedelta = authority.DEFAULT_LEAF_LIFETIME
-    sidecar_admin_port: int = scraping.ADMIN_PORT
+    sidecar_metrics_port: int = scraping.METRICS_PORT
     """Where the TrafficMetrics API scrapes sidecars' `/metrics`."""
     ca_period: float = maintaining.DEFAULT_PERIOD
     """Seconds between two looks at the CA Secret (rotation steps happen on these rounds)."""
@@ -185,7 +185,7 @@ async def run(
         ),
     )
     front_proxy = await asyncio.to_thread(delegating.load, api)
-    scraper = scraping.Scraper(port=settings.sidecar_admin_port)
+    scraper = scraping.Scraper(port=settings.sidecar_metrics_port)
     metrics_api = aggregating.MetricsApi(
         index, scraper, delegating.Authorizer(api), front_proxy=front_proxy
     )

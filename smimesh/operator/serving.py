@@ -1,5 +1,6 @@
 """The config server: proxies open `ConfigDiscovery.Stream`, prove who they are, get their
 full config at once and a new snapshot whenever it changes, and ACK or NACK each version.
+A Hello must carry a token bound to the very Pod it names (`authenticating.require_pod`).
 
 Fed by `publishing.Publisher` (desired configs, sessions) and `authenticating` (tokens);
 serves the `smimesh.proxyconfig` gRPC contract with grpc.aio. Every replica serves config,
@@ -52,6 +53,13 @@ class ConfigDiscovery(proxyconfig_pb2_grpc.ConfigDiscoveryServicer):
                 f"token is for {caller.namespace}/{caller.service_account}, the Hello claims "
                 f"{hello.namespace}/{hello.service_account}",
             )
+        try:
+            # The Pod too: else any workload of the ServiceAccount could claim another's
+            # Pod and read its config (its allowed sources, its Services' endpoints).
+            authenticating.require_pod(caller, hello.pod)
+        except authenticating.PodClaimError as exc:
+            log.warning("refused a Hello for %s/%s: %s", hello.namespace, hello.pod, exc)
+            await context.abort(grpc.StatusCode.PERMISSION_DENIED, str(exc))
         return refs.ProxyRef(
             namespace=hello.namespace, service_account=hello.service_account, pod=hello.pod
         )

@@ -5,6 +5,8 @@ Reads `indexing.MeshIndex` (which SMI objects exist, which could not be read),
 ACKed it) and `leading.LeaderElector`. Writes `status.conditions` (`Accepted`,
 `ResolvedRefs`, `Programmed`) through the status subresource with a merge patch — never
 `spec`, which Flagger and Argo Rollouts own — and an Event whenever a condition changes.
+What to write is decided on the event loop, which owns the index and the sessions (`plan`);
+only the API calls run in a worker thread, on that immutable plan (`reconcile`).
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import datetime
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,6 +33,16 @@ PLURALS = {
 }
 Condition = tuple[str, str, str, str]
 """(type, status "True"/"False", reason, message)."""
+
+
+@dataclass(frozen=True)
+class Planned:
+    """One object to reconcile: its body as the index holds it (the index replaces bodies,
+    never changes one) and the conditions it should carry."""
+
+    key: indexing.Key
+    raw: Mapping[str, Any]
+    conditions: tuple[Condition, ...]
 
 
 def conditions_for(
@@ -65,16 +77,16 @@ def conditions_for(
     return result
 
 
-def _on_object(raw: Mapping[str, Any]) -> tuple[int, list[Condition]] | None:
+def _on_object(raw: Mapping[str, Any]) -> tuple[int, tuple[Condition, ...]] | None:
     """The conditions the object carries now, if all are for one generation."""
     found = (raw.get("status") or {}).get("conditions") or []
     generations = {c.get("observedGeneration") for c in found}
     if len(generations) != 1:
         return None
-    conditions = [
+    conditions = tuple(
         (c.get("type", ""), c.get("status", ""), c.get("reason", ""), c.get("message", ""))
         for c in found
-    ]
+    )
     return (int(generations.pop() or 0), conditions)
 
 
@@ -84,12 +96,13 @@ class StatusWriter:
     index: indexing.MeshIndex
     publisher: publishing.Publisher
     elector: leading.LeaderElector
-    written: dict[indexing.Key, list[Condition]] = field(default_factory=dict)
-    _written_generation: dict[indexing.Key, tuple[str | None, tuple[int, list[Condition]]]] = field(
-        default_factory=dict
-    )
+    written: dict[indexing.Key, tuple[Condition, ...]] = field(default_factory=dict)
+    _written_generation: dict[
+        indexing.Key, tuple[str | None, tuple[int, tuple[Condition, ...]]]
+    ] = field(default_factory=dict)
 
     def desired(self) -> dict[indexing.Key, list[Condition]]:
+        """Every SMI object's conditions; on the event loop (reads the index and sessions)."""
         by_key: dict[tuple[str, str, str], list[findings.Finding]] = {}
         for finding in self.publisher.compilation.findings:
             by_key.setdefault(finding.key, []).append(finding)
@@ -110,8 +123,17 @@ class StatusWriter:
             )
         return result
 
+    def plan(self) -> tuple[Planned, ...]:
+        """What `reconcile` needs, taken on the event loop: the objects and their conditions.
+        Cheap (no I/O), and it is the only part that reads the index and the sessions."""
+        return tuple(
+            Planned(key, raw, tuple(conditions))
+            for key, conditions in self.desired().items()
+            if (raw := self.index.raw_smi.get(key)) is not None
+        )
+
     def _write(
-        self, key: indexing.Key, conditions: list[Condition], raw: Mapping[str, Any]
+        self, key: indexing.Key, conditions: Sequence[Condition], raw: Mapping[str, Any]
     ) -> None:
         kind, group, namespace, name = key
         now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -136,7 +158,7 @@ class StatusWriter:
         client.CustomObjectsApi(self.api).patch_namespaced_custom_object_status(
             group, version, namespace, PLURALS[kind], name, {"status": {"conditions": body}}
         )
-        before = self.written.get(key, [])
+        before = self.written.get(key, ())
         for condition in conditions:
             if condition not in before and (condition[1] == "False" or before):
                 self._event(raw, condition)
@@ -166,13 +188,13 @@ class StatusWriter:
         )
         client.CoreV1Api(self.api).create_namespaced_event(str(meta.get("namespace")), event)
 
-    def reconcile(self) -> int:
-        """Write every object whose conditions changed; returns how many were written."""
+    def reconcile(self, plan: Sequence[Planned]) -> int:
+        """Write every object of `plan` whose conditions changed; returns how many were
+        written. Blocking API calls: runs in a worker thread, touching only `plan` and this
+        writer's own records (which the loop clears only between two reconciles)."""
         writes = 0
-        for key, conditions in self.desired().items():
-            raw = self.index.raw_smi.get(key)
-            if raw is None:
-                continue
+        for item in plan:
+            key, conditions, raw = item.key, item.conditions, item.raw
             meta = raw.get("metadata") or {}
             generation = meta.get("generation", 0)
             stamped = (generation, conditions)
@@ -212,4 +234,4 @@ class StatusWriter:
                 self.written.clear()
                 self._written_generation.clear()
                 continue
-            await asyncio.to_thread(self.reconcile)
+            await asyncio.to_thread(self.reconcile, self.plan())

@@ -1,6 +1,7 @@
 """mTLS credentials issued by the mesh CA: the sidecar makes its key, sends a CSR with its
 projected ServiceAccount token to the operator (`Certificates.Sign`), and renews at ~70 % of
-the certificate's lifetime. The key never leaves this process and is never written to disk.
+the certificate's lifetime. The key never leaves this process and is never written to disk;
+the token is read from its file (`tokens`) for every request and only ever sent over TLS.
 
 Created by `commands` when the sidecar has a config server, a token file and a trust bundle
 but no certificate files (the injected and local-workload case); offers the same
@@ -20,7 +21,7 @@ import grpc
 from smimesh._aio import backoff
 from smimesh.identity import authority, bundles, errors, keys, spiffe
 from smimesh.proxyconfig import proxyconfig_pb2, proxyconfig_pb2_grpc, refs
-from smimesh.sidecar import credentials
+from smimesh.sidecar import credentials, tokens
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +50,7 @@ class IssuedCredentials(credentials.Holder):
             trust_domain, proxy.namespace, proxy.service_account
         )
         self.token_file = token_file
+        self.token = tokens.TokenFile(token_file)
         self.trust_bundle_file = trust_bundle_file
         self.issued = asyncio.Event()
         self.learnt_bundle = b""
@@ -61,7 +63,7 @@ class IssuedCredentials(credentials.Holder):
         """One CSR round trip; raises grpc.aio.AioRpcError or IdentityError on failure."""
         key = keys.generate_key()
         csr = keys.request_to_pem(keys.build_request(key, self.identity_wanted))
-        token = self.token_file.read_text().strip()
+        token = self.token.read()  # the kubelet rotates it: never a copy read long ago
         async with grpc.aio.secure_channel(self.target, self.operator_credentials()) as channel:
             response = await proxyconfig_pb2_grpc.CertificatesStub(channel).Sign(
                 proxyconfig_pb2.SignRequest(csr_pem=csr, token=token), timeout=15

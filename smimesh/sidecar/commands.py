@@ -76,10 +76,35 @@ def run(
     inbound_port: int = typer.Option(
         settings.INBOUND_PORT, help="Transparent inbound port.", envvar="SMIMESH_INBOUND_PORT"
     ),
-    admin_host: str = typer.Option("0.0.0.0"),
-    admin_port: int = typer.Option(
-        settings.ADMIN_PORT, help="/ready /live /metrics /config", envvar="SMIMESH_ADMIN_PORT"
+    admin_host: str = typer.Option(
+        "127.0.0.1",
+        help="Where the full admin listener binds (loopback: only this pod reaches it).",
+        envvar="SMIMESH_ADMIN_HOST",
     ),
+    admin_port: int = typer.Option(
+        settings.ADMIN_PORT,
+        help="/ready /live /metrics /identity [/config]",
+        envvar="SMIMESH_ADMIN_PORT",
+    ),
+    admin_config: bool = typer.Option(
+        False,
+        "--admin-config",
+        envvar="SMIMESH_ADMIN_CONFIG",
+        help="Serve /config (allowed sources, outbound endpoints) on the admin port.",
+    ),
+    metrics_host: str = typer.Option("0.0.0.0", envvar="SMIMESH_METRICS_HOST"),
+    metrics_port: Annotated[
+        int | None,
+        typer.Option(
+            help=f"A metrics-only listener (/metrics /ready /live) for Prometheus, e.g. "
+            f"{settings.METRICS_PORT}.",
+            envvar="SMIMESH_METRICS_PORT",
+        ),
+    ] = None,
+    max_metric_series: int = typer.Option(
+        settings.MAX_METRIC_SERIES, min=1, help="Label sets per metric; then one overflow series."
+    ),
+    probe_host: str = typer.Option("0.0.0.0", help="Where the kubelet probe listener binds."),
     app_host: str = typer.Option("127.0.0.1", help="Where the local app listens."),
     probe_port: Annotated[
         int | None,
@@ -104,6 +129,11 @@ def run(
     drain_seconds: float = typer.Option(20.0, help="How long SIGTERM waits for in-flight work."),
     workload_kind: str = typer.Option("", help="Metrics: this pod's workload kind."),
     workload_name: str = typer.Option("", help="Metrics: this pod's workload name."),
+    merge_slashes: bool = typer.Option(
+        False,
+        help="Path normalization: also merge repeated slashes (//) before matching and forwarding.",
+        envvar="SMIMESH_MERGE_SLASHES",
+    ),
     log_level: str = typer.Option("INFO"),
 ) -> None:
     """Run the proxy until SIGTERM, then drain.
@@ -114,6 +144,14 @@ def run(
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(name)s %(message)s")
     if interception not in ("explicit", "transparent"):
         raise typer.BadParameter("--interception must be explicit or transparent")
+    if config_server and token_file is not None and trust_bundle is None:
+        # The token proves our ServiceAccount: over plaintext anyone on the path could use it.
+        typer.echo(
+            "error: --config-server with --token-file needs --trust-bundle (the mesh roots): "
+            "the ServiceAccount token is only ever sent to the config server over TLS",
+            err=True,
+        )
+        raise typer.Exit(2)
     proxy = None
     if namespace and service_account and pod:
         proxy = running.proxy_ref(namespace, service_account, pod)
@@ -131,6 +169,11 @@ def run(
         inbound_port=inbound_port,
         admin_host=admin_host,
         admin_port=admin_port,
+        admin_config=admin_config,
+        metrics_host=metrics_host,
+        metrics_port=metrics_port,
+        max_metric_series=max_metric_series,
+        probe_host=probe_host,
         app_host=app_host,
         probe_port=probe_port,
         app_probes=originals,
@@ -146,6 +189,7 @@ def run(
         drain_seconds=drain_seconds,
         workload_kind=workload_kind,
         workload_name=workload_name,
+        merge_slashes=merge_slashes,
     )
     _event_loop_runner()(_main(built))
 
@@ -205,7 +249,7 @@ def init(
     ] = None,
     exclude_inbound_ports: Annotated[
         str, typer.Option(help="Comma-separated inbound ports not redirected (admin, probes).")
-    ] = str(settings.ADMIN_PORT),
+    ] = f"{settings.ADMIN_PORT},{settings.METRICS_PORT}",
     exclude_outbound_ports: Annotated[
         str, typer.Option(help="Comma-separated outbound ports not redirected.")
     ] = "",

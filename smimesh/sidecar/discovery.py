@@ -4,7 +4,9 @@ cannot parse or apply, and reconnects with backoff; the last good config stays i
 throughout, so traffic continues while the operator is down.
 
 Started by `running` when `--config-server` is set; feeds the same `loading.ConfigSink` as the
-config file. Speaks only `smimesh.proxyconfig`'s generated gRPC code.
+config file. Speaks only `smimesh.proxyconfig`'s generated gRPC code. Every stream starts with a
+fresh Hello whose token is read from its file (`tokens`) at that moment, and a token is never
+sent over a plaintext channel.
 """
 
 from __future__ import annotations
@@ -12,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator, Callable
-from pathlib import Path
 
 import grpc
 
@@ -21,16 +22,13 @@ from smimesh._aio import backoff
 from smimesh.proxyconfig import proxyconfig_pb2 as pb
 from smimesh.proxyconfig import proxyconfig_pb2_grpc as pb_grpc
 from smimesh.proxyconfig import snapshots
-from smimesh.sidecar import loading, settings
+from smimesh.sidecar import loading, settings, tokens
 
 log = logging.getLogger(__name__)
 
 
-def hello_for(config: settings.SidecarSettings) -> pb.Hello:
+def hello_for(config: settings.SidecarSettings, token: str = "") -> pb.Hello:
     assert config.proxy is not None
-    token = ""
-    if config.token_file is not None and Path(config.token_file).exists():
-        token = Path(config.token_file).read_text().strip()
     return pb.Hello(
         namespace=config.proxy.namespace,
         service_account=config.proxy.service_account,
@@ -40,13 +38,25 @@ def hello_for(config: settings.SidecarSettings) -> pb.Hello:
     )
 
 
+class Hellos:
+    """The Hello of each new stream, with the token its file holds at that moment (the
+    kubelet rotates it; a token read once stops being accepted when it expires)."""
+
+    def __init__(self, config: settings.SidecarSettings) -> None:
+        self.config = config
+        self.token = tokens.TokenFile(config.token_file) if config.token_file else None
+
+    def __call__(self) -> pb.Hello:
+        return hello_for(self.config, self.token.read() if self.token is not None else "")
+
+
 class DiscoveryClient:
     def __init__(
         self,
         target: str,
         sink: loading.ConfigSink,
         *,
-        hello: pb.Hello,
+        hello: Callable[[], pb.Hello],
         credentials: grpc.ChannelCredentials | Callable[[], grpc.ChannelCredentials] | None = None,
         retry: backoff.Backoff | None = None,
     ) -> None:
@@ -64,12 +74,21 @@ class DiscoveryClient:
             try:
                 await self.stream_once()
             except grpc.aio.AioRpcError as exc:
-                log.warning("config server %s: %s", self.target, exc.code().name)
+                log.warning(
+                    "config server %s: %s %s", self.target, exc.code().name, exc.details() or ""
+                )
+            except tokens.TokenError as exc:
+                log.error("config server %s: not connecting: %s", self.target, exc)
             self.connected.clear()
             await self.retry.sleep()
 
     async def stream_once(self) -> None:
         """One stream: Hello, then apply-and-answer every snapshot until it ends."""
+        hello = self.hello()  # the token as its file holds it now
+        if self.credentials is None and hello.token:
+            # `commands` refuses this set-up at start; never let a token out in plaintext.
+            log.error("config server %s: no TLS, so the token is not sent", self.target)
+            hello.ClearField("token")
         outgoing: asyncio.Queue[pb.ProxyMessage | None] = asyncio.Queue(maxsize=16)
 
         async def requests() -> AsyncIterator[pb.ProxyMessage]:
@@ -84,7 +103,7 @@ class DiscoveryClient:
             channel = grpc.aio.secure_channel(self.target, self.credentials)
         async with channel:
             stub = pb_grpc.ConfigDiscoveryStub(channel)
-            await outgoing.put(pb.ProxyMessage(hello=self.hello))
+            await outgoing.put(pb.ProxyMessage(hello=hello))
             call = stub.Stream(requests())
             try:
                 async for snapshot in call:

@@ -22,7 +22,7 @@ from http import HTTPStatus
 import httptools
 
 from smimesh._aio import streams
-from smimesh.sidecar import matching, settings
+from smimesh.sidecar import matching, paths, settings
 
 IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"})
 
@@ -41,6 +41,7 @@ class Request:
 
     __slots__ = (
         "_facts",
+        "_normal",
         "body",
         "headers",
         "keep_alive",
@@ -63,6 +64,7 @@ class Request:
         # the head, so that the forwarder can relay both ways once the app answers 101.
         self.takeover: tuple[asyncio.StreamReader, bytes] | None = None
         self._facts: matching.RequestFacts | None = None
+        self._normal: paths.Target | None = None
 
     def header(self, name: bytes) -> str | None:
         for key, value in self.headers:
@@ -70,24 +72,35 @@ class Request:
                 return value.decode("latin-1")
         return None
 
+    def normalize(self, *, merge_slashes: bool = False) -> paths.Target:
+        """The target normalized by `paths` (the first call decides, later ones reuse it):
+        the path every match sees and the origin-form target forwarded. Raises
+        `paths.PathError`, which the mesh handlers answer with 400."""
+        if self._normal is None:
+            self._normal = paths.normalize(
+                self.target, method=self.method, merge_slashes=merge_slashes
+            )
+        return self._normal
+
     @property
     def path(self) -> str:
-        """The path without query, also for absolute-form targets (`http://host/path`)."""
-        target = self.target
-        if not target.startswith(b"/"):
-            scheme_end = target.find(b"://")
-            slash = target.find(b"/", scheme_end + 3) if scheme_end >= 0 else -1
-            target = target[slash:] if slash >= 0 else b"/"
-        return target.split(b"?", 1)[0].decode("latin-1")
+        """The normalized path without query (also for absolute-form targets); "" for a
+        target that cannot be normalized (a mesh handler answered it with 400 already)."""
+        try:
+            return self.normalize().path
+        except paths.PathError:
+            return ""
 
     def facts(self) -> matching.RequestFacts:
+        """What matches see: the normalized path. Raises `paths.PathError`."""
         if self._facts is None:
+            path = self.normalize().path
             headers: dict[str, str] = {}
             for key, value in self.headers:
                 name = key.decode("latin-1").lower()
                 text = value.decode("latin-1")
                 headers[name] = f"{headers[name]},{text}" if name in headers else text
-            self._facts = matching.RequestFacts(self.method, self.path, headers)
+            self._facts = matching.RequestFacts(self.method, path, headers)
         return self._facts
 
     def idempotent(self) -> bool:

@@ -22,6 +22,7 @@ from smimesh.sidecar import (
     h2sessions,
     matching,
     metrics,
+    paths,
     routes,
     tables,
     tracing,
@@ -74,14 +75,28 @@ class Upstreams:
         await self.running.cancel()
 
 
-def facts_of(stream: h2sessions.Stream) -> matching.RequestFacts:
+def normalized(stream: h2sessions.Stream, *, merge_slashes: bool) -> paths.Target:
+    """The stream's `:path` normalized by `paths` and written back into its headers, so that
+    what `facts_of` matches is what `proxy_stream` forwards. Raises `paths.PathError`."""
+    index = next((i for i, (key, _) in enumerate(stream.headers) if key == b":path"), -1)
+    if index < 0:
+        raise paths.PathError("no :path")
+    value = stream.headers[index][1]
+    method = stream.header(b":method") or "GET"
+    target = paths.normalize(value, method=method, absolute=False, merge_slashes=merge_slashes)
+    forwarded = target.origin_form
+    if forwarded != value:
+        stream.headers[index] = (b":path", forwarded)
+    return target
+
+
+def facts_of(stream: h2sessions.Stream, target: paths.Target) -> matching.RequestFacts:
     headers: dict[str, str] = {}
     for key, value in stream.headers:
         if not key.startswith(b":"):
             name, text = key.decode("latin-1"), value.decode("latin-1")
             headers[name] = f"{headers[name]},{text}" if name in headers else text
-    path = (stream.header(b":path") or "/").split("?", 1)[0]
-    return matching.RequestFacts(stream.header(b":method") or "GET", path, headers)
+    return matching.RequestFacts(stream.header(b":method") or "GET", target.path, headers)
 
 
 def respond(stream: h2sessions.Stream, status: int, text: str) -> None:
@@ -260,7 +275,17 @@ async def serve_outbound(
             respond(stream, 404, "smimesh: no such Service in the mesh")
             return
         try:
-            concrete = routes.choose(logical, lambda: facts_of(stream))
+            target = normalized(stream, merge_slashes=ctx.settings.merge_slashes)
+        except paths.PathError as exc:
+            respond(stream, paths.STATUS, f"smimesh: bad path: {exc.reason}")
+            root = logical.root
+            service = metrics.Workload(root.service_namespace, "Service", root.service_name)
+            millis = (time.perf_counter() - started) * 1000
+            ctx.telemetry.request("client", ctx.me, service, paths.STATUS, millis)
+            ctx.telemetry.route("", root.name, paths.STATUS)
+            return
+        try:
+            concrete = routes.choose(logical, lambda: facts_of(stream, target))
         except routes.NoRouteError as exc:
             respond(stream, 503, f"smimesh: {exc}")
             return
@@ -295,7 +320,15 @@ async def serve_inbound(
 ) -> None:
     async def handle(stream: h2sessions.Stream) -> None:
         started = time.perf_counter()
-        facts = facts_of(stream)
+        try:
+            target = normalized(stream, merge_slashes=ctx.settings.merge_slashes)
+        except paths.PathError as exc:
+            ctx.telemetry.denied(policy.port.port, "path")
+            respond(stream, paths.STATUS, f"smimesh: bad path: {exc.reason}")
+            millis = (time.perf_counter() - started) * 1000
+            ctx.telemetry.request("server", peer, ctx.me, paths.STATUS, millis)
+            return
+        facts = facts_of(stream, target)
         source = metrics.Workload.from_headers(facts.headers, peer)
         # Per stream, the newest snapshot's rules: a pooled connection must see a
         # TrafficTarget added or removed (as http1 does per request).
@@ -308,7 +341,7 @@ async def serve_inbound(
         if current is None or not decision.allowed:
             ctx.telemetry.denied(policy.port.port, "http2")
             respond(stream, 403, f"smimesh: denied: {decision.reason}")
-            status = 403
+            status, source = 403, peer  # a denied caller's headers name nothing
         else:
             table = ctx.table
             deadline = table.config.settings.request_timeout_seconds if table else 15.0

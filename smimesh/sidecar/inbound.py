@@ -4,9 +4,9 @@ authorize each request (HTTP) or connection (TCP), and forward what is allowed t
 Fed by `listeners`: in transparent mode one port receives everything (the port comes from
 `SO_ORIGINAL_DST`), in explicit mode the sidecar binds each inbound port of the config itself.
 Uses `authorizing` for decisions, `forwarding` (HTTP/1.1), `http2` and `tcp` to reach the app.
-A denied HTTP request gets 403 with a short reason, decided on its head (before `100 Continue`,
-its body never read, the connection closed), and never reaches the app; a denied TCP
-connection is closed. Plaintext is accepted only where the snapshot allows it.
+A denied HTTP request gets 403 with a short reason, decided on its head (before `100 Continue`;
+with a body, the connection is closed and the body never read), and never reaches the app;
+a denied TCP connection is closed. Plaintext is accepted only where the snapshot allows it.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from smimesh.sidecar import (
     listeners,
     metrics,
     outbound,
+    paths,
     relaying,
     tables,
     tracing,
@@ -136,7 +137,14 @@ class Inbound:
             latest = newest()
             if latest is None:
                 return http1.HttpError(403, "smimesh: denied: port no longer meshed")
-            decision = authorizing.authorize(latest, peer.identity, request.facts())
+            try:
+                request.normalize(merge_slashes=self.ctx.settings.merge_slashes)
+                facts = request.facts()
+            except paths.PathError as exc:
+                self.ctx.telemetry.denied(latest.port.port, "path")
+                self._record(peer.workload, paths.STATUS, time.perf_counter())
+                return http1.HttpError(paths.STATUS, f"smimesh: bad path: {exc.reason}")
+            decision = authorizing.authorize(latest, peer.identity, facts)
             if decision.allowed:
                 return None
             self.ctx.telemetry.denied(latest.port.port, "http")
@@ -163,17 +171,23 @@ class Inbound:
         peer: Peer,
     ) -> bool:
         started = time.perf_counter()
+        try:
+            path = request.normalize(merge_slashes=self.ctx.settings.merge_slashes).origin_form
+        except paths.PathError as exc:
+            self.ctx.telemetry.denied(policy.port.port, "path")
+            writer.write(http1.simple_response(paths.STATUS, f"smimesh: bad path: {exc.reason}"))
+            self._record(peer.workload, paths.STATUS, started)
+            return True
         facts = request.facts()
         source = metrics.Workload.from_headers(facts.headers, peer.workload)
         decision = authorizing.authorize(policy, peer.identity, facts)
         if not decision.allowed:
             self.ctx.telemetry.denied(policy.port.port, "http")
             writer.write(http1.simple_response(403, f"smimesh: denied: {decision.reason}"))
-            self._record(source, 403, started)
+            self._record(peer.workload, 403, started)  # the identity's labels only
             return True
         table = self.ctx.table
         timeout = table.config.settings.request_timeout_seconds if table else 15.0
-        _, path = outbound.origin_form(request.target)
         tracer = self.ctx.tracer
         if not tracer.enabled:
             payload = relaying.encode_request(

@@ -25,6 +25,7 @@ from smimesh.sidecar import (
     http2,
     listeners,
     metrics,
+    paths,
     relaying,
     routes,
     tables,
@@ -39,14 +40,21 @@ Resolve = Callable[[tables.Table], routes.Logical | None]
 
 
 def origin_form(target: bytes) -> tuple[bytes | None, bytes]:
-    """(authority, path-and-query) of an absolute-form target; (None, target) otherwise."""
+    """(authority, path-and-query) of an absolute-form target; (None, target) otherwise.
+    Raw, for the Host routing and for egress (hosts outside the mesh get the target as
+    sent); requests to a mesh Service are matched and forwarded with `Request.normalize`."""
     if target.startswith(b"/") or target == b"*":
         return None, target
     _, sep, rest = target.partition(b"://")
     if not sep:
         return None, target
-    authority, slash, path = rest.partition(b"/")
-    return authority, b"/" + path if slash else b"/"
+    end = len(rest)
+    for stop in (b"/", b"?"):
+        found = rest.find(stop)
+        if 0 <= found < end:
+            end = found
+    authority, path = rest[:end], rest[end:]
+    return authority, path if path.startswith(b"/") else b"/" + path
 
 
 class Outbound:
@@ -156,6 +164,12 @@ class Outbound:
             )  # fmt: skip
             self.ctx.telemetry.route("", egress.name, passed.status)
             return passed.keep_alive
+        try:
+            path = request.normalize(merge_slashes=self.ctx.settings.merge_slashes).origin_form
+        except paths.PathError as exc:
+            writer.write(http1.simple_response(paths.STATUS, f"smimesh: bad path: {exc.reason}"))
+            self._record(logical.root, "", paths.STATUS, None, started)
+            return True
         try:
             concrete = routes.choose(logical, request.facts)
         except routes.NoRouteError as exc:

@@ -64,7 +64,7 @@ class Sidecar:
             )
         self.ctx = context.Context(
             settings=config,
-            telemetry=metrics.Telemetry(),
+            telemetry=metrics.Telemetry(max_series=config.max_metric_series),
             drain=draining.Drain(),
             connector=connector,
             forwarder=forwarding.Forwarder(connector, config.limits),
@@ -153,10 +153,16 @@ class Sidecar:
         if config.probe_port is not None:
             probes = probing.Probes(self.ctx, config.app_probes)
             probe_listener = listeners.Listener(
-                "probes", config.admin_host, config.probe_port, probes.connection
+                "probes", config.probe_host, config.probe_port, probes.connection
             )
             self.ports["probes"] = probe_listener.port
             bound.append(probe_listener)
+        if config.metrics_port is not None:  # /metrics, /ready, /live only: for Prometheus
+            scraped = listeners.Listener(
+                "metrics", config.metrics_host, config.metrics_port, self.admin.metrics_connection
+            )
+            self.ports["metrics"] = scraped.port
+            bound.append(scraped)
         async with asyncio.TaskGroup() as group:
             self._group = group
             background = [group.create_task(item.serve()) for item in bound]
@@ -169,7 +175,7 @@ class Sidecar:
                 client = discovery.DiscoveryClient(
                     config.config_server,
                     self,
-                    hello=discovery.hello_for(config),
+                    hello=discovery.Hellos(config),
                     credentials=self._operator_credentials
                     if config.trust_bundle_file is not None
                     else None,

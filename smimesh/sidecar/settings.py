@@ -21,6 +21,9 @@ OUTBOUND_PORT = 15001
 INBOUND_PORT = 15003
 ADMIN_PORT = 15000
 PROBE_PORT = 15020
+METRICS_PORT = 15090  # the metrics-only listener Prometheus scrapes (smimesh.kube.names)
+MAX_METRIC_SERIES = 1000
+"""Label sets per metric family; past it one `__overflow__` series counts the rest."""
 PROXY_MARK = 0x534D  # "SM": set on upstream sockets so iptables lets them through
 
 
@@ -76,8 +79,16 @@ class SidecarSettings:
     outbound_port: int = OUTBOUND_PORT
     inbound_host: str = "0.0.0.0"
     inbound_port: int = INBOUND_PORT
-    admin_host: str = "0.0.0.0"
+    admin_host: str = "127.0.0.1"
+    """The full admin listener is for this pod alone (`kubectl port-forward` from outside)."""
     admin_port: int = ADMIN_PORT
+    admin_config: bool = False
+    """Serve `/config` (the pod's allowed sources, every outbound endpoint) on the admin port."""
+    metrics_host: str = "0.0.0.0"
+    metrics_port: int | None = None
+    """The metrics-only listener (`/metrics`, `/ready`, `/live`); None: none."""
+    max_metric_series: int = MAX_METRIC_SERIES
+    probe_host: str = "0.0.0.0"  # kubelet reaches the probe port on the pod's address
     probe_port: int | None = None  # None: no probe listener
     app_probes: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     app_host: str = "127.0.0.1"
@@ -95,5 +106,9 @@ class SidecarSettings:
     drain_seconds: float = 20.0
     workload_kind: str = ""
     workload_name: str = ""
+    merge_slashes: bool = False
+    """Path normalization (`paths`): also merge runs of `/` into one, as Envoy's merge_slashes.
+    Per sidecar, not in the proxy config: whether `//` means `/` is a property of the app
+    behind it, and each hop forwards exactly the path it matched."""
     limits: Limits = field(default_factory=Limits)
     outliers: Outliers = field(default_factory=Outliers)

@@ -22,7 +22,7 @@ import yaml
 from kubernetes import client
 
 from smimesh.kube import clients
-from smimesh.testing import binaries, controlplane
+from smimesh.testing import binaries, controlplane, tokens
 
 Mode = Literal["local", "kind", "existing"]
 MODES: tuple[Mode, ...] = ("local", "kind", "existing")
@@ -53,8 +53,22 @@ class Cluster:
             check=False,
         )
 
-    def token(self, namespace: str, service_account: str, *, audience: str | None = None) -> str:
-        """A TokenRequest token for a ServiceAccount (default audience: the apiserver's)."""
+    def token(
+        self,
+        namespace: str,
+        service_account: str,
+        *,
+        audience: str | None = None,
+        pod: str | None = None,
+    ) -> str:
+        """A TokenRequest token for a ServiceAccount (default audience: the apiserver's),
+        bound to `pod` if given (as the kubelet's projected tokens are: the config server
+        accepts only those)."""
+        if pod is not None:
+            with self.api_client() as api:
+                return tokens.bound_token(
+                    api, namespace, service_account, pod, audience=audience or ""
+                )
         spec = client.V1TokenRequestSpec(
             audiences=[audience] if audience else [], expiration_seconds=3600
         )

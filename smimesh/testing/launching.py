@@ -12,12 +12,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal
 
+from smimesh.kube import names
 from smimesh.testing import isolating
 
 Isolation = Literal["address", "netns"]
 
 OUTBOUND_PORT = 15001
-ADMIN_PORT = 15000
+ADMIN_PORT = names.SIDECAR_ADMIN_PORT
+METRICS_PORT = names.SIDECAR_METRICS_PORT
 PROXY_VARIABLES = frozenset(
     name
     for base in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY")
@@ -70,6 +72,10 @@ def sidecar_command(launch: Launch, *, token: str, trust_bundle: str) -> list[st
         "--trust-bundle", trust_bundle,
         "--workload-kind", "Deployment",
         "--workload-name", launch.workload_name,
+        # A local workload's address is local to this host alone: its admin port (with /config,
+        # which tests and `kubectl smi proxy config` read) binds there, like a pod's metrics port.
+        "--admin-config",
+        "--metrics-port", str(METRICS_PORT),
     ]  # fmt: skip
     if launch.isolation == "netns":
         return [
@@ -79,6 +85,7 @@ def sidecar_command(launch: Launch, *, token: str, trust_bundle: str) -> list[st
             "--outbound-host", "127.0.0.1",
             "--inbound-host", "0.0.0.0",
             "--admin-host", "0.0.0.0",
+            "--metrics-host", "0.0.0.0",
             "--app-host", "127.0.0.1",
         ]  # fmt: skip
     return [
@@ -87,5 +94,6 @@ def sidecar_command(launch: Launch, *, token: str, trust_bundle: str) -> list[st
         "--outbound-host", launch.address,
         "--inbound-host", launch.address,
         "--admin-host", launch.address,
+        "--metrics-host", launch.address,
         "--app-host", launch.address,
     ]  # fmt: skip

@@ -11,7 +11,8 @@ Two isolations (`WorkloadSpec.isolation`; addresses from `addresses`, command li
   app has no proxy settings and calls Services by name (a hosts file, kept current by
   `resolving`, maps them to ClusterIPs); iptables redirects its connections, and those
   arriving for it, to the sidecar.
-The sidecar proves its ServiceAccount to the operator with a TokenRequest token. Used by the
+The sidecar proves its ServiceAccount and Pod to the operator with a TokenRequest token bound to
+the Pod (`tokens`). Used by the
 conformance suite, `make demo`, tests, and `smimesh workload run` (workloads outside
 Kubernetes, as VMs join other meshes).
 """
@@ -33,8 +34,7 @@ from types import TracebackType
 import httpx
 from kubernetes import client
 
-from smimesh.kube import names
-from smimesh.testing import addresses, isolating, launching, registering, resolving
+from smimesh.testing import addresses, isolating, launching, registering, resolving, tokens
 
 OUTBOUND_PORT = launching.OUTBOUND_PORT
 ADMIN_PORT = launching.ADMIN_PORT
@@ -125,19 +125,28 @@ class LocalWorkload:
         self.stop()
 
     def _token(self) -> Path:
-        request = client.AuthenticationV1TokenRequest(
-            spec=client.V1TokenRequestSpec(
-                audiences=[names.TOKEN_AUDIENCE], expiration_seconds=24 * 3600
+        """A token for the sidecar, bound to the registered Pod as the kubelet binds the
+        projected tokens it mints: the operator serves a proxy only the config of the Pod its
+        token names, and the apiserver stops accepting it once that Pod is gone. Replaced
+        atomically, as the kubelet replaces a projected token: the sidecar reads the file
+        again for every connection and never sees half a token."""
+        spec = self.spec
+        try:
+            token = tokens.bound_token(
+                self.api,
+                spec.namespace,
+                spec.service_account,
+                spec.name,
+                expiration_seconds=24 * 3600,
             )
-        )
-        response = client.CoreV1Api(self.api).create_namespaced_service_account_token(
-            self.spec.service_account, self.spec.namespace, request
-        )
-        if response.status is None:
-            raise WorkloadError(f"no token for {self.spec.service_account}")
+        except tokens.TokenRequestError as exc:
+            raise WorkloadError(str(exc)) from None
         path = self.log_dir / "token"
-        path.write_text(str(response.status.token))
-        path.chmod(0o600)
+        staging = self.log_dir / "token.new"
+        staging.unlink(missing_ok=True)
+        staging.touch(mode=0o600)  # never readable by others, not even for a moment
+        staging.write_text(token)
+        staging.replace(path)
         return path
 
     def _spawn(self, name: str, argv: Sequence[str], env: Mapping[str, str]) -> None:
@@ -203,7 +212,8 @@ class LocalWorkload:
         )
         self.resolver.refresh()
         self.resolver.start()
-        netns.intercept(admin_port=ADMIN_PORT, host_ports=sorted(set(self.spec.app_ports.values())))
+        exempt = {*self.spec.app_ports.values(), launching.METRICS_PORT}  # the host scrapes it
+        netns.intercept(admin_port=ADMIN_PORT, host_ports=sorted(exempt))
         host, _, port = self.config_server.rpartition(":")
         if host in ("localhost", "127.0.0.1") or host.startswith("127."):
             self._spawn(

@@ -122,10 +122,10 @@ def test_a_namespace_without_meshed_pods_has_nothing_to_measure(smi: Run, meshed
 
 
 def test_sidecars_that_do_not_answer_exit_1(smi: Run, meshed: Meshed) -> None:
-    result = smi("stat", "-n", meshed.namespace, "--window", "0.2", "--admin-port", "1")
+    result = smi("stat", "-n", meshed.namespace, "--window", "0.2", "--metrics-port", "1")
     assert result.returncode == 1
     assert f"warning: {meshed.namespace}/a-1: http://{meshed.a.address}:1/metrics" in result.stderr
-    assert "error: no sidecar answered on its admin port" in result.stderr
+    assert "error: no sidecar answered on its metrics port" in result.stderr
     assert "Traceback" not in result.stderr
 
 

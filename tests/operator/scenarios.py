@@ -200,7 +200,7 @@ def connect(
     **kwargs: Any,
 ) -> TestProxy:
     token = kwargs.pop("token", None) or cluster.token(
-        namespace, service_account, audience="smimesh"
+        namespace, service_account, audience="smimesh", pod=pod
     )
     return TestProxy(
         operator.grpc_address,

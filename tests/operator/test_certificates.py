@@ -13,7 +13,7 @@ from smimesh.identity import bundles, keys, spiffe
 from smimesh.proxyconfig import proxyconfig_pb2, proxyconfig_pb2_grpc
 from smimesh.testing import clusters
 from smimesh.testing.meshes import OperatorProcess, trust_bundle
-from tests.operator.scenarios import apply
+from tests.operator.scenarios import workload
 
 pytestmark = pytest.mark.cluster
 
@@ -29,14 +29,8 @@ def sign(
 
 @pytest.fixture
 def workload_account(mesh_installed: clusters.Cluster, namespace: str) -> str:
-    apply(
-        mesh_installed,
-        {
-            "apiVersion": "v1",
-            "kind": "ServiceAccount",
-            "metadata": {"name": "web", "namespace": namespace},
-        },
-    )
+    """ServiceAccount `web` with one Pod, `web-1`, to bind tokens to."""
+    workload(mesh_installed, namespace, "web-1", "web", "10.20.0.9", [])
     return namespace
 
 
@@ -53,7 +47,7 @@ def test_a_workload_gets_a_certificate_for_exactly_its_identity(
         cluster,
         operator,
         keys.request_to_pem(keys.build_request(key, identity)),
-        cluster.token(namespace, "web", audience="smimesh"),
+        cluster.token(namespace, "web", audience="smimesh", pod="web-1"),
     )
 
     chain = keys.certificates_from_pem(response.certificate_chain_pem)
@@ -78,7 +72,7 @@ def test_a_csr_for_another_identity_or_a_wrong_token_is_refused(
             cluster,
             operator,
             keys.request_to_pem(keys.build_request(key, other)),
-            cluster.token(namespace, "web", audience="smimesh"),
+            cluster.token(namespace, "web", audience="smimesh", pod="web-1"),
         )
     assert mismatch.value.code() == grpc.StatusCode.PERMISSION_DENIED
     assert "identity_mismatch" in (mismatch.value.details() or "")
@@ -93,8 +87,24 @@ def test_a_csr_for_another_identity_or_a_wrong_token_is_refused(
         )
     assert audience.value.code() == grpc.StatusCode.UNAUTHENTICATED
 
+    # Right audience, but bound to no Pod (`kubectl create token`): no certificate.
+    with pytest.raises(grpc.RpcError) as unbound:
+        sign(
+            cluster,
+            operator,
+            keys.request_to_pem(keys.build_request(key, own)),
+            cluster.token(namespace, "web", audience="smimesh"),
+        )
+    assert unbound.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    assert "bound to no Pod" in (unbound.value.details() or "")
+
     with pytest.raises(grpc.RpcError) as garbage:
-        sign(cluster, operator, b"not a csr", cluster.token(namespace, "web", audience="smimesh"))
+        sign(
+            cluster,
+            operator,
+            b"not a csr",
+            cluster.token(namespace, "web", audience="smimesh", pod="web-1"),
+        )
     assert garbage.value.code() == grpc.StatusCode.PERMISSION_DENIED
     assert "malformed_csr" in (garbage.value.details() or "")
 

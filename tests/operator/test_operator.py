@@ -140,6 +140,42 @@ def test_proxies_must_prove_their_identity(
     impostor.close()
 
 
+def test_a_proxy_may_claim_only_the_pod_its_token_is_bound_to(
+    mesh_installed: clusters.Cluster, canary: str, start_operator: Callable[..., OperatorProcess]
+) -> None:
+    cluster, namespace = mesh_installed, canary
+    operator = start_operator()
+    # v1-1 and v2-1 run as the same ServiceAccount; v1-1's token does not make it v2-1.
+    v1_token = cluster.token(namespace, "backend", audience="smimesh", pod="v1-1")
+    other_pod = connect(
+        cluster, operator, namespace, pod="v2-1", service_account="backend", token=v1_token
+    )
+    error = other_pod.wait_for_error()
+    assert error.code() == grpc.StatusCode.PERMISSION_DENIED
+    assert f"bound to pod {namespace}/v1-1" in (error.details() or "")
+    other_pod.close()
+    # A ServiceAccount token bound to no Pod may claim none.
+    unbound = connect(
+        cluster,
+        operator,
+        namespace,
+        pod="v1-1",
+        service_account="backend",
+        token=cluster.token(namespace, "backend", audience="smimesh"),
+    )
+    error = unbound.wait_for_error()
+    assert error.code() == grpc.StatusCode.PERMISSION_DENIED
+    assert "bound to no Pod" in (error.details() or "")
+    unbound.close()
+    own = connect(
+        cluster, operator, namespace, pod="v1-1", service_account="backend", token=v1_token
+    )
+    try:
+        assert own.next().proxy.pod == "v1-1"
+    finally:
+        own.close()
+
+
 def test_a_burst_of_changes_is_coalesced_into_few_pushes(
     mesh_installed: clusters.Cluster, canary: str, start_operator: Callable[..., OperatorProcess]
 ) -> None:

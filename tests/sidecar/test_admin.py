@@ -1,17 +1,23 @@
-"""The admin listener (/live, /ready, /config, /metrics, /identity) and explicit interception
-the way apps use it: curl with HTTP_PROXY set in its environment."""
+"""The admin listener (/live, /ready, /config, /metrics, /identity), the metrics-only listener,
+and explicit interception the way apps use it: curl with HTTP_PROXY set in its environment."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import os
+import subprocess
+import sys
+import time
+from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 
 import smimesh
-from smimesh.sidecar import probing
+from smimesh.sidecar import probing, settings
+from smimesh.testing import addresses
 from tests.sidecar.conftest import NS, Pki, config, free_port, service, spiffe
 
 
@@ -19,7 +25,7 @@ async def test_admin_endpoints(apps: Any, sidecars: Any) -> None:
     app = apps("one")
     cfg = config(outbound_services=(service("web", [("127.0.0.1", app.port, "one")]),))
     empty = await sidecars()
-    proxy = await sidecars(cfg)
+    proxy = await sidecars(cfg, admin_config=True)
     async with httpx.AsyncClient() as client:
         admin = f"http://127.0.0.1:{empty.ports['admin']}"
         assert (await client.get(f"{admin}/live")).status_code == 200
@@ -105,3 +111,77 @@ async def test_probe_port_runs_the_apps_original_probes(apps: Any, sidecars: Any
         "/live": 200,
     }
     assert any(hit[1] == "/healthz" for hit in app.hits)
+
+
+async def test_config_answers_403_without_the_flag_and_the_config_with_it(
+    apps: Any, sidecars: Any
+) -> None:
+    app = apps("one")
+    cfg = config(outbound_services=(service("web", [("127.0.0.1", app.port, "one")]),))
+    closed = await sidecars(cfg)
+    opened = await sidecars(cfg, admin_config=True)
+    async with httpx.AsyncClient() as client:
+        refused = await client.get(f"http://127.0.0.1:{closed.ports['admin']}/config")
+        index = (await client.get(f"http://127.0.0.1:{closed.ports['admin']}/")).json()
+        served = await client.get(f"http://127.0.0.1:{opened.ports['admin']}/config")
+    assert refused.status_code == 403
+    assert "--admin-config" in refused.text
+    assert str(app.port) not in refused.text  # no endpoint address leaks
+    assert "/config" not in index["endpoints"]
+    assert served.status_code == 200
+    assert served.json()["version"] == cfg.version
+
+
+async def test_metrics_listener_serves_metrics_and_probes_but_not_config(
+    apps: Any, sidecars: Any
+) -> None:
+    app = apps("one")
+    address = addresses.allocate_local()  # a pod-like address, not loopback
+    cfg = config(outbound_services=(service("web", [("127.0.0.1", app.port, "one")]),))
+    proxy = await sidecars(cfg, admin_config=True, metrics_host=address, metrics_port=0)
+    base = f"http://{address}:{proxy.ports['metrics']}"
+    async with httpx.AsyncClient(trust_env=False) as client:
+        statuses = {
+            path: (await client.get(f"{base}{path}")).status_code
+            for path in ("/metrics", "/ready", "/live", "/", "/config", "/identity")
+        }
+        metrics = await client.get(f"{base}/metrics")
+        index = (await client.get(f"{base}/")).json()
+    assert statuses == {
+        "/metrics": 200, "/ready": 200, "/live": 200, "/": 200, "/config": 404, "/identity": 404,
+    }  # fmt: skip
+    assert "# TYPE osm_request_total counter" in metrics.text
+    assert index["endpoints"] == ["/ready", "/live", "/metrics"]
+    with pytest.raises(ConnectionRefusedError):  # the full admin listener stays on loopback
+        await asyncio.open_connection(address, proxy.ports["admin"])
+
+
+def test_admin_listener_binds_loopback_by_default(apps: Any, tmp_path: Path) -> None:
+    assert settings.SidecarSettings().admin_host == "127.0.0.1"
+    app = apps("app")
+    path = tmp_path / "proxy.json"
+    path.write_bytes(
+        config(outbound_services=(service("web", [("127.0.0.1", app.port, "app")]),)).to_json()
+    )
+    outbound, admin = free_port(), free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "smimesh.sidecar", "run", "--config", str(path),
+         "--outbound-port", str(outbound), "--admin-port", str(admin)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            assert process.poll() is None, process.communicate()
+            assert time.monotonic() < deadline, "sidecar never became ready"
+            try:
+                if httpx.get(f"http://127.0.0.1:{admin}/ready", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.1)
+        elsewhere = addresses.allocate_local()  # local to this host, as a pod IP would be
+        with pytest.raises(httpx.ConnectError):
+            httpx.get(f"http://{elsewhere}:{admin}/config", timeout=2, trust_env=False)
+    finally:
+        process.kill()
+        process.communicate()

@@ -25,7 +25,7 @@ PROXY = refs.ProxyRef(namespace="shop", service_account="web", pod="web-1")
 
 class Trusting:
     async def authenticate(self, token: str) -> authenticating.Caller:
-        return authenticating.Caller(namespace="shop", service_account="web")
+        return authenticating.Caller(namespace="shop", service_account="web", pod="web-1")
 
 
 @pytest.fixture

@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from smimesh.kube import names as kube_names
 from smimesh.webhooks.injection import (
     decisions,
     errors,
@@ -74,6 +75,8 @@ def inject_pod(
     proxy = sidecars.proxy_container(
         config, native=config.native_sidecars, app_probes=bool(originals)
     )
+    if pod_annotations.get(kube_names.ADMIN_CONFIG_ANNOTATION) == names.ENABLED:
+        proxy["env"].append({"name": "SMIMESH_ADMIN_CONFIG", "value": "true"})  # /config on
     init_containers: list[dict[str, Any]] = list(spec.get("initContainers") or [])
     interception = (
         [] if config.cni_mode else [initcontainers.init_container(pod_annotations, config)]
@@ -91,6 +94,12 @@ def inject_pod(
 
     pod_annotations = dict(pod_annotations)
     pod_annotations[names.INJECTED] = config.proxy_image
+    if kube_names.PROMETHEUS_SCRAPE_ANNOTATION not in pod_annotations:
+        # Prometheus' `kubernetes-pods` job scrapes the proxy's metrics-only port; a pod that
+        # already asks Prometheus to scrape its app keeps its own annotations.
+        pod_annotations[kube_names.PROMETHEUS_SCRAPE_ANNOTATION] = "true"
+        pod_annotations[kube_names.PROMETHEUS_PORT_ANNOTATION] = str(config.ports.metrics)
+        pod_annotations[kube_names.PROMETHEUS_PATH_ANNOTATION] = "/metrics"
     if originals:
         pod_annotations[names.ORIGINAL_PROBES] = json.dumps(
             originals, sort_keys=True, separators=(",", ":")

@@ -18,9 +18,10 @@ def init_arguments(
 ) -> list[str]:
     """`--flag value` pairs for the init container, in a stable order."""
     ports = config.ports
-    # kubelet reaches the probe port, and operators the admin port, without interception.
+    # kubelet reaches the probe port, and Prometheus the metrics port, without interception
+    # (the admin port binds loopback; it stays excluded for a sidecar run with --admin-host).
     requested = _ports(pod_annotations, names.EXCLUDE_INBOUND_PORTS)
-    inbound_excluded = [ports.admin, ports.probes, *requested]
+    inbound_excluded = [ports.admin, ports.probes, ports.metrics, *requested]
     arguments = [
         "--proxy-uid",
         str(config.proxy_uid),

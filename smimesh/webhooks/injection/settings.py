@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 
 import smimesh
+from smimesh.kube import names as kube_names
 
 NATIVE_SIDECARS_SINCE = (1, 29)
 """Restartable init containers (KEP-753) are on by default from Kubernetes 1.29."""
@@ -20,15 +21,18 @@ NATIVE_SIDECARS_SINCE = (1, 29)
 
 @dataclass(frozen=True)
 class Ports:
-    """The proxy's ports inside the pod; an app container may not declare any of them."""
+    """The proxy's ports inside the pod; an app container may not declare any of them. The
+    admin port binds 127.0.0.1 (the pod alone reaches it); Prometheus scrapes `metrics` and
+    kubelet probes `probes`, both on the pod's address."""
 
-    admin: int = 15000
+    admin: int = kube_names.SIDECAR_ADMIN_PORT
     outbound: int = 15001
     inbound: int = 15003
-    probes: int = 15020
+    probes: int = kube_names.SIDECAR_PROBE_PORT
+    metrics: int = kube_names.SIDECAR_METRICS_PORT
 
     def all(self) -> tuple[int, ...]:
-        return (self.admin, self.outbound, self.inbound, self.probes)
+        return (self.admin, self.outbound, self.inbound, self.probes, self.metrics)
 
 
 def _frozen(mapping: Mapping[str, Mapping[str, str]]) -> Mapping[str, Mapping[str, str]]:

@@ -14,7 +14,8 @@ from smimesh.webhooks.injection import names, settings, volumes
 
 READY_PATH = "/ready"
 LIVE_PATH = "/live"
-"""Served by the proxy on its admin port (`smimesh sidecar run`; `wait-ready` polls /ready)."""
+"""Served by the proxy on its probe port to kubelet (and on the loopback admin port, which
+`wait-ready` polls)."""
 
 
 def proxy_container(
@@ -30,7 +31,8 @@ def proxy_container(
         "args": ["--token-file", f"{volumes.MOUNT_PATH}/{volumes.TOKEN_FILE}"],
         "env": _env(config, app_probes=app_probes),
         "ports": [
-            {"name": "smimesh-admin", "containerPort": ports.admin, "protocol": "TCP"},
+            # The admin port is not listed: it binds 127.0.0.1, out of reach of the pod network.
+            {"name": "smimesh-metrics", "containerPort": ports.metrics, "protocol": "TCP"},
             {"name": "smimesh-probes", "containerPort": ports.probes, "protocol": "TCP"},
         ],
         "readinessProbe": _probe(config, READY_PATH, period=2, failures=3),
@@ -59,7 +61,7 @@ def _probe(
     config: settings.InjectionSettings, path: str, *, period: int, failures: int
 ) -> dict[str, Any]:
     return {
-        "httpGet": {"path": path, "port": config.ports.admin, "scheme": "HTTP"},
+        "httpGet": {"path": path, "port": config.ports.probes, "scheme": "HTTP"},
         "periodSeconds": period,
         "failureThreshold": failures,
         "timeoutSeconds": 1,
@@ -84,6 +86,7 @@ def _env(config: settings.InjectionSettings, *, app_probes: bool) -> list[dict[s
         {"name": "SMIMESH_INBOUND_PORT", "value": str(ports.inbound)},
         {"name": "SMIMESH_OUTBOUND_PORT", "value": str(ports.outbound)},
         {"name": "SMIMESH_PROBE_PORT", "value": str(ports.probes)},
+        {"name": "SMIMESH_METRICS_PORT", "value": str(ports.metrics)},
     ]
     if app_probes:
         env.append(_field("SMIMESH_APP_PROBES", f"metadata.annotations['{names.ORIGINAL_PROBES}']"))

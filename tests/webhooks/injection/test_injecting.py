@@ -34,7 +34,7 @@ def test_native_mode_adds_interception_then_a_restartable_proxy_before_the_pods_
     assert _names(spec["initContainers"]) == ["smimesh-init", "smimesh-proxy", "migrate"]
     proxy = spec["initContainers"][1]
     assert proxy["restartPolicy"] == "Always"
-    assert proxy["startupProbe"]["httpGet"] == {"path": "/ready", "port": 15000, "scheme": "HTTP"}
+    assert proxy["startupProbe"]["httpGet"] == {"path": "/ready", "port": 15020, "scheme": "HTTP"}
     assert "lifecycle" not in proxy
     assert _names(spec["containers"]) == ["app"]
 
@@ -73,7 +73,7 @@ def test_the_init_container_redirects_with_the_proxy_ports_and_user() -> None:
         "--outbound-port",
         "15001",
         "--exclude-inbound-ports",
-        "15000,15020",
+        "15000,15020,15090",
     ]
     assert init["securityContext"]["capabilities"] == {
         "add": ["NET_ADMIN", "NET_RAW"],
@@ -91,7 +91,7 @@ def test_exclusion_annotations_reach_the_init_container() -> None:
         },
     )
     args = _inject(pod)["spec"]["initContainers"][0]["args"]
-    assert args[args.index("--exclude-inbound-ports") + 1] == "9090,15000,15020"
+    assert args[args.index("--exclude-inbound-ports") + 1] == "9090,15000,15020,15090"
     assert args[args.index("--exclude-outbound-ports") + 1] == "5432,6379"
     assert args[args.index("--exclude-outbound-cidrs") + 1] == "10.0.0.0/8,192.168.1.5/32"
 
@@ -200,7 +200,7 @@ def test_a_skipped_pod_comes_back_unchanged_with_an_empty_patch() -> None:
     assert (result.injected, result.pod, result.patch) == (False, app_pod(), [])
 
 
-@pytest.mark.parametrize("port", [15000, 15001, 15003, 15020])
+@pytest.mark.parametrize("port", [15000, 15001, 15003, 15020, 15090])
 def test_an_app_port_the_proxy_needs_is_refused(port: int) -> None:
     pod = app_pod()
     pod["spec"]["containers"][0]["ports"].append({"containerPort": port})
@@ -230,3 +230,34 @@ def test_probe_rewriting_can_be_turned_off() -> None:
     assert "smimesh.dev/original-probes" not in pod["metadata"]["annotations"]
     env = [item["name"] for item in pod["spec"]["initContainers"][1]["env"]]
     assert "SMIMESH_APP_PROBES" not in env
+
+
+def test_prometheus_scrapes_the_metrics_port_and_kubelet_probes_the_probe_port() -> None:
+    pod = _inject(app_pod())
+    proxy = pod["spec"]["initContainers"][1]
+    assert [(p["name"], p["containerPort"]) for p in proxy["ports"]] == [
+        ("smimesh-metrics", 15090),
+        ("smimesh-probes", 15020),
+    ]  # the admin port binds 127.0.0.1 in the proxy: nothing to declare
+    for kind in ("readinessProbe", "livenessProbe", "startupProbe"):
+        assert proxy[kind]["httpGet"]["port"] == 15020
+    env = {item["name"]: item.get("value") for item in proxy["env"]}
+    assert env["SMIMESH_METRICS_PORT"] == "15090"
+    assert "SMIMESH_ADMIN_CONFIG" not in env  # /config stays off
+    annotations = pod["metadata"]["annotations"]
+    assert annotations["prometheus.io/scrape"] == "true"
+    assert annotations["prometheus.io/port"] == "15090"
+    assert annotations["prometheus.io/path"] == "/metrics"
+
+
+def test_a_pods_own_prometheus_annotations_are_kept() -> None:
+    pod = annotated(app_pod(), **{"prometheus.io/scrape": "true", "prometheus.io/port": "8080"})
+    annotations = _inject(pod)["metadata"]["annotations"]
+    assert annotations["prometheus.io/port"] == "8080"
+    assert "prometheus.io/path" not in annotations
+
+
+def test_config_is_served_only_when_the_pod_asks_for_it() -> None:
+    pod = annotated(app_pod(), **{"smimesh.dev/admin-config": "enabled"})
+    proxy = _inject(pod)["spec"]["initContainers"][1]
+    assert {"name": "SMIMESH_ADMIN_CONFIG", "value": "true"} in proxy["env"]
