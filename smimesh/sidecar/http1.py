@@ -6,8 +6,9 @@ Fed by `listeners` with an accepted stream; hands each complete request to a han
 or goes through `forwarding` and `relaying` to the chosen endpoint. Parsing is httptools
 (llhttp, as in Node.js). Requests are read whole (bounded) so that idempotent ones can be
 retried; responses stream. A request is admitted on its head (`Admit`: inbound authorization)
-before `100 Continue` is sent and before any byte of its body is read; a refused one is
-answered at once and the connection closed, its body never read.
+before `100 Continue` is sent and before any byte of its body is read. A refused request that
+announces a body (or an upgrade) is answered at once and the connection closed, its body
+never read; one without a body is answered in turn and the connection kept.
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ class Request:
         "headers",
         "keep_alive",
         "method",
+        "refusal",
         "takeover",
         "target",
         "upgrade",
@@ -63,6 +65,8 @@ class Request:
         # For an Upgrade request (WebSocket): the downstream reader and the bytes read past
         # the head, so that the forwarder can relay both ways once the app answers 101.
         self.takeover: tuple[asyncio.StreamReader, bytes] | None = None
+        # Refused on its head (`Admit`) and without a body: answered in turn, never handled.
+        self.refusal: HttpError | None = None
         self._facts: matching.RequestFacts | None = None
         self._normal: paths.Target | None = None
 
@@ -156,7 +160,10 @@ class _RequestCallbacks:
         if self.admit is not None:
             refusal = self.admit(self.current)
             if refusal is not None:
-                raise refusal  # before any body byte is taken, before any 100 Continue
+                if self.current.upgrade or _announces_body(self.current):
+                    raise refusal  # answered and closed: no body byte taken, no 100 Continue
+                self.current.refusal = refusal  # nothing to skip: answered, keep-alive
+                return
         length = self.current.header(b"content-length")
         if length and length.strip().isdigit() and int(length) > self.limits.max_body_bytes:
             raise HttpError(413, "request body too large")
@@ -178,6 +185,13 @@ class _RequestCallbacks:
         self.ready.append(self.current)
         self.current = None
         self.invite = False  # the body came without waiting for a 100
+
+
+def _announces_body(request: Request) -> bool:
+    length = request.header(b"content-length")
+    return request.header(b"transfer-encoding") is not None or (
+        length is not None and length.strip() not in ("", "0")
+    )
 
 
 Handler = Callable[[Request, asyncio.StreamWriter], Awaitable[bool]]
@@ -219,6 +233,8 @@ async def serve(
                         request = callbacks.ready[-1] if callbacks.ready else None
                         if request is None:
                             raise HttpError(400, "incomplete upgrade request") from None
+                        if request.refusal is not None:
+                            raise request.refusal from None
                         if request.method == "CONNECT":
                             if tunnel is None:
                                 raise HttpError(405, "CONNECT not supported here") from None
@@ -264,7 +280,15 @@ async def serve(
                 if not data:
                     return
             request = callbacks.ready.popleft()
-            keep = await handler(request, writer)
+            if request.refusal is not None:
+                refusal = request.refusal
+                writer.write(
+                    simple_response(refusal.status, refusal.reason, keep_alive=request.keep_alive,
+                                    head_only=request.method == "HEAD")
+                )  # fmt: skip
+                keep = True
+            else:
+                keep = await handler(request, writer)
             if not (keep and request.keep_alive) or draining() or request.takeover:
                 return
     except HttpError as exc:

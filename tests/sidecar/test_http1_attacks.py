@@ -374,11 +374,13 @@ async def test_outbound_refuses_an_oversized_upload_before_inviting_it(
 async def test_a_refused_pipelined_request_is_answered_after_the_one_before_it(
     apps: Any, sidecars: Any, pki: Pki
 ) -> None:
-    """An allowed request and a denied one in one write: answers in order, then the close."""
+    """An allowed request, then a denied one with a body, in one write: answers in order,
+    then the close (the denied body unread)."""
     app, port = await _guarded_api(apps, sidecars, pki)
     reader, writer = await asyncio.open_connection("127.0.0.1", port, ssl=_tls(pki, "web"))
     try:
-        writer.write(_upload_head(2, expect=False) + b"ok" + b"DELETE /upload HTTP/1.1\r\n\r\n")
+        denied = b"DELETE /upload HTTP/1.1\r\nContent-Length: 5\r\n\r\nhello"
+        writer.write(_upload_head(2, expect=False) + b"ok" + denied)
         assert (await _response(reader, "POST"))[0] == 200
         assert (await _response(reader, "DELETE"))[0] == 403
         assert await _until_closed(reader) == b""
