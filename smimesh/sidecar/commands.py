@@ -134,6 +134,23 @@ def run(
         help="Path normalization: also merge repeated slashes (//) before matching and forwarding.",
         envvar="SMIMESH_MERGE_SLASHES",
     ),
+    max_connections: int = typer.Option(
+        settings.Limits.max_connections_per_listener,
+        help="Open connections per listener; new ones past it are closed at once.",
+    ),
+    h2_max_streams: int = typer.Option(
+        settings.Limits.h2_max_streams, help="HTTP/2 concurrent streams per connection."
+    ),
+    h2_reset_burst: int = typer.Option(
+        settings.Limits.h2_reset_burst,
+        help="HTTP/2 resets and refused streams a connection may cause at once before "
+        "GOAWAY ENHANCE_YOUR_CALM (refilled at --h2-reset-rate per second).",
+    ),
+    h2_reset_rate: float = typer.Option(settings.Limits.h2_reset_rate),
+    h2_idle_timeout: float = typer.Option(
+        settings.Limits.h2_idle_timeout,
+        help="Seconds an HTTP/2 connection with no open stream stays before GOAWAY (0: never).",
+    ),
     log_level: str = typer.Option("INFO"),
 ) -> None:
     """Run the proxy until SIGTERM, then drain.
@@ -190,6 +207,13 @@ def run(
         workload_kind=workload_kind,
         workload_name=workload_name,
         merge_slashes=merge_slashes,
+        limits=settings.Limits(
+            max_connections_per_listener=max_connections,
+            h2_max_streams=h2_max_streams,
+            h2_reset_burst=h2_reset_burst,
+            h2_reset_rate=h2_reset_rate,
+            h2_idle_timeout=h2_idle_timeout,
+        ),
     )
     _event_loop_runner()(_main(built))
 

@@ -24,6 +24,7 @@ from smimesh.sidecar import (
     metrics,
     paths,
     routes,
+    settings,
     tables,
     tracing,
 )
@@ -47,27 +48,55 @@ async def sniff(reader: asyncio.StreamReader, *, within: float = 10.0) -> bytes:
 
 
 class Upstreams:
-    """Multiplexed client sessions per endpoint; a new one when all are full or gone."""
+    """Multiplexed client sessions per endpoint; a new one only when all are full or gone.
+    Callers that find none with room share one pending connect per endpoint: a burst of
+    streams opens one connection, not one each."""
 
-    def __init__(self, connector: endpoints.Connector) -> None:
+    def __init__(
+        self, connector: endpoints.Connector, limits: settings.Limits | None = None
+    ) -> None:
         self.connector = connector
+        self.limits = limits if limits is not None else settings.Limits()
         self.sessions: dict[endpoints.Address, list[h2sessions.Session]] = {}
+        self.connecting: dict[endpoints.Address, asyncio.Task[h2sessions.Session]] = {}
         self.running = tasks.Nursery("h2-upstreams")
 
     async def session_for(self, endpoint: endpoints.EndpointState) -> h2sessions.Session:
-        pool = [s for s in self.sessions.get(endpoint.address, []) if not s.closed]
-        self.sessions[endpoint.address] = pool
-        for session in pool:
-            if session.capacity > 0:
-                return session
-        conn = await self.connector.connect(endpoint.address)
-        session = h2sessions.Session(conn.reader, conn.writer, client=True, name="h2-upstream")
+        address = endpoint.address
+        for _ in range(3):  # the connect we waited for may be full or gone already
+            pool = [s for s in self.sessions.get(address, []) if not s.closed]
+            self.sessions[address] = pool
+            for session in pool:
+                if session.capacity > 0:
+                    return session
+            pending = self.connecting.get(address)
+            if pending is None:
+                pending = asyncio.get_running_loop().create_task(self._connect(address))
+                self.connecting[address] = pending
+                pending.add_done_callback(self._connected)
+            await asyncio.shield(pending)
+        raise ConnectionResetError(f"no h2 session to {address.host}:{address.port} has room")
+
+    async def _connect(self, address: endpoints.Address) -> h2sessions.Session:
+        conn = await self.connector.connect(address)
+        session = h2sessions.Session(
+            conn.reader, conn.writer, client=True, name="h2-upstream", limits=self.limits
+        )
         session.start()
         self.running.start(session.run())
-        pool.append(session)
+        self.sessions.setdefault(address, []).append(session)
         return session
 
+    def _connected(self, task: asyncio.Task[h2sessions.Session]) -> None:
+        for address, pending in list(self.connecting.items()):
+            if pending is task:
+                del self.connecting[address]
+        if not task.cancelled():
+            task.exception()  # retrieved here too: every waiter may have gone meanwhile
+
     async def close(self) -> None:
+        for pending in list(self.connecting.values()):
+            pending.cancel()
         for pool in self.sessions.values():
             for session in pool:
                 session.goaway()
@@ -110,8 +139,7 @@ def respond(stream: h2sessions.Stream, status: int, text: str) -> None:
             (b"content-length", str(len(body)).encode()),
         ],
     )
-    session.conn.send_data(stream.stream_id, body, end_stream=True)
-    session.flush()
+    session.send_body(stream.stream_id, body)
 
 
 async def serve(
@@ -131,7 +159,9 @@ async def serve(
                 stream.session.goaway()
                 stream.session.writer.close()
 
-    session = h2sessions.Session(reader, writer, client=False, on_request=handle, name="h2-down")
+    session = h2sessions.Session(
+        reader, writer, client=False, on_request=handle, name="h2-down", limits=ctx.settings.limits
+    )
     session.start(first)
     try:
         await session.run(idle_wait=ctx.drain.idle)
@@ -169,10 +199,15 @@ async def proxy_stream(
         respond(down, 503, f"smimesh: no endpoint of {cluster.name} reachable")
         return 503, None
     headers = [(k, v) for k, v in down.headers if k not in HOP_BY_HOP and k not in drop]
-    up = session.open([*headers, *add])
+    try:
+        up = session.open([*headers, *add])
+    except ConnectionResetError:
+        respond(down, 503, f"smimesh: no endpoint of {cluster.name} reachable")
+        return 503, None
     endpoint.in_flight += 1
     sending = asyncio.get_running_loop().create_task(_pump(down, up))
     status = 502
+    gave_up = False  # the caller reset its stream: no verdict on the endpoint
     try:
         async with asyncio.timeout(deadline):
             assert up.response is not None
@@ -191,12 +226,17 @@ async def proxy_stream(
     except ConnectionResetError:
         down.session.reset(down.stream_id)
         return status, endpoint.address
+    except asyncio.CancelledError:
+        gave_up = True
+        session.reset(up.stream_id)  # frees the upstream stream for the next caller
+        raise
     finally:
         sending.cancel()
         await asyncio.gather(sending, return_exceptions=True)
         session.forget(up.stream_id)
         endpoint.in_flight -= 1
-        cluster.record(endpoint, status < 500)
+        if not gave_up:
+            cluster.record(endpoint, status < 500)
 
 
 async def _pump(source: h2sessions.Stream, target: h2sessions.Stream) -> None:

@@ -61,7 +61,7 @@ def _workload_of_identity(identity: str | None) -> metrics.Workload:
 class Inbound:
     def __init__(self, ctx: context.Context) -> None:
         self.ctx = ctx
-        self.h2 = http2.Upstreams(ctx.connector)
+        self.h2 = http2.Upstreams(ctx.connector, ctx.settings.limits)
 
     async def transparent_connection(self, conn: socket.socket) -> None:
         destination = transparent.original_destination(conn)

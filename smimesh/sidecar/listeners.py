@@ -15,6 +15,7 @@ import errno
 import logging
 import socket
 import ssl
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -28,11 +29,23 @@ _EXHAUSTED = {errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM}
 
 class Listener:
     def __init__(
-        self, name: str, host: str, port: int, handler: ConnectionHandler, *, backlog: int = 1024
+        self,
+        name: str,
+        host: str,
+        port: int,
+        handler: ConnectionHandler,
+        *,
+        backlog: int = 1024,
+        max_connections: int | None = None,
+        on_refused: Callable[[str], None] | None = None,
     ) -> None:
         self.name = name
         self.handler = handler
         self.connections = tasks.Nursery(name)
+        self.max_connections = max_connections
+        self.on_refused = on_refused
+        self.refused = 0
+        self._warned = 0.0
         self.sock = socket.socket(
             socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM
         )
@@ -64,6 +77,12 @@ class Listener:
                     delay = min(delay * 2, 1.0)
                     continue
                 delay = 0.05
+                if (
+                    self.max_connections is not None
+                    and len(self.connections) >= self.max_connections
+                ):
+                    self._refuse(conn)
+                    continue
                 conn.setblocking(False)
                 conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
                 self.connections.start(self._handle(conn))
@@ -71,6 +90,20 @@ class Listener:
             pass
         finally:
             self.sock.close()
+
+    def _refuse(self, conn: socket.socket) -> None:
+        """Past the cap: close at once (the client sees EOF), count it, warn at most every 10 s."""
+        conn.close()
+        self.refused += 1
+        if self.on_refused is not None:
+            self.on_refused(self.name)
+        now = time.monotonic()
+        if now - self._warned >= 10.0:
+            self._warned = now
+            log.warning(
+                "%s: %d connections open, the cap; closing new ones (%d so far)",
+                self.name, self.max_connections, self.refused,
+            )  # fmt: skip
 
     async def _handle(self, conn: socket.socket) -> None:
         try:

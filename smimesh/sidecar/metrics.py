@@ -148,6 +148,12 @@ class Telemetry:
             ["port", "protocol"],
             registry=self.registry,
         )
+        self._refused = prom.Counter(
+            "smimesh_connections_refused",
+            "Connections closed at once because their listener had its cap of open ones.",
+            ["listener"],
+            registry=self.registry,
+        )
         # Counters count from here: readers of totals (the TrafficMetrics API) report the
         # window they cover as the time since this moment.
         prom.Gauge(
@@ -199,6 +205,9 @@ class Telemetry:
             name: len(family.children) + (family.overflow is not None)
             for name, family in families.items()
         }
+
+    def connection_refused(self, listener: str) -> None:
+        self._refused.labels(listener).inc()
 
     def render(self) -> bytes:
         """The Prometheus text of the registry. Thread-safe (prometheus-client locks each

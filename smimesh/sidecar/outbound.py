@@ -60,7 +60,7 @@ def origin_form(target: bytes) -> tuple[bytes | None, bytes]:
 class Outbound:
     def __init__(self, ctx: context.Context) -> None:
         self.ctx = ctx
-        self.h2 = http2.Upstreams(ctx.connector)
+        self.h2 = http2.Upstreams(ctx.connector, ctx.settings.limits)
         self.egress = clusters.Registry(ctx.settings.limits, ctx.settings.outliers)
         self._egress: dict[tuple[str, int], clusters.Cluster] = {}
 

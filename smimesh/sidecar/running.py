@@ -81,6 +81,16 @@ class Sidecar:
         self._group: asyncio.TaskGroup | None = None
         self.file_source: loading.FileSource | None = None
 
+    def _listener(
+        self, name: str, host: str, port: int, handler: listeners.ConnectionHandler
+    ) -> listeners.Listener:
+        """Every listener with the connection cap of `settings.Limits`."""
+        return listeners.Listener(
+            name, host, port, handler,
+            max_connections=self.settings.limits.max_connections_per_listener,
+            on_refused=self.ctx.telemetry.connection_refused,
+        )  # fmt: skip
+
     def _tls_for(self, address: endpoints.Address) -> ssl.SSLContext | None:
         """mTLS to meshed endpoints unless the mesh disabled it (or we hold no certificate)."""
         credentials = self.ctx.credentials
@@ -117,12 +127,12 @@ class Sidecar:
         """Serve until `stop()` (or SIGTERM/SIGINT when installed), then drain and return."""
         config = self.settings
         bound: list[listeners.Listener] = []
-        admin_listener = listeners.Listener(
+        admin_listener = self._listener(
             "admin", config.admin_host, config.admin_port, self.admin.connection
         )
         self.ports["admin"] = admin_listener.port
         data_listeners = [
-            listeners.Listener(
+            self._listener(
                 "outbound",
                 config.outbound_host,
                 config.outbound_port,
@@ -134,7 +144,7 @@ class Sidecar:
         self.ports["outbound"] = data_listeners[0].port
         for local in config.local_services:
             data_listeners.append(
-                listeners.Listener(
+                self._listener(
                     f"local:{local.local_port}",
                     config.outbound_host,
                     local.local_port,
@@ -143,7 +153,7 @@ class Sidecar:
             )
         if config.interception == "transparent":
             data_listeners.append(
-                listeners.Listener(
+                self._listener(
                     "inbound", config.inbound_host, config.inbound_port,
                     self.inbound.transparent_connection,
                 )
@@ -152,13 +162,13 @@ class Sidecar:
         bound = [admin_listener, *data_listeners]
         if config.probe_port is not None:
             probes = probing.Probes(self.ctx, config.app_probes)
-            probe_listener = listeners.Listener(
+            probe_listener = self._listener(
                 "probes", config.probe_host, config.probe_port, probes.connection
             )
             self.ports["probes"] = probe_listener.port
             bound.append(probe_listener)
         if config.metrics_port is not None:  # /metrics, /ready, /live only: for Prometheus
-            scraped = listeners.Listener(
+            scraped = self._listener(
                 "metrics", config.metrics_host, config.metrics_port, self.admin.metrics_connection
             )
             self.ports["metrics"] = scraped.port
@@ -229,7 +239,7 @@ class Sidecar:
                 self.inbound_listeners.pop(port).stop()
             for port in wanted - set(self.inbound_listeners):
                 try:
-                    item = listeners.Listener(
+                    item = self._listener(
                         f"inbound:{port}",
                         self.settings.inbound_host,
                         port,

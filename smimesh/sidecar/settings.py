@@ -58,6 +58,17 @@ class Limits:
     idle_timeout: float = 60.0
     connect_timeout: float = 3.0
     pool_idle_per_endpoint: int = 64
+    # Each listener closes connections past this many at once (they would exhaust
+    # descriptors otherwise); counted in smimesh_connections_refused_total.
+    max_connections_per_listener: int = 1024
+    # HTTP/2, per connection: the advertised MAX_CONCURRENT_STREAMS (and the bound on handler
+    # tasks); a token bucket of peer resets and refused streams (burst, then per second)
+    # whose exhaustion answers GOAWAY ENHANCE_YOUR_CALM (CVE-2023-44487, as nginx and Envoy);
+    # and how long a session with no open stream stays before GOAWAY NO_ERROR (0: never).
+    h2_max_streams: int = 100
+    h2_reset_burst: int = 200
+    h2_reset_rate: float = 100.0
+    h2_idle_timeout: float = 300.0
 
 
 @dataclass(frozen=True)

@@ -60,7 +60,7 @@ async def test_config_file_is_reloaded_and_a_broken_one_is_ignored(
     first, second = apps("first"), apps("second")
     path = tmp_path / "proxy.json"
     path.write_bytes(_to(first).to_json())
-    proxy = await sidecars(config_file=path, config_poll_seconds=0.05)
+    proxy = await sidecars(config_file=path, config_poll_seconds=0.05, admin_config=True)
     async with httpx.AsyncClient(proxy=proxy.proxy_url) as client:
         await _until(lambda: proxy.sidecar.ctx.table is not None)
         assert (await client.get("http://web/")).json()["app"] == "first"
