@@ -31,6 +31,7 @@ import yaml
 
 from smimesh.testing import binaries as binaries_
 from smimesh.testing import pki as pki_
+from smimesh.testing import reaping
 
 _PR_SET_PDEATHSIG = 1
 SERVICE_ACCOUNT_ISSUER = "https://kubernetes.default.svc.cluster.local"
@@ -67,16 +68,16 @@ class _Process:
         return "\n".join(text.splitlines()[-lines:])
 
     def stop(self, grace: float) -> None:
-        if self.popen.poll() is not None:
-            return
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.popen.pid, signal.SIGTERM)
-        try:
-            self.popen.wait(grace)
-        except subprocess.TimeoutExpired:
+        if self.popen.poll() is None:
             with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.popen.pid, signal.SIGKILL)
-            self.popen.wait()
+                os.killpg(self.popen.pid, signal.SIGTERM)
+            try:
+                self.popen.wait(grace)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(self.popen.pid, signal.SIGKILL)
+                self.popen.wait()
+        reaping.release_group(self.popen.pid)
 
 
 @dataclass
@@ -125,6 +126,7 @@ class ControlPlane:
         if self.workdir is None:
             self.workdir = Path(tempfile.mkdtemp(prefix="smimesh-cp-"))
             self._owns_workdir = True
+            reaping.hold(reaping.path(self.workdir))  # `stop` removes it; the reaper if we die
         started = time.monotonic()
         try:
             pki = pki_.write_pki(
@@ -148,6 +150,7 @@ class ControlPlane:
         self._processes.clear()
         if self._owns_workdir and self.workdir is not None:
             shutil.rmtree(self.workdir, ignore_errors=True)
+            reaping.release(reaping.path(self.workdir))
             self.workdir = None
             self._owns_workdir = False
 
@@ -162,6 +165,7 @@ class ControlPlane:
                 start_new_session=True,
                 preexec_fn=_die_with_parent,
             )
+        reaping.hold_group(popen.pid)  # the parent-death signal follows the thread, not us
         process = _Process(name, popen, log)
         self._processes.append(process)
         return process

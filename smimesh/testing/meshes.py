@@ -26,6 +26,7 @@ from smimesh.testing import (
     clusters,
     controlplane,
     launching,
+    reaping,
     workloads,
 )
 
@@ -59,6 +60,7 @@ class OperatorProcess:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
+        reaping.release_group(self.process.pid)
 
 
 def start_operator(
@@ -105,7 +107,9 @@ def start_operator(
             ],
             stdout=out,
             stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own group, which the reaper kills if we die first
         )
+    reaping.hold_group(process.pid)
     operator = OperatorProcess(process, address, identity, log, webhooks)
     deadline = time.monotonic() + timeout
     while "config server on port" not in operator.logs():
@@ -187,6 +191,9 @@ class LocalMesh:
     bundle: bytes = b""
     operator_args: tuple[str, ...] = ()
 
+    def __post_init__(self) -> None:
+        reaping.hold_directory(self.work_dir)  # `close` removes it; the reaper if we die
+
     def __enter__(self) -> LocalMesh:
         try:
             install(self.cluster)
@@ -230,6 +237,9 @@ class LocalMesh:
             if self.operator.webhook_address is not None:
                 with self.cluster.api_client() as api:
                     apiservices.unregister(api)
+        if reaping.keeps_logs():
+            self.say(f"the operator's log is kept in {self.work_dir}")
+        reaping.remove_directory(self.work_dir)
 
     def apply(self, *objects: dict[str, Any]) -> None:
         """kubectl apply of the given objects (a List), raising with kubectl's message."""
