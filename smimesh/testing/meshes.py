@@ -109,7 +109,7 @@ def start_operator(
             stderr=subprocess.STDOUT,
             start_new_session=True,  # its own group, which the reaper kills if we die first
         )
-    reaping.hold_group(process.pid)
+    reaping.hold_group(process.pid, grace=20.0)  # it leaves local mode on SIGTERM
     operator = OperatorProcess(process, address, identity, log, webhooks)
     deadline = time.monotonic() + timeout
     while "config server on port" not in operator.logs():

@@ -66,9 +66,10 @@ def _start_time(pid: int) -> str:
     return stat.rpartition(")")[2].split()[19]
 
 
-def group(pid: int) -> Held:
-    """The process group led by `pid` (started with `start_new_session=True`)."""
-    return Held("group", f"{pid} {_start_time(pid)}")
+def group(pid: int, *, grace: float = GRACE) -> Held:
+    """The process group led by `pid` (started with `start_new_session=True`), given `grace`
+    seconds between SIGTERM and SIGKILL (the operator needs a few to leave local mode)."""
+    return Held("group", f"{pid} {_start_time(pid)} {grace:g}")
 
 
 def netns(name: str) -> Held:
@@ -185,10 +186,10 @@ def release(item: Held) -> None:
 _GROUPS: dict[int, Held] = {}
 
 
-def hold_group(pid: int) -> None:
+def hold_group(pid: int, *, grace: float = GRACE) -> None:
     """The process group `pid` leads (started with `start_new_session=True`), held until
     `release_group(pid)` — by pid, as the leader's start time is unreadable once reaped."""
-    _GROUPS[pid] = hold(group(pid))
+    _GROUPS[pid] = hold(group(pid, grace=grace))
 
 
 def release_group(pid: int) -> None:
@@ -233,25 +234,18 @@ def group_members(pgid: int) -> list[int]:
     return found
 
 
-def _ours(value: str) -> int | None:
-    """The pgid of a held group, or None if its leader's pid now names another process (a
-    pid still in use as a pgid is never handed out, so a gone leader means ours or none)."""
-    pid, _, started = value.partition(" ")
+def _ours(value: str) -> tuple[int, float] | None:
+    """The pgid and grace of a held group, or None if its leader's pid now names another
+    process (a pid in use as a pgid is never handed out: a gone leader means ours or none)."""
+    pid, started, grace = [*value.split(" "), str(GRACE)][:3]
     now = _start_time(int(pid))
-    return int(pid) if not now or now == started else None
+    return (int(pid), float(grace)) if not now or now == started else None
 
 
 def _signal_groups(pgids: Iterable[int], signum: int) -> None:
     for pgid in pgids:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(pgid, signum)
-
-
-def _wait_gone(pgids: Sequence[int], timeout: float) -> list[int]:
-    deadline = time.monotonic() + timeout
-    while (alive := [p for p in pgids if group_members(p)]) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    return alive
 
 
 def _ip(*argv: str) -> None:
@@ -263,14 +257,18 @@ def reap(held: Iterable[Held]) -> list[str]:
     """Undo everything held, processes first; returns what was done, for the log line."""
     items = list(held)
     done = []
-    pgids = [p for item in items if item.kind == "group" and (p := _ours(item.value))]
-    pgids = [p for p in pgids if group_members(p)]
+    graces = dict(g for item in items if item.kind == "group" and (g := _ours(item.value)))
+    pgids = [p for p in graces if group_members(p)]
     if pgids:
         _signal_groups(pgids, signal.SIGTERM)
-        left = _wait_gone(pgids, GRACE)
-        _signal_groups(left, signal.SIGKILL)
-        _wait_gone(left, KILL_WAIT)
-        done.append(f"{len(pgids)} process groups ({len(left)} needed SIGKILL)")
+        started, left, killed = time.monotonic(), pgids, set()
+        while left and (waited := time.monotonic() - started) < max(graces.values()) + KILL_WAIT:
+            late = [p for p in left if graces[p] <= waited and p not in killed]
+            _signal_groups(late, signal.SIGKILL)
+            killed.update(late)
+            time.sleep(0.05)
+            left = [p for p in left if group_members(p)]
+        done.append(f"{len(pgids)} process groups ({len(killed)} needed SIGKILL)")
     for item in items:
         if item.kind == "netns":
             _ip("netns", "del", item.value)

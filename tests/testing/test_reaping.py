@@ -206,6 +206,8 @@ def test_a_sigkilled_workload_run_leaves_no_process_namespace_route_or_directory
             if joined.poll() is None:
                 joined.kill()
             joined.wait()
+            if joined.stderr is not None:
+                joined.stderr.close()
             _sweep(made, pids)
 
 
