@@ -57,6 +57,18 @@ def keeps_logs() -> bool:
     return os.environ.get(KEEP_LOGS_ENV, "").lower() in ("1", "true", "yes")
 
 
+KEEP_LOGS_HELP = (
+    "Keep each workload's directory (logs, token, trust bundle) and the mesh's; their paths "
+    "are printed at the end. By default a clean stop removes them."
+)
+
+
+def keep_logs(keep: bool) -> None:
+    """The CLI's `--keep-logs`: workloads started from now on keep their directories."""
+    if keep:
+        os.environ[KEEP_LOGS_ENV] = "1"
+
+
 def _start_time(pid: int) -> str:
     """The process's start time in clock ticks (field 22 of /proc/PID/stat), "" if gone."""
     try:
