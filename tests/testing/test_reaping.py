@@ -288,3 +288,40 @@ def test_the_reaper_undoes_what_its_runner_held_and_exits(ending: str) -> None:
         if runner.stdout is not None:
             runner.stdout.close()
         _sweep(made, [made["reaper"]] if "reaper" in made else [])
+
+
+PLANE = """
+import json, time
+from smimesh.testing import binaries, controlplane
+plane = controlplane.ControlPlane(binaries.ensure_binaries())
+plane.start()
+made = {"groups": [p.popen.pid for p in plane._processes], "addresses": [],
+        "directories": [str(plane.state_dir)]}
+print(json.dumps(made), flush=True)
+time.sleep(300)
+"""
+
+
+def test_a_sigkilled_runner_leaves_no_control_plane_and_no_state_directory() -> None:
+    """etcd and kube-apiserver die with their runner (a parent-death signal, and the
+    reaper), and their state directory (keys, etcd's data) goes too."""
+    with subprocess.Popen(
+        [sys.executable, "-c", PLANE], cwd=ROOT, stdout=subprocess.PIPE, text=True
+    ) as runner:
+        made: dict[str, Any] = {"groups": [], "addresses": [], "directories": []}
+        pids: set[int] = set()
+        try:
+            assert runner.stdout is not None
+            made = json.loads(runner.stdout.readline())
+            pids = _descendants(runner.pid)
+            assert len(made["groups"]) == 2
+            assert _members(made["groups"])
+
+            runner.kill()
+            runner.wait(10)
+
+            assert _await_reaped(made, pids) == []
+        finally:
+            if runner.poll() is None:
+                runner.kill()
+            _sweep(made, pids)
