@@ -12,7 +12,6 @@ registered as Pods.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import os
 import shutil
 import signal
@@ -33,7 +32,6 @@ from smimesh.testing import binaries as binaries_
 from smimesh.testing import pki as pki_
 from smimesh.testing import reaping
 
-_PR_SET_PDEATHSIG = 1
 SERVICE_ACCOUNT_ISSUER = "https://kubernetes.default.svc.cluster.local"
 
 
@@ -46,12 +44,6 @@ def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind((host, 0))
         return int(sock.getsockname()[1])
-
-
-def _die_with_parent() -> None:
-    """Runs in the child before exec: the kernel kills it if the starting thread dies."""
-    libc = ctypes.CDLL("libc.so.6", use_errno=True)
-    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 @dataclass
@@ -163,7 +155,7 @@ class ControlPlane:
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
                 start_new_session=True,
-                preexec_fn=_die_with_parent,
+                preexec_fn=reaping.die_with_parent,
             )
         reaping.hold_group(popen.pid)  # the parent-death signal follows the thread, not us
         process = _Process(name, popen, log)

@@ -64,12 +64,14 @@ def unsupported() -> str | None:
         return "ip is not installed (package iproute2)"
     if shutil.which("iptables") is None:
         return "iptables is not installed (`make sidecar-deps` installs it)"
-    probe = f"smw-probe-{uuid.uuid4().hex[:6]}"
+    probe = reaping.hold(reaping.netns(f"smw-probe-{uuid.uuid4().hex[:6]}"))
     try:
-        _run("ip", "netns", "add", probe)
+        _run("ip", "netns", "add", probe.value)
     except NetnsError as exc:
         return f"cannot create a network namespace: {exc}"
-    subprocess.run(["ip", "netns", "del", probe], capture_output=True, check=False)
+    finally:
+        subprocess.run(["ip", "netns", "del", probe.value], capture_output=True, check=False)
+        reaping.release(probe)
     return None
 
 

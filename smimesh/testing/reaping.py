@@ -12,13 +12,18 @@ directories, and exits; a final alarm bounds it, so it never outlives its job. U
 A parent-death signal alone would not do: it fires when the *thread* that spawned a process
 exits (the local node starts pods from pool threads), and it cleans no network state or
 directory. Directories are kept only when the user asks (`SMIMESH_KEEP_LOGS=1`, or the CLI's
-`--keep-logs`).
+`--keep-logs`). What is still held when the runner exits normally is reaped as well.
+
+Not held: the local range's route (`addresses.ensure_local_range`), a machine-wide setting
+every runner shares; iptables rules, which live in a workload's namespace and go with it;
+objects in the apiserver (a killed runner's Pods stay registered there).
 """
 
 from __future__ import annotations
 
 import atexit
 import contextlib
+import ctypes
 import json
 import os
 import shutil
@@ -46,7 +51,7 @@ KINDS: tuple[Kind, ...] = ("group", "netns", "link", "route", "path")
 @dataclass(frozen=True)
 class Held:
     """One thing the reaper undoes if the runner dies; `value` is its kind's key: "PID
-    STARTTIME" of a group leader, a namespace or link name, "DST DEV" of a route, a path."""
+    STARTTIME GRACE" of a group, a namespace or link name, "DST DEV" of a route, a path."""
 
     kind: Kind
     value: str
@@ -67,6 +72,17 @@ def keep_logs(keep: bool) -> None:
     """The CLI's `--keep-logs`: workloads started from now on keep their directories."""
     if keep:
         os.environ[KEEP_LOGS_ENV] = "1"
+
+
+_PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent() -> None:
+    """As a `preexec_fn`: the kernel SIGKILLs the child when the thread that started it
+    exits. A first line for processes started from the main thread (the control plane, a
+    build); not for workloads, which pool threads start, and which the reaper covers."""
+    libc = ctypes.CDLL("libc.so.6", use_errno=True)
+    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 def _start_time(pid: int) -> str:
@@ -260,9 +276,12 @@ def _signal_groups(pgids: Iterable[int], signum: int) -> None:
             os.killpg(pgid, signum)
 
 
-def _ip(*argv: str) -> None:
+def _ip(*argv: str) -> str:
     with contextlib.suppress(OSError, subprocess.TimeoutExpired):
-        subprocess.run(["ip", *argv], capture_output=True, timeout=10, check=False)
+        return subprocess.run(
+            ["ip", *argv], capture_output=True, text=True, timeout=10, check=False
+        ).stdout
+    return ""
 
 
 def reap(held: Iterable[Held]) -> list[str]:
@@ -286,7 +305,7 @@ def reap(held: Iterable[Held]) -> list[str]:
             _ip("netns", "del", item.value)
         elif item.kind == "link" and Path("/sys/class/net", item.value).exists():
             _ip("link", "del", item.value)
-        elif item.kind == "route":
+        elif item.kind == "route" and _ip("route", "show", item.value.partition(" ")[0]):
             destination, _, device = item.value.partition(" ")
             _ip("route", "del", destination, "dev", device)
         else:
