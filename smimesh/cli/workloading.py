@@ -121,7 +121,8 @@ def run(
         )
         workload.start()
     except (clients.NoClusterError, workloads.WorkloadError, client.ApiException) as exc:
-        err.print(f"[red]✖ {exc}[/]")
+        hint = "" if keep_logs else "\n(the logs are removed: --keep-logs keeps them)"
+        err.print(f"[red]✖ {exc}[/]{hint}")
         raise typer.Exit(1) from None
     inside = f" in network namespace {workload.netns.name}" if workload.netns else ""
     err.print(
