@@ -325,3 +325,21 @@ def test_a_sigkilled_runner_leaves_no_control_plane_and_no_state_directory() -> 
             if runner.poll() is None:
                 runner.kill()
             _sweep(made, pids)
+
+
+@pytest.mark.parametrize("keep", [False, True])
+def test_a_stopped_workload_keeps_its_directory_only_when_asked(
+    api: Any, namespace: str, keep: bool, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    if keep:
+        monkeypatch.setenv("SMIMESH_KEEP_LOGS", "1")  # reaping.KEEP_LOGS_ENV
+    spec = workloads.WorkloadSpec(namespace, "kept-1", "kept", command=["true"])
+    workload = workloads.LocalWorkload(spec, api=api, config_server="", trust_bundle=b"")
+    (workload.log_dir / "sidecar.log").write_text("a line\n")
+    try:
+        workload.stop()
+        assert workload.log_dir.exists() is keep
+        assert (f"logs kept in {workload.log_dir}" in capsys.readouterr().err) is keep
+    finally:
+        shutil.rmtree(workload.log_dir, ignore_errors=True)
