@@ -277,9 +277,11 @@ def _signal_groups(pgids: Iterable[int], signum: int) -> None:
 
 
 def _ip(*argv: str) -> str:
+    # Found on the system's paths too: the runner's PATH may have been anything.
+    ip = shutil.which("ip") or shutil.which("ip", path="/usr/sbin:/sbin:/usr/bin:/bin") or "ip"
     with contextlib.suppress(OSError, subprocess.TimeoutExpired):
         return subprocess.run(
-            ["ip", *argv], capture_output=True, text=True, timeout=10, check=False
+            [ip, *argv], capture_output=True, text=True, timeout=10, check=False
         ).stdout
     return ""
 
