@@ -13,7 +13,6 @@ ports and state, for the fault suite (`tests/e2e/test_faults.py`).
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import os
 import shutil
 import signal
@@ -33,8 +32,8 @@ import yaml
 
 from smimesh.testing import binaries as binaries_
 from smimesh.testing import pki as pki_
+from smimesh.testing import reaping
 
-_PR_SET_PDEATHSIG = 1
 SERVICE_ACCOUNT_ISSUER = "https://kubernetes.default.svc.cluster.local"
 
 
@@ -47,12 +46,6 @@ def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind((host, 0))
         return int(sock.getsockname()[1])
-
-
-def _die_with_parent() -> None:
-    """Runs in the child before exec: the kernel kills it if the starting thread dies."""
-    libc = ctypes.CDLL("libc.so.6", use_errno=True)
-    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 @dataclass
@@ -70,16 +63,16 @@ class _Process:
         return "\n".join(text.splitlines()[-lines:])
 
     def stop(self, grace: float) -> None:
-        if self.popen.poll() is not None:
-            return
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.popen.pid, signal.SIGTERM)
-        try:
-            self.popen.wait(grace)
-        except subprocess.TimeoutExpired:
+        if self.popen.poll() is None:
             with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.popen.pid, signal.SIGKILL)
-            self.popen.wait()
+                os.killpg(self.popen.pid, signal.SIGTERM)
+            try:
+                self.popen.wait(grace)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(self.popen.pid, signal.SIGKILL)
+                self.popen.wait()
+        reaping.release_group(self.popen.pid)
 
 
 @dataclass
@@ -136,6 +129,7 @@ class ControlPlane:
         if self.workdir is None:
             self.workdir = Path(tempfile.mkdtemp(prefix="smimesh-cp-"))
             self._owns_workdir = True
+            reaping.hold(reaping.path(self.workdir))  # `stop` removes it; the reaper if we die
         started = time.monotonic()
         try:
             pki = self._pki = pki_.write_pki(
@@ -159,6 +153,7 @@ class ControlPlane:
         self._processes.clear()
         if self._owns_workdir and self.workdir is not None:
             shutil.rmtree(self.workdir, ignore_errors=True)
+            reaping.release(reaping.path(self.workdir))
             self.workdir = None
             self._owns_workdir = False
 
@@ -185,8 +180,9 @@ class ControlPlane:
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
                 start_new_session=True,
-                preexec_fn=_die_with_parent,
+                preexec_fn=reaping.die_with_parent,
             )
+        reaping.hold_group(popen.pid)  # the parent-death signal follows the thread, not us
         process = _Process(name, popen, log, argv)
         self._processes.append(process)
         return process

@@ -29,6 +29,7 @@ from smimesh.testing import (
     controlplane,
     fronting,
     launching,
+    reaping,
     workloads,
 )
 
@@ -64,6 +65,7 @@ class OperatorProcess:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
+        reaping.release_group(self.process.pid)
 
 
 def start_operator(
@@ -115,7 +117,9 @@ def start_operator(
             ],
             stdout=out,
             stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own group, which the reaper kills if we die first
         )
+    reaping.hold_group(process.pid, grace=20.0)  # it leaves local mode on SIGTERM
     operator = OperatorProcess(process, address, identity, log, webhooks, given)
     deadline = time.monotonic() + timeout
     while b"config server on port" not in log.read_bytes()[started_at:]:
@@ -229,6 +233,9 @@ class LocalMesh:
             raise MeshError("the mesh is not started")
         return self.operator.grpc_address
 
+    def __post_init__(self) -> None:
+        reaping.hold_directory(self.work_dir)  # `close` removes it; the reaper if we die
+
     def __enter__(self) -> LocalMesh:
         try:
             install(self.cluster)
@@ -328,6 +335,9 @@ class LocalMesh:
             if self.operator.webhook_address is not None:
                 with self.cluster.api_client() as api:
                     apiservices.unregister(api)
+        if reaping.keeps_logs():
+            self.say(f"the operator's log is kept in {self.work_dir}")
+        reaping.remove_directory(self.work_dir)
 
     def apply(self, *objects: dict[str, Any]) -> None:
         """kubectl apply of the given objects (a List), raising with kubectl's message."""

@@ -113,7 +113,8 @@ async def test_a_failed_renewal_is_retried_well_before_the_certificate_expires(
     )
     delays = [sidecar._retry_delay(retry) for _ in range(20)]
     assert max(delays) <= 2.0, delays
+    expired = datetime.datetime.now(datetime.UTC) - datetime.timedelta(seconds=1)
     sidecar.material = dataclasses.replace(
-        material, certificate=dataclasses.replace(material.certificate, not_after=datetime.datetime.min.replace(tzinfo=datetime.UTC))
+        material, certificate=dataclasses.replace(material.certificate, not_after=expired)
     )
     assert sidecar._retry_delay(retry) == 0.5  # already expired: try again quickly
