@@ -141,5 +141,5 @@ def _local(
     request: http1.Request, writer: asyncio.StreamWriter, status: int, reason: str
 ) -> Result:
     """A response the proxy makes itself (no endpoint answered); no body for a HEAD."""
-    writer.write(http1.simple_response(status, reason, head_only=request.method == "HEAD"))
+    writer.write(request.answer(status, reason))
     return Result(status, True, None)

@@ -110,6 +110,10 @@ class Request:
     def idempotent(self) -> bool:
         return self.method in IDEMPOTENT
 
+    def answer(self, status: int, body: str, *, keep_alive: bool = True) -> bytes:
+        """A response the sidecar makes itself to this request: no body for a HEAD."""
+        return simple_response(status, body, keep_alive=keep_alive, head_only=self.method == "HEAD")
+
 
 Admit = Callable[[Request], HttpError | None]
 """Decides on a request's head (method, target, headers; the body not read yet): None admits

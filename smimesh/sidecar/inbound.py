@@ -154,7 +154,7 @@ class Inbound:
         async def handle(request: http1.Request, down: asyncio.StreamWriter) -> bool:
             latest = newest()
             if latest is None:
-                down.write(http1.simple_response(403, "smimesh: denied: port no longer meshed"))
+                down.write(request.answer(403, "smimesh: denied: port no longer meshed"))
                 return False
             return await self.http(request, down, latest, peer)
 
@@ -175,7 +175,7 @@ class Inbound:
             path = request.normalize(merge_slashes=self.ctx.settings.merge_slashes).origin_form
         except paths.PathError as exc:
             self.ctx.telemetry.denied(policy.port.port, "path")
-            writer.write(http1.simple_response(paths.STATUS, f"smimesh: bad path: {exc.reason}"))
+            writer.write(request.answer(paths.STATUS, f"smimesh: bad path: {exc.reason}"))
             self._record(peer.workload, paths.STATUS, started)
             return True
         facts = request.facts()
@@ -183,7 +183,7 @@ class Inbound:
         decision = authorizing.authorize(policy, peer.identity, facts)
         if not decision.allowed:
             self.ctx.telemetry.denied(policy.port.port, "http")
-            writer.write(http1.simple_response(403, f"smimesh: denied: {decision.reason}"))
+            writer.write(request.answer(403, f"smimesh: denied: {decision.reason}"))
             self._record(peer.workload, 403, started)  # the identity's labels only
             return True
         table = self.ctx.table

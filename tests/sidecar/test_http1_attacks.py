@@ -389,14 +389,21 @@ async def test_a_refused_pipelined_request_is_answered_after_the_one_before_it(
     assert app.bodies == [b"ok"]
 
 
-async def test_the_proxys_own_answer_to_a_head_has_no_body(sidecars: Any) -> None:
-    """A 503 the sidecar makes itself (no endpoint) for a HEAD: the next request on the same
-    connection gets its own answer, not the 503's body."""
+@pytest.mark.parametrize(
+    ("host", "status"),
+    [("web.shop", 503), ("", 404)],
+    ids=["no-endpoint-503", "no-service-named-404"],
+)
+async def test_the_proxys_own_answer_to_a_head_has_no_body(
+    sidecars: Any, host: str, status: int
+) -> None:
+    """An answer the sidecar makes itself (no endpoint, no such Service) for a HEAD: the next
+    request on the same connection gets its own answer, not the first answer's body."""
     proxy = await sidecars(config(outbound_services=(service("web", []),)))
     reader, writer = await asyncio.open_connection("127.0.0.1", proxy.ports["outbound"])
     try:
-        writer.write(b"HEAD /a HTTP/1.1\r\nHost: web.shop\r\n\r\n")
-        assert (await _response(reader, "HEAD"))[0] == 503
+        writer.write(f"HEAD /a HTTP/1.1\r\nHost: {host}\r\n\r\n".encode())
+        assert (await _response(reader, "HEAD"))[0] == status
         writer.write(b"GET /b HTTP/1.1\r\nHost: web.shop\r\n\r\n")
         status, body = await _response(reader, "GET")
         assert (status, body.startswith(b"smimesh: ")) == (503, True)
