@@ -26,6 +26,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Literal
 
 import pytest
 
@@ -219,37 +220,30 @@ class TestOneMeshOfTwoReplicas:
         )
         assert moved >= 3, "every sidecar's config stream moved to the surviving replica"
 
-    def test_apiserver_restarted_traffic_and_config_keep_flowing(
-        self, split: Split, plane: controlplane.ControlPlane
+    @pytest.mark.parametrize(
+        ("process", "row", "ready"),
+        [
+            ("kube-apiserver", "2 kube-apiserver restarted (2 s down)", "ready again"),
+            ("etcd", "3 etcd restarted (2 s down)", "apiserver ready"),
+        ],
+        ids=["apiserver", "etcd"],
+    )
+    def test_control_plane_process_restarted_traffic_and_config_keep_flowing(
+        self,
+        split: Split,
+        plane: controlplane.ControlPlane,
+        process: Literal["etcd", "kube-apiserver"],
+        row: str,
+        ready: str,
     ) -> None:
         with showing_logs(split.mesh), split.load() as load:
             load.wait_answered_by(split.app(split.serving))
             down = time.monotonic()
-            plane.restart("kube-apiserver", down_for=2.0)
+            plane.restart(process, down_for=2.0)
             back = time.monotonic() - down
             flowed = _flows_to(split, load)
-            time.sleep(1)
-        _report(
-            "2 kube-apiserver restarted (2 s down)",
-            load,
-            note=f"ready again after {back:.1f}s, weight flip applied in {flowed:.1f}s",
-        )
-
-    def test_etcd_restarted_traffic_and_config_keep_flowing(
-        self, split: Split, plane: controlplane.ControlPlane
-    ) -> None:
-        with showing_logs(split.mesh), split.load() as load:
-            load.wait_answered_by(split.app(split.serving))
-            down = time.monotonic()
-            plane.restart("etcd", down_for=2.0)
-            back = time.monotonic() - down
-            flowed = _flows_to(split, load)
-            time.sleep(1)
-        _report(
-            "3 etcd restarted (2 s down)",
-            load,
-            note=f"apiserver ready after {back:.1f}s, weight flip applied in {flowed:.1f}s",
-        )
+            time.sleep(1)  # a second more of traffic after the flip, in the table
+        _report(row, load, note=f"{ready} after {back:.1f}s, weight flip applied in {flowed:.1f}s")
 
     def test_server_sidecar_sigkilled_and_restarted_loses_only_requests_in_flight(
         self,
