@@ -11,8 +11,9 @@ from typing import Final
 DOMAIN: Final = "smimesh.dev"
 MESH_NAMESPACE: Final = "smimesh-system"
 OPERATOR_SERVICE: Final = "smimesh-operator"
-# The Lease operator replicas elect their leader with, and the source component of their Events.
-LEADER_LEASE: Final = "smimesh-operator"
+OPERATOR_LEASE: Final = "smimesh-operator"
+"""The coordination.k8s.io Lease the operator replicas elect their leader on."""
+# The source component of the operator's Events.
 EVENT_COMPONENT: Final = "smimesh-operator"
 # The field manager of everything smimesh applies server-side (install, `kubectl smi split`).
 FIELD_MANAGER: Final = "smimesh"
