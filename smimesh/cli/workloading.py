@@ -18,8 +18,7 @@ from kubernetes import client
 from rich.console import Console
 
 from smimesh.kube import clients, names
-from smimesh.operator import authorities
-from smimesh.testing import isolating, workloads
+from smimesh.testing import isolating, reaping, workloads
 
 app = typer.Typer(help="Workloads outside Kubernetes (processes on this host).")
 
@@ -38,14 +37,14 @@ def _trust_bundle(api: client.ApiClient) -> bytes:
     """The mesh roots, as the operator publishes them (ConfigMap smimesh-trust-bundle)."""
     try:
         found = client.CoreV1Api(api).read_namespaced_config_map(
-            authorities.BUNDLE_CONFIGMAP, names.MESH_NAMESPACE
+            names.TRUST_BUNDLE_CONFIGMAP, names.MESH_NAMESPACE
         )
     except client.ApiException as exc:
         raise workloads.WorkloadError(
-            f"no trust bundle in {names.MESH_NAMESPACE}/{authorities.BUNDLE_CONFIGMAP} "
+            f"no trust bundle in {names.MESH_NAMESPACE}/{names.TRUST_BUNDLE_CONFIGMAP} "
             f"({exc.status} {exc.reason}): is the operator running?"
         ) from None
-    return str((found.data or {}).get(authorities.BUNDLE_KEY, "")).encode()
+    return str((found.data or {}).get(names.TRUST_BUNDLE_KEY, "")).encode()
 
 
 @app.command("run")
@@ -76,6 +75,9 @@ def run(
             "app's connections through the sidecar (no proxy settings). Needs root and iptables.",
         ),
     ] = False,
+    keep_logs: Annotated[
+        bool, typer.Option("--keep-logs", envvar=reaping.KEEP_LOGS_ENV, help=reaping.KEEP_LOGS_HELP)
+    ] = False,
 ) -> None:
     """Run COMMAND as a meshed workload until Ctrl-C; its Pod is removed afterwards.
 
@@ -87,6 +89,7 @@ def run(
     --config-server 127.0.0.1:15010 -- sh -c 'python -m http.server --bind $HOST $PORT'
     """
     err = Console(stderr=True)
+    reaping.keep_logs(keep_logs)
     if config_server is None:
         err.print("[red]--config-server is required (the operator's gRPC address)[/]")
         raise typer.Exit(2)
@@ -117,7 +120,8 @@ def run(
         )
         workload.start()
     except (clients.NoClusterError, workloads.WorkloadError, client.ApiException) as exc:
-        err.print(f"[red]✖ {exc}[/]")
+        hint = "" if keep_logs else "\n(the logs are removed: --keep-logs keeps them)"
+        err.print(f"[red]✖ {exc}[/]{hint}")
         raise typer.Exit(1) from None
     inside = f" in network namespace {workload.netns.name}" if workload.netns else ""
     err.print(

@@ -22,6 +22,7 @@ from kubernetes import client
 
 from smimesh._aio import waiting
 from smimesh.compiler import findings
+from smimesh.kube import names
 from smimesh.operator import indexing, leading, publishing
 
 log = logging.getLogger(__name__)
@@ -185,7 +186,7 @@ class StatusWriter:
             first_timestamp=now,
             last_timestamp=now,
             count=1,
-            source=client.V1EventSource(component="smimesh-operator"),
+            source=client.V1EventSource(component=names.EVENT_COMPONENT),
         )
         client.CoreV1Api(self.api).create_namespaced_event(str(meta.get("namespace")), event)
 
