@@ -90,7 +90,7 @@ async def test_sigterm_drains_in_flight_requests_and_refuses_new_ones(
 def test_the_sidecar_lifts_its_open_files_limit_to_the_hard_limit(sidecar_process: Any) -> None:
     """Started with a soft limit of 256, it runs with the hard limit (at most 2**20), so the
     per-listener connection caps are what refuse connections, not EMFILE."""
-    process, _, _ = sidecar_process
+    process, _, _, _ = sidecar_process
     limits = Path(f"/proc/{process.pid}/limits").read_text().splitlines()
     soft, hard = next(line for line in limits if line.startswith("Max open files")).split()[3:5]
     expected = min(resource.RLIM_INFINITY if hard == "unlimited" else int(hard), 1 << 20)
