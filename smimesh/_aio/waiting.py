@@ -12,7 +12,7 @@ import asyncio
 import inspect
 import time
 from collections.abc import Awaitable, Callable
-from typing import Generic, TypeVar, overload
+from typing import Any, Generic, TypeVar, overload
 
 T = TypeVar("T")
 
@@ -83,9 +83,48 @@ async def first(
     return bool(done)
 
 
-def _text(message: Message, last: BaseException | None) -> str:
-    text = message() if callable(message) else message
-    return f"{text} (last error: {last!r})" if last is not None else text
+class _Polling:
+    """One `eventually`'s deadline and the last error it ignored (for the failure text)."""
+
+    def __init__(self, timeout: float, message: Message) -> None:
+        self.deadline = time.monotonic() + timeout
+        self.message = message
+        self.last: BaseException | None = None
+
+    def failure(self) -> WaitTimeoutError:
+        text = self.message() if callable(self.message) else self.message
+        return WaitTimeoutError(f"{text} (last error: {self.last!r})" if self.last else text)
+
+    def done(self, result: object, error: BaseException | None) -> bool:
+        """True if `result` ends the wait; raises the failure once the time is up."""
+        if error is None and result:
+            return True
+        self.last = error  # an answer that is not yet the one awaited clears the last error
+        if time.monotonic() >= self.deadline:
+            raise self.failure()
+        return False
+
+    async def awaited(
+        self, result: Awaitable[T], ignoring: tuple[type[Exception], ...]
+    ) -> tuple[T | None, BaseException | None]:
+        """An async probe's result, cut at the deadline."""
+        try:
+            async with asyncio.timeout(max(0.0, self.deadline - time.monotonic())):
+                return await result, None
+        except ignoring as exc:
+            return None, exc
+        except TimeoutError as exc:  # the probe itself outlived the deadline
+            self.last = self.last or exc
+            raise self.failure() from exc
+
+
+def _attempt(
+    probe: Callable[[], T], ignoring: tuple[type[Exception], ...]
+) -> tuple[T | None, BaseException | None]:
+    try:
+        return probe(), None
+    except ignoring as exc:
+        return None, exc
 
 
 @overload
@@ -111,34 +150,23 @@ async def eventually(
 
 
 async def eventually(
-    probe: Callable[[], T | Awaitable[T]],
+    probe: Callable[[], Any],
     *,
     timeout: float,  # noqa: ASYNC109 - the stated bound is the point, and it names the failure
     message: Message,
     interval: float = 0.05,
     ignoring: tuple[type[Exception], ...] = (),
-) -> T:
+) -> Any:
     """Call `probe` (sync or async) every `interval` until it returns something true, and
-    return that; after `timeout` seconds raise `WaitTimeoutError(message)`. Exceptions in `ignoring`
-    count as "not yet" (a port that does not answer yet); others propagate at once."""
-    last: BaseException | None = None
-    deadline = time.monotonic() + timeout
+    return that; after `timeout` seconds raise `WaitTimeoutError(message)`. Exceptions in
+    `ignoring` count as "not yet" (a port that does not answer yet); others propagate."""
+    polling = _Polling(timeout, message)
     while True:
-        try:
-            result = probe()
-            if inspect.isawaitable(result):
-                try:
-                    async with asyncio.timeout(max(0.0, deadline - time.monotonic())):
-                        result = await result
-                except TimeoutError as exc:  # the probe itself outlived the deadline
-                    raise WaitTimeoutError(_text(message, last or exc)) from exc
-            if result:
-                return result
-            last = None  # it answered, just not yet what we wait for
-        except ignoring as exc:
-            last = exc
-        if time.monotonic() >= deadline:
-            raise WaitTimeoutError(_text(message, last))
+        result, error = _attempt(probe, ignoring)
+        if inspect.isawaitable(result):
+            result, error = await polling.awaited(result, ignoring)
+        if polling.done(result, error):
+            return result
         await asyncio.sleep(interval)
 
 
@@ -151,16 +179,10 @@ def eventually_sync(
     ignoring: tuple[type[Exception], ...] = (),
 ) -> T:
     """`eventually` for threads and blocking code (subprocesses, the local control plane)."""
-    last: BaseException | None = None
-    deadline = time.monotonic() + timeout
+    polling = _Polling(timeout, message)
     while True:
-        try:
-            result = probe()
-            if result:
-                return result
-            last = None  # it answered, just not yet what we wait for
-        except ignoring as exc:
-            last = exc
-        if time.monotonic() >= deadline:
-            raise WaitTimeoutError(_text(message, last))
+        result, error = _attempt(probe, ignoring)
+        if polling.done(result, error):
+            assert result is not None
+            return result
         time.sleep(interval)
