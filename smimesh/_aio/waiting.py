@@ -24,6 +24,11 @@ class WaitTimeoutError(TimeoutError):
     """An `eventually` whose condition never held; its text is the caller's message."""
 
 
+Failure = Callable[[str], Exception]
+"""What an `eventually` raises when time is up, made from its message: `WaitTimeoutError`
+unless the caller has an error of its own (the local mesh's `MeshError`)."""
+
+
 class Versioned(Generic[T]):
     """A value and a version that counts its changes; readers remember the version they saw
     and wait for a newer one, so a change is never lost between two looks and no reader
@@ -86,14 +91,15 @@ async def first(
 class _Polling:
     """One `eventually`'s deadline and the last error it ignored (for the failure text)."""
 
-    def __init__(self, timeout: float, message: Message) -> None:
+    def __init__(self, timeout: float, message: Message, error: Failure) -> None:
         self.deadline = time.monotonic() + timeout
         self.message = message
+        self.error = error
         self.last: BaseException | None = None
 
-    def failure(self) -> WaitTimeoutError:
+    def failure(self) -> Exception:
         text = self.message() if callable(self.message) else self.message
-        return WaitTimeoutError(f"{text} (last error: {self.last!r})" if self.last else text)
+        return self.error(f"{text} (last error: {self.last!r})" if self.last else text)
 
     def done(self, result: object, error: BaseException | None) -> bool:
         """True if `result` ends the wait; raises the failure once the time is up."""
@@ -135,6 +141,7 @@ async def eventually(
     message: Message,
     interval: float = 0.05,
     ignoring: tuple[type[Exception], ...] = (),
+    error: Failure = ...,
 ) -> T: ...
 
 
@@ -146,6 +153,7 @@ async def eventually(
     message: Message,
     interval: float = 0.05,
     ignoring: tuple[type[Exception], ...] = (),
+    error: Failure = ...,
 ) -> T: ...
 
 
@@ -156,16 +164,17 @@ async def eventually(
     message: Message,
     interval: float = 0.05,
     ignoring: tuple[type[Exception], ...] = (),
+    error: Failure = WaitTimeoutError,
 ) -> Any:
     """Call `probe` (sync or async) every `interval` until it returns something true, and
-    return that; after `timeout` seconds raise `WaitTimeoutError(message)`. Exceptions in
+    return that; after `timeout` seconds raise `error(message)`. Exceptions in
     `ignoring` count as "not yet" (a port that does not answer yet); others propagate."""
-    polling = _Polling(timeout, message)
+    polling = _Polling(timeout, message, error)
     while True:
-        result, error = _attempt(probe, ignoring)
+        result, failed = _attempt(probe, ignoring)
         if inspect.isawaitable(result):
-            result, error = await polling.awaited(result, ignoring)
-        if polling.done(result, error):
+            result, failed = await polling.awaited(result, ignoring)
+        if polling.done(result, failed):
             return result
         await asyncio.sleep(interval)
 
@@ -177,12 +186,13 @@ def eventually_sync(
     message: Message,
     interval: float = 0.05,
     ignoring: tuple[type[Exception], ...] = (),
+    error: Failure = WaitTimeoutError,
 ) -> T:
     """`eventually` for threads and blocking code (subprocesses, the local control plane)."""
-    polling = _Polling(timeout, message)
+    polling = _Polling(timeout, message, error)
     while True:
-        result, error = _attempt(probe, ignoring)
-        if polling.done(result, error):
+        result, failed = _attempt(probe, ignoring)
+        if polling.done(result, failed):
             assert result is not None
             return result
         time.sleep(interval)

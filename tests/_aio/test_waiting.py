@@ -83,3 +83,11 @@ def test_eventually_sync_polls_until_true_or_fails_with_its_message() -> None:
     empty: dict[str, bool] = {}
     with pytest.raises(KeyError):  # an error not ignored is not a timeout
         waiting.eventually_sync(lambda: empty["x"], timeout=5, message="x")
+
+
+def test_a_caller_may_raise_its_own_error_on_timeout() -> None:
+    class SetupError(RuntimeError):
+        pass
+
+    with pytest.raises(SetupError, match=r"^no bundle$"):
+        waiting.eventually_sync(lambda: b"", timeout=0.01, message="no bundle", error=SetupError)
