@@ -188,6 +188,8 @@ def _read(
         return obj, conversion.to_hub(obj), []
     except conversion.ConversionError as error:
         return obj, None, [Problem(error.path, error.reason)]
+    except (ValueError, RecursionError) as error:  # e.g. a status too deep to serialize
+        return obj, None, [Problem("", f"cannot be converted to its hub: {error}")]
 
 
 def parse(raw: Any, *, quirks: bool = False, any_version: bool = False, hub: bool = True) -> Parsed:
