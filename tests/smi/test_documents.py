@@ -210,6 +210,12 @@ def test_require_raises_one_typed_error_naming_the_object_and_every_error() -> N
     assert {p.path for p in caught.value.problems} == {"spec.backends", "spec.mirror"}
     assert str(caught.value).startswith("TrafficSplit shop/web: spec.")
     assert "; spec." in str(caught.value)
+    unconvertible = copy.deepcopy(SPLIT_V1ALPHA1)
+    unconvertible["spec"]["backends"][0]["weight"] = "1Ei"
+    typed_but_no_hub = documents.parse(unconvertible)
+    assert typed_but_no_hub.obj is not None
+    with pytest.raises(documents.ParseError, match=r"^TrafficSplit shop/web: spec\.backends: "):
+        typed_but_no_hub.require()
     with pytest.raises(documents.ParseError, match=r"^ConfigMap /c: not an SMI object$"):
         documents.parse(
             {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}}
