@@ -33,6 +33,19 @@ METRICS: dict[str, Any] = {
 }
 
 
+def _target(destination: dict[str, Any], *, rule: str = "TCPRoute") -> dict[str, Any]:
+    return {
+        "apiVersion": "access.smi-spec.io/v1alpha3",
+        "kind": "TrafficTarget",
+        "metadata": {"name": "api"},
+        "spec": {
+            "destination": destination,
+            "rules": [{"kind": rule, "name": "routes"}],
+            "sources": [{"kind": "ServiceAccount", "name": "web"}],
+        },
+    }
+
+
 def _info(kind: str, version: str) -> kinds.KindInfo:
     group = {"TrafficSplit": "split", "TrafficTarget": "access"}.get(kind, "specs")
     info = kinds.by_kind(f"{group}.smi-spec.io", kind)
@@ -158,16 +171,7 @@ def test_every_schema_error_is_reported_with_its_field_path() -> None:
 
 
 def test_a_wrong_literal_says_what_is_expected() -> None:
-    raw = {
-        "apiVersion": "access.smi-spec.io/v1alpha3",
-        "kind": "TrafficTarget",
-        "metadata": {"name": "api"},
-        "spec": {
-            "destination": {"kind": "ServiceAccount", "name": "api"},
-            "rules": [{"kind": "Deployment", "name": "routes"}],
-            "sources": [{"kind": "ServiceAccount", "name": "web"}],
-        },
-    }
+    raw = _target({"kind": "ServiceAccount", "name": "api"}, rule="Deployment")
     (problem,) = documents.parse(raw).problems
     assert problem.path == "spec.rules[0].kind"
     assert problem.reason == (
@@ -237,16 +241,7 @@ def test_quirks_are_read_with_a_warning_only_when_asked() -> None:
     assert (
         Problem("matches", "unknown field (not part of this version's schema)") in strict.problems
     )
-    target = {
-        "apiVersion": "access.smi-spec.io/v1alpha3",
-        "kind": "TrafficTarget",
-        "metadata": {"name": "api"},
-        "spec": {
-            "destination": {"kind": "ServiceAccount", "name": "api", "port": 8080},
-            "rules": [{"kind": "TCPRoute", "name": "tcp"}],
-            "sources": [{"kind": "ServiceAccount", "name": "web"}],
-        },
-    }
+    target = _target({"kind": "ServiceAccount", "name": "api", "port": 8080})
     lenient = documents.parse(target, quirks=True)
     assert [(p.path, p.severity) for p in lenient.problems] == [
         ("spec.destination.port", "warning")
