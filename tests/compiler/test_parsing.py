@@ -11,26 +11,26 @@ import pytest
 from smimesh.compiler import parsing, state
 from smimesh.smi import access, specs, split
 
-SERVICE = {
+SERVICE: dict[str, Any] = {
     "apiVersion": "v1",
     "kind": "Service",
     "metadata": {"name": "web", "namespace": "shop"},
     "spec": {"ports": [{"port": 80}]},
 }
-SPLIT = {
+SPLIT: dict[str, Any] = {
     "apiVersion": "split.smi-spec.io/v1alpha1",
     "kind": "TrafficSplit",
     "metadata": {"name": "web", "namespace": "shop"},
     "spec": {"service": "web", "backends": [{"service": "web-v1", "weight": "500m"}]},
 }
-TARGET = {
+TARGET: dict[str, Any] = {
     "apiVersion": "access.smi-spec.io/v1alpha1",
     "kind": "TrafficTarget",
     "metadata": {"name": "api", "namespace": "shop"},
     "destination": {"kind": "ServiceAccount", "name": "api", "namespace": "shop"},
     "sources": [{"kind": "ServiceAccount", "name": "web", "namespace": "shop"}],
 }
-ROUTES = {
+ROUTES: dict[str, Any] = {
     "apiVersion": "specs.smi-spec.io/v1alpha4",
     "kind": "HTTPRouteGroup",
     "metadata": {"name": "routes", "namespace": "shop"},
