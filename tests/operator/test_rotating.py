@@ -8,6 +8,7 @@ import dataclasses
 import datetime
 
 from smimesh.identity import authority, rotation
+from smimesh.kube import names
 from smimesh.operator import rotating
 
 T0 = datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC)
@@ -43,11 +44,11 @@ def test_a_request_starts_a_rotation_and_is_recorded_as_handled() -> None:
 
 
 def test_a_handled_request_is_not_seen_again() -> None:
-    annotations = {rotating.REQUESTED_ANNOTATION: "r1"}
+    annotations = {names.ROTATE_REQUESTED_ANNOTATION: "r1"}
     assert rotating.requested(annotations) == "r1"
-    annotations[rotating.HANDLED_ANNOTATION] = "r1"
+    annotations[names.ROTATE_HANDLED_ANNOTATION] = "r1"
     assert rotating.requested(annotations) is None
-    annotations[rotating.REQUESTED_ANNOTATION] = "r2"
+    annotations[names.ROTATE_REQUESTED_ANNOTATION] = "r2"
     assert rotating.requested(annotations) == "r2"
     assert rotating.requested(None) is None
 
