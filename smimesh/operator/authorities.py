@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from kubernetes import client
 
 from smimesh._aio import waiting
+from smimesh.compiler import state
 from smimesh.identity import authority as authority_
 from smimesh.identity import rotation, secretdata
 from smimesh.kube import names
@@ -115,8 +116,8 @@ class TrustBundlePublisher:
     def namespaces(self) -> list[str]:
         meshed = {
             value.name
-            for field, value in self.index.objects.values()
-            if field == "namespaces" and value.meshed
+            for value in self.index.objects.values()
+            if isinstance(value, state.Namespace) and value.meshed
         }
         return sorted(meshed | {self.mesh_namespace})
 
