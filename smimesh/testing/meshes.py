@@ -182,8 +182,10 @@ def _healthy(address: str) -> bool:
 
 def trust_bundle(cluster: clusters.Cluster, *, timeout: float = 30.0) -> bytes:
     """The mesh CA's roots, as workloads get them: ConfigMap smimesh-trust-bundle."""
-    deadline = time.monotonic() + timeout
-    while True:
+    found = subprocess.CompletedProcess[str]((), 1, "", "")
+
+    def published() -> bytes:
+        nonlocal found
         found = cluster.kubectl(
             "-n",
             names.MESH_NAMESPACE,
@@ -193,11 +195,16 @@ def trust_bundle(cluster: clusters.Cluster, *, timeout: float = 30.0) -> bytes:
             "-o",
             "jsonpath={.data.ca\\.crt}",
         )
-        if found.returncode == 0 and "BEGIN CERTIFICATE" in found.stdout:
-            return found.stdout.encode()
-        if time.monotonic() > deadline:
-            raise MeshError(f"no trust bundle published within {timeout:.0f}s: {found.stderr}")
-        time.sleep(0.2)
+        ok = found.returncode == 0 and "BEGIN CERTIFICATE" in found.stdout
+        return found.stdout.encode() if ok else b""
+
+    return waiting.eventually_sync(
+        published,
+        timeout=timeout,
+        message=lambda: f"no trust bundle published within {timeout:.0f}s: {found.stderr}",
+        interval=0.2,
+        error=MeshError,
+    )
 
 
 SMI_RESOURCES = (
@@ -222,20 +229,31 @@ def wait_served(
             raise MeshError(f"the operator exited; its log:\n{operator.logs()[-4000:]}")
         return operator.webhook_url is None or _registered(cluster, operator.webhook_url)
 
-    try:
-        waiting.eventually_sync(
-            registered,
-            timeout=timeout,
-            message="the operator did not register its webhooks",
-            interval=0.2,
-        )
-    except waiting.WaitTimeoutError as exc:
-        raise MeshError(f"{exc}:\n{operator.logs()[-4000:]}") from None
-    for resource in SMI_RESOURCES:
-        while (listed := cluster.kubectl("get", resource, "-A", "-o", "name")).returncode != 0:
-            if time.monotonic() > deadline:
-                raise MeshError(f"{resource} not served within {timeout:.0f}s: {listed.stderr}")
-            time.sleep(0.2)
+    waiting.eventually_sync(
+        registered,
+        timeout=timeout,
+        message=lambda: f"the operator did not register its webhooks:\n{operator.logs()[-4000:]}",
+        interval=0.2,
+        error=MeshError,
+    )
+    unserved = ("", "")
+
+    def every_kind_lists() -> bool:
+        nonlocal unserved
+        for resource in SMI_RESOURCES:
+            listed = cluster.kubectl("get", resource, "-A", "-o", "name")
+            if listed.returncode != 0:
+                unserved = (resource, listed.stderr)
+                return False
+        return True
+
+    waiting.eventually_sync(
+        every_kind_lists,
+        timeout=max(0.0, deadline - time.monotonic()),
+        message=lambda: f"{unserved[0]} not served within {timeout:.0f}s: {unserved[1]}",
+        interval=0.2,
+        error=MeshError,
+    )
 
 
 def _registered(cluster: clusters.Cluster, url: str) -> bool:
@@ -282,11 +300,20 @@ def lease_holder(cluster: clusters.Cluster) -> str:
 
 def wait_leader(cluster: clusters.Cluster, identity: str, *, timeout: float = 30.0) -> None:
     """Until `identity` holds the Lease."""
-    deadline = time.monotonic() + timeout
-    while (holder := lease_holder(cluster)) != identity:
-        if time.monotonic() > deadline:
-            raise MeshError(f"{identity} did not take the Lease in {timeout:.0f}s ({holder!r})")
-        time.sleep(0.2)
+    holder = ""
+
+    def taken() -> bool:
+        nonlocal holder
+        holder = lease_holder(cluster)
+        return holder == identity
+
+    waiting.eventually_sync(
+        taken,
+        timeout=timeout,
+        message=lambda: f"{identity} did not take the Lease in {timeout:.0f}s ({holder!r})",
+        interval=0.2,
+        error=MeshError,
+    )
 
 
 def install(cluster: clusters.Cluster) -> None:

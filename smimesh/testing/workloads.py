@@ -34,6 +34,7 @@ from types import TracebackType
 import httpx
 from kubernetes import client
 
+from smimesh._aio import waiting
 from smimesh.testing import (
     addresses,
     isolating,
@@ -263,9 +264,10 @@ class LocalWorkload:
 
     def wait_ready(self, timeout: float) -> None:
         """Until the sidecar's /ready answers 200 (it holds a config and credentials)."""
-        deadline = time.monotonic() + timeout
         last = "no answer"
-        while time.monotonic() < deadline:
+
+        def ready() -> bool:
+            nonlocal last
             for name, process in self.processes.items():
                 if process.poll() is not None:
                     raise WorkloadError(
@@ -274,15 +276,21 @@ class LocalWorkload:
                     )
             try:
                 response = httpx.get(f"{self.admin_url}/ready", timeout=1.0)
-                if response.status_code == 200:
-                    return
-                last = f"{response.status_code} {response.text[:200]}"
             except httpx.TransportError as exc:
                 last = str(exc)
-            time.sleep(0.1)
-        raise WorkloadError(
-            f"{self.spec.name}: sidecar not ready within {timeout:.0f}s ({last}); log:\n"
-            f"{self.log('sidecar')[-3000:]}"
+                return False
+            last = f"{response.status_code} {response.text[:200]}"
+            return response.status_code == 200
+
+        waiting.eventually_sync(
+            ready,
+            timeout=timeout,
+            message=lambda: (
+                f"{self.spec.name}: sidecar not ready within {timeout:.0f}s ({last}); log:\n"
+                f"{self.log('sidecar')[-3000:]}"
+            ),
+            interval=0.1,
+            error=WorkloadError,
         )
 
     def stop(self) -> None:
