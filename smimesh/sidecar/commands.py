@@ -12,7 +12,6 @@ import asyncio
 import logging
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Annotated, Any
@@ -20,6 +19,7 @@ from typing import Annotated, Any
 import httpx
 import typer
 
+from smimesh._aio import waiting
 from smimesh.sidecar import (
     certifying,
     credentials,
@@ -335,14 +335,15 @@ def wait_ready(
 
     Example: smimesh sidecar wait-ready --within 60
     """
-    deadline = time.monotonic() + within
     url = f"http://127.0.0.1:{admin_port}/ready"
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(url, timeout=1.0).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    typer.echo(f"sidecar not ready after {within:g}s", err=True)
-    raise typer.Exit(1)
+    try:
+        waiting.eventually_sync(
+            lambda: httpx.get(url, timeout=1.0).status_code == 200,
+            timeout=within,
+            message=f"sidecar not ready after {within:g}s",
+            interval=0.2,
+            ignoring=(httpx.HTTPError,),
+        )
+    except waiting.WaitTimeoutError:
+        typer.echo(f"sidecar not ready after {within:g}s", err=True)
+        raise typer.Exit(1) from None
