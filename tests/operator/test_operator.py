@@ -218,14 +218,18 @@ def test_a_proxy_that_refuses_its_config_keeps_the_split_unprogrammed_with_its_r
     try:
         next_with(proxy, lambda c: route_weights(c, "root") == {"v1": 90, "v2": 10})
         # Programmed is False (Pending) before the NACK arrives too: wait for its reason.
-        deadline = time.monotonic() + 30
-        while True:
+        found: dict[str, dict[str, Any]] = {}
+
+        def refused() -> bool:
+            nonlocal found
             found = wait_conditions(
                 cluster, namespace, "canary", {"Programmed": "False", "Accepted": "True"}
             )
-            if "refused it" in found["Programmed"]["message"] or time.monotonic() > deadline:
-                break
-            time.sleep(0.2)
+            return "refused it" in found["Programmed"]["message"]
+
+        waiting.eventually_sync(
+            refused, timeout=30, message=lambda: f"Programmed: {found['Programmed']}", interval=0.2
+        )
         assert "refused it: route table too large for this proxy" in found["Programmed"]["message"]
         assert f"{namespace}/client-1" in found["Programmed"]["message"]
     finally:

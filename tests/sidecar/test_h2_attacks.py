@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import ctypes
-import itertools
 import json
 import math
 import os
@@ -19,7 +18,7 @@ import ssl
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,6 +30,7 @@ import h2.exceptions
 import httpx
 import pytest
 
+from smimesh._aio import waiting
 from smimesh.proxyconfig import inbound
 from tests.sidecar.conftest import NS, Pki, config, free_port, service, spiffe
 
@@ -337,15 +337,6 @@ async def test_rapid_reset_flood_from_a_denied_identity_gets_enhance_your_calm(
     _assert_survived(sidecar, outcome)
 
 
-async def _until(condition: Callable[[], bool], *, within: float) -> None:
-    """Poll what only a subprocess's output tells (there is no event to wait on)."""
-    async with asyncio.timeout(within):
-        for _ in itertools.count():
-            if condition():
-                return
-            await asyncio.sleep(0.02)
-
-
 class RawClient:
     """The h2 library as a client on one downstream connection to the sidecar."""
 
@@ -406,7 +397,12 @@ async def test_a_reset_stream_frees_its_upstream_stream_at_once(sidecar_process:
     sidecar = sidecar_process
     client = await RawClient.to(sidecar.outbound)
     slow = client.get("/?sleep=3", 100)
-    await _until(lambda: sidecar.app.requests() >= 100, within=10)  # all in flight at the app
+    await waiting.eventually(  # all in flight at the app (only its output tells)
+        lambda: sidecar.app.requests() >= 100,
+        timeout=10,
+        message="the 100 slow streams never all reached the app",
+        interval=0.02,
+    )
     started = time.monotonic()
     client.reset(slow)
     client.get("/", 100)
