@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 import yaml
 
+from smimesh.proxyconfig import workloads
 from smimesh.sidecar import metrics
 from smimesh.smi import kinds
 from tests.cli.conftest import run_smi
@@ -65,8 +66,8 @@ def _emitted_series() -> dict[str, set[str]]:
     telemetry = metrics.Telemetry()
     telemetry.request(
         "inbound",
-        metrics.Workload.of_pod("test", "client-1", "Deployment", "client"),
-        metrics.Workload.of_pod("test", "podinfo-1", "Deployment", "podinfo"),
+        workloads.Workload.of_pod("test", "client-1", "Deployment", "client"),
+        workloads.Workload.of_pod("test", "podinfo-1", "Deployment", "podinfo"),
         200,
         3.0,
     )
