@@ -5,10 +5,14 @@ from __future__ import annotations
 
 import datetime
 
+import pytest
+
 from smimesh.operator import trafficmetrics
 from smimesh.sidecar import metrics
 from smimesh.smi import documents
 from smimesh.telemetry import trafficstats
+
+pytestmark = pytest.mark.fast
 
 WEB = metrics.Workload("shop", "Deployment", "web", "web-1")
 API1 = metrics.Workload("shop", "Deployment", "api", "api-1")

@@ -10,6 +10,8 @@ import pytest
 from smimesh.sidecar import metrics
 from smimesh.telemetry import trafficstats
 
+pytestmark = pytest.mark.fast
+
 A = metrics.Workload("shop", "Deployment", "web", "web-1")
 B = metrics.Workload("shop", "Deployment", "api", "api-1")
 B2 = metrics.Workload("shop", "Deployment", "api", "api-2")
