@@ -1,7 +1,7 @@
 """`kubectl smi proxy config POD` and `kubectl smi identity POD`: what one sidecar holds right
 now, asked from the sidecar itself (admin `/config` and `/identity`), not from the operator.
 
-Registered by `smimesh.cli.main`; reaches the pod through `smimesh.cli.proxies`. The config is
+Registered by `smimesh.cli.main`; reaches the pod through `smimesh.cli.meshedpods`. The config is
 the compiled proxy config the sidecar swapped in last (it carries no keys); the identity is
 its certificate's SPIFFE id and validity (never the certificate or the key).
 """
@@ -14,7 +14,7 @@ from typing import Annotated, Any
 
 import typer
 
-from smimesh.cli import connecting, proxies, rendering
+from smimesh.cli import connecting, meshedpods, rendering
 
 PodName = Annotated[str, typer.Argument(help="The meshed pod.", show_default=False)]
 
@@ -31,11 +31,11 @@ app = typer.Typer(
 
 def _pod(
     pod: str, namespace: str | None, kubeconfig: connecting.Kubeconfig, context: connecting.Context
-) -> proxies.Pod:
+) -> meshedpods.Pod:
     where = namespace or connecting.default_namespace(kubeconfig, context)
     with connecting.api_client(kubeconfig, context) as api:
         connecting.require_reachable(api)
-        return proxies.meshed_pod(api, where, pod)
+        return meshedpods.meshed_pod(api, where, pod)
 
 
 HINT = (
@@ -44,10 +44,10 @@ HINT = (
 )
 
 
-def _ask(found: proxies.Pod, path: str, port: int, address: str | None) -> Any:
+def _ask(found: meshedpods.Pod, path: str, port: int, address: str | None) -> Any:
     try:
-        return proxies.get_json(found, path, port=port, address=address)
-    except proxies.AdminError as exc:
+        return meshedpods.get_json(found, path, port=port, address=address)
+    except meshedpods.AdminError as exc:
         hint = HINT.format(namespace=found.namespace, name=found.name, port=port)
         if " 403 " in str(exc):
             hint = "the sidecar serves /config only when started with --admin-config"
@@ -66,8 +66,8 @@ def config(
         DocumentFormat,
         typer.Option("--output", "-o", help="json or yaml.", case_sensitive=False),
     ] = DocumentFormat.json,
-    admin_port: proxies.AdminPort = proxies.ADMIN_PORT,
-    admin_address: proxies.AdminAddress = None,
+    admin_port: meshedpods.AdminPort = meshedpods.ADMIN_PORT,
+    admin_address: meshedpods.AdminAddress = None,
     kubeconfig: connecting.Kubeconfig = None,
     context: connecting.Context = None,
 ) -> None:
@@ -109,8 +109,8 @@ def identity(
     pod: PodName,
     namespace: connecting.Namespace = None,
     output: rendering.Output = rendering.Format.table,
-    admin_port: proxies.AdminPort = proxies.ADMIN_PORT,
-    admin_address: proxies.AdminAddress = None,
+    admin_port: meshedpods.AdminPort = meshedpods.ADMIN_PORT,
+    admin_address: meshedpods.AdminAddress = None,
     kubeconfig: connecting.Kubeconfig = None,
     context: connecting.Context = None,
 ) -> None:
