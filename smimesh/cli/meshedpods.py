@@ -2,13 +2,13 @@
 metrics-only port (15090: `/metrics`, `/`), the way Prometheus scrapes it, and the admin port
 (15000: `/config`, `/identity`).
 
-Used by the `stat`/`top` (`stats`), `proxy config` and `identity` (`proxies`) and `version`
-(`versioning`) command modules. A pod is
-meshed when it carries the annotation `smimesh.dev/injected` (the injector and local
-workloads set it). An injected sidecar's admin port listens on 127.0.0.1 inside the pod, and
-serves `/config` only when started with `--admin-config`: reach it with
-`kubectl port-forward POD 15000` and `--admin-address 127.0.0.1`. Local workloads bind it on
-their address. Never imports `smimesh.sidecar`: the endpoints are the contract.
+Used by the command modules `stats` (`stat`, `top`), `proxies` (`proxy config`, `identity`)
+and `versioning` (`version`). A pod is meshed when it carries the annotation
+`smimesh.dev/injected` (the injector and local workloads set it). An injected sidecar's admin
+port listens on 127.0.0.1 inside the pod, and serves `/config` only when started with
+`--admin-config`: reach it with `kubectl port-forward POD 15000` and `--admin-address
+127.0.0.1`. Local workloads bind it on their address. Never imports `smimesh.sidecar`: the
+endpoints are the contract.
 """
 
 from __future__ import annotations

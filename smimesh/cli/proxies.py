@@ -1,9 +1,9 @@
 """`kubectl smi proxy config POD` and `kubectl smi identity POD`: what one sidecar holds right
 now, asked from the sidecar itself (admin `/config` and `/identity`), not from the operator.
 
-Registered by `smimesh.cli.main`; reaches the pod through `smimesh.cli.meshedpods`. The config is
-the compiled proxy config the sidecar swapped in last (it carries no keys); the identity is
-its certificate's SPIFFE id and validity (never the certificate or the key).
+Registered by `smimesh.cli.main`; reaches the pod through `smimesh.cli.meshedpods`. The
+config is the compiled proxy config the sidecar swapped in last (it carries no keys); the
+identity is its certificate's SPIFFE id and validity (never the certificate or the key).
 """
 
 from __future__ import annotations
