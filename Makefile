@@ -53,11 +53,13 @@ crds: $(STAMP)
 	$(VENV)/bin/smimesh crds
 
 ## Hypothesis fuzzing, 60 s per target: the SMI parser and validator, the sidecar's path
-## normalizer, and the HTTP/2 codec of a real sidecar process fed random and mutated frame
-## sequences (not part of make test).
+## normalizer, the HTTP/2 codec of a real sidecar process fed random and mutated frame
+## sequences, and the HTTP/1.1 codec (requests and relayed responses); not part of make test.
 fuzz: $(STAMP)
 	SMIMESH_FUZZ_SECONDS=$${SMIMESH_FUZZ_SECONDS:-60} $(VENV)/bin/pytest -q -p no:cacheprovider \
 	  tests/smi/fuzzing.py tests/sidecar/fuzzing_paths.py tests/sidecar/fuzzing_h2.py
+	SMIMESH_FUZZ_SECONDS=$${SMIMESH_FUZZ_SECONDS:-60} $(VENV)/bin/pytest -q -p no:cacheprovider \
+	  tests/sidecar/fuzzing_http1.py
 
 ## System tools the sidecar's tests need: iptables (transparent interception in network
 ## namespaces) and curl (a real client). Installed with apt only when missing.

@@ -14,6 +14,7 @@ from rich.console import Console
 
 from smimesh.cli import kindclusters
 from smimesh.conformance import deploying, profiles, reporting, running, testapp
+from smimesh.testing import reaping
 
 app = typer.Typer(help="The SMI conformance suite.", no_args_is_help=True)
 
@@ -105,6 +106,9 @@ def run(
             "traffic intercepted transparently by iptables (needs root)."
         ),
     ] = Isolation.address,
+    keep_logs: Annotated[
+        bool, typer.Option("--keep-logs", envvar=reaping.KEEP_LOGS_ENV, help=reaping.KEEP_LOGS_HELP)
+    ] = False,
 ) -> None:
     """Run the conformance cases; exit 0 if all pass (or skip), 1 if any fails, 2 on bad input
     or when the suite cannot start (unreachable cluster, no SMI CRDs, Pods never Ready, no
@@ -127,6 +131,7 @@ def run(
       smimesh conformance run --target kind --image ghcr.io/smimesh/smimesh:0.1.0
     """
     err = Console(stderr=True)
+    reaping.keep_logs(keep_logs)
     chosen = running.select(focus or (), skip or ())
     if not chosen:
         err.print(

@@ -19,7 +19,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from smimesh.testing import binaries, clusters, controlplane, meshes, workloads
+from smimesh.testing import binaries, clusters, controlplane, meshes, reaping, workloads
 
 STEPS = ((100, 0), (90, 10), (75, 25), (50, 50), (25, 75), (0, 100))
 NAMESPACE = "demo"
@@ -135,6 +135,9 @@ def demo(
     keep: Annotated[
         bool, typer.Option(help="Leave everything running until Ctrl-C, to explore it.")
     ] = False,
+    keep_logs: Annotated[
+        bool, typer.Option("--keep-logs", envvar=reaping.KEEP_LOGS_ENV, help=reaping.KEEP_LOGS_HELP)
+    ] = False,
 ) -> None:
     """Run the main job: a canary TrafficSplit on a local mesh, with the measured share.
 
@@ -144,6 +147,7 @@ def demo(
     Example: smimesh demo --requests 1000
     """
     console = Console()
+    reaping.keep_logs(keep_logs)
 
     def say(message: str) -> None:
         console.print(f"   [green]✔[/] {message}")
@@ -178,9 +182,13 @@ def demo(
         meshes.MeshError,
         workloads.WorkloadError,
     ) as exc:
-        Console(stderr=True).print(f"[red]✖ {exc}[/]")
+        hint = "" if keep_logs else "\n(the logs are removed: --keep-logs keeps them)"
+        Console(stderr=True).print(f"[red]✖ {exc}[/]{hint}")
         raise typer.Exit(1) from None
-    console.print("stopped the workloads, the operator and the control plane; nothing left running")
+    console.print(
+        "stopped the workloads, the operator and the control plane; nothing left running"
+        + ("" if keep_logs else " and no directory left")
+    )
 
 
 def register(app: typer.Typer) -> None:

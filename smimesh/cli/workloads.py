@@ -19,7 +19,7 @@ from rich.console import Console
 
 from smimesh.kube import clients, names
 from smimesh.operator import authorities
-from smimesh.testing import isolating, workloads
+from smimesh.testing import isolating, reaping, workloads
 
 app = typer.Typer(help="Workloads outside Kubernetes (processes on this host).")
 
@@ -76,6 +76,9 @@ def run(
             "app's connections through the sidecar (no proxy settings). Needs root and iptables.",
         ),
     ] = False,
+    keep_logs: Annotated[
+        bool, typer.Option("--keep-logs", envvar=reaping.KEEP_LOGS_ENV, help=reaping.KEEP_LOGS_HELP)
+    ] = False,
 ) -> None:
     """Run COMMAND as a meshed workload until Ctrl-C; its Pod is removed afterwards.
 
@@ -87,6 +90,7 @@ def run(
     --config-server 127.0.0.1:15010 -- sh -c 'python -m http.server --bind $HOST $PORT'
     """
     err = Console(stderr=True)
+    reaping.keep_logs(keep_logs)
     if config_server is None:
         err.print("[red]--config-server is required (the operator's gRPC address)[/]")
         raise typer.Exit(2)
@@ -117,7 +121,8 @@ def run(
         )
         workload.start()
     except (clients.NoClusterError, workloads.WorkloadError, client.ApiException) as exc:
-        err.print(f"[red]✖ {exc}[/]")
+        hint = "" if keep_logs else "\n(the logs are removed: --keep-logs keeps them)"
+        err.print(f"[red]✖ {exc}[/]{hint}")
         raise typer.Exit(1) from None
     inside = f" in network namespace {workload.netns.name}" if workload.netns else ""
     err.print(

@@ -24,7 +24,7 @@ from typing import Literal
 
 from smimesh.conformance import cases, deploying, profiles, stages
 from smimesh.conformance.cases import registry
-from smimesh.testing import binaries, clusters, launching, meshes
+from smimesh.testing import binaries, clusters, launching, meshes, reaping
 
 SMI_GROUPS = ("split.smi-spec.io", "access.smi-spec.io", "specs.smi-spec.io")
 
@@ -119,7 +119,9 @@ def connect(
         )  # fmt: skip
         if flattened.returncode != 0:
             raise SetupError(f"context {context!r}: {flattened.stderr.strip()}")
+        # Credentials in a directory that goes with this process (reaped at exit or death).
         path = Path(tempfile.mkdtemp(prefix="smimesh-conformance-")) / "kubeconfig"
+        reaping.hold(reaping.path(path.parent))
         path.write_text(flattened.stdout)
         path.chmod(0o600)
     cluster = clusters.Cluster("existing", path, kubectl)

@@ -10,6 +10,8 @@ from typing import Final
 DOMAIN: Final = "smimesh.dev"
 MESH_NAMESPACE: Final = "smimesh-system"
 OPERATOR_SERVICE: Final = "smimesh-operator"
+OPERATOR_LEASE: Final = "smimesh-operator"
+"""The coordination.k8s.io Lease the operator replicas elect their leader on."""
 
 # Namespaces: membership in the mesh, and their access mode: "strict" (deny unless a
 # TrafficTarget allows) or "permissive" (allow every caller).

@@ -4,7 +4,9 @@ status and Events; all of them watch and serve config.
 Used by `running` (starts `LeaderElector.run`) and `statuses` (asks `is_leader`). The
 classic client-go algorithm: hold the Lease by renewing it every `retry_period`; a replica
 takes it over once the holder's `renewTime + leaseDurationSeconds` has passed; writes use the
-Lease's resourceVersion, so two replicas can never both win.
+Lease's resourceVersion, so two replicas can never both win. A round that cannot reach the
+apiserver (restarted, etcd down) counts as not holding the Lease: the replica steps down and
+keeps trying, it never exits over it.
 """
 
 from __future__ import annotations
@@ -14,9 +16,15 @@ import datetime
 import logging
 from dataclasses import dataclass, field
 
+import urllib3
 from kubernetes import client
 
+from smimesh.kube import names
+
 log = logging.getLogger(__name__)
+
+UNREACHABLE = (urllib3.exceptions.HTTPError, OSError)
+"""What the client raises when it gets no answer at all (refused, reset, timed out)."""
 
 
 def _now() -> datetime.datetime:
@@ -28,7 +36,7 @@ class LeaderElector:
     api: client.ApiClient
     namespace: str
     identity: str
-    name: str = "smimesh-operator"
+    name: str = names.OPERATOR_LEASE
     lease_duration: float = 15.0
     retry_period: float = 2.0
     is_leader: bool = False
@@ -93,6 +101,8 @@ class LeaderElector:
                 leases.replace_namespaced_lease(self.name, self.namespace, lease)
         except client.ApiException as exc:
             log.warning("could not release lease %s: %s", self.name, exc.reason)
+        except UNREACHABLE as exc:
+            log.warning("could not release lease %s: apiserver unreachable (%s)", self.name, exc)
         self.is_leader = False
 
     async def run(self) -> None:
@@ -103,6 +113,9 @@ class LeaderElector:
                     held = await asyncio.to_thread(self.try_acquire)
                 except client.ApiException as exc:
                     log.warning("lease %s: %s %s", self.name, exc.status, exc.reason)
+                    held = False
+                except UNREACHABLE as exc:
+                    log.warning("lease %s: apiserver unreachable (%s)", self.name, exc)
                     held = False
                 if held != self.is_leader:
                     self.is_leader = held

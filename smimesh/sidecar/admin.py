@@ -63,41 +63,41 @@ class Admin:
             return await self.handle(request, writer)
         if path == "/":
             return self._index(writer, METRICS_ONLY)
-        writer.write(http1.simple_response(404, "not found (this port serves /metrics only)"))
+        writer.write(request.answer(404, "not found (this port serves /metrics only)"))
         return True
 
     async def handle(self, request: http1.Request, writer: asyncio.StreamWriter) -> bool:
         path = request.path
         table = self.ctx.table
         if path == "/live":
-            writer.write(http1.simple_response(200, "live"))
+            writer.write(request.answer(200, "live"))
         elif path == "/ready":
             if self.ctx.drain.active:
-                writer.write(http1.simple_response(503, "draining"))
+                writer.write(request.answer(503, "draining"))
             elif table is None:
-                writer.write(http1.simple_response(503, "no config yet"))
+                writer.write(request.answer(503, "no config yet"))
             else:
-                writer.write(http1.simple_response(200, f"ready {table.version}"))
+                writer.write(request.answer(200, f"ready {table.version}"))
         elif path == "/metrics":
             return await self._metrics(writer)
         elif path == "/config":
             if not self.ctx.settings.admin_config:
                 text = "smimesh: /config is off (start the sidecar with --admin-config)"
-                writer.write(http1.simple_response(403, text))
+                writer.write(request.answer(403, text))
                 return True
             body = table.config.to_json() if table is not None else b"null"
             writer.write(http1.response_bytes(200, body, content_type=b"application/json"))
         elif path == "/identity":
             found = self.ctx.credentials.certificate() if self.ctx.credentials else None
             if found is None:
-                writer.write(http1.simple_response(404, "no certificate (yet)"))
+                writer.write(request.answer(404, "no certificate (yet)"))
             else:
                 body = json.dumps(found.to_json()).encode()
                 writer.write(http1.response_bytes(200, body, content_type=b"application/json"))
         elif path == "/":
             return self._index(writer, self.endpoints)
         else:
-            writer.write(http1.simple_response(404, "not found"))
+            writer.write(request.answer(404, "not found"))
         return True
 
     def _index(self, writer: asyncio.StreamWriter, endpoints: tuple[str, ...]) -> bool:

@@ -82,6 +82,16 @@ class IssuedCredentials(credentials.Holder):
             key, issued, bundle, identity=identity.uri, renew_at=issued.renew_at(), source="mesh-ca"
         )
 
+    def _retry_delay(self, retry: backoff.Backoff) -> float:
+        """The backoff's delay, but while a certificate is still valid never more than an
+        eighth of the time it has left: a renewal that failed while the CA was away is tried
+        again often enough to succeed before expiry once the CA is back."""
+        delay = retry.next_delay()
+        if self.material is None:
+            return delay
+        left = self.material.certificate.not_after - datetime.datetime.now(datetime.UTC)
+        return min(delay, max(0.5, left.total_seconds() / 8))
+
     async def watch(self) -> None:
         """Get a certificate, then renew it at its renewal time, forever."""
         retry = backoff.Backoff(initial=0.5, maximum=30.0)
@@ -92,7 +102,7 @@ class IssuedCredentials(credentials.Holder):
                 detail = exc.details() if isinstance(exc, grpc.aio.AioRpcError) else str(exc)
                 self.last_error = f"{type(exc).__name__}: {detail}"
                 log.error("certificate request failed: %s", self.last_error)
-                await retry.sleep()
+                await asyncio.sleep(self._retry_delay(retry))
                 continue
             self.material = material
             retry.reset()

@@ -20,7 +20,15 @@ from typing import Annotated, Any
 import httpx
 import typer
 
-from smimesh.sidecar import certifying, credentials, probing, running, settings, transparent
+from smimesh.sidecar import (
+    certifying,
+    credentials,
+    listeners,
+    probing,
+    running,
+    settings,
+    transparent,
+)
 
 app = typer.Typer(
     name="sidecar",
@@ -243,6 +251,7 @@ def _credentials(
 
 
 async def _main(built: settings.SidecarSettings) -> None:
+    listeners.raise_descriptor_limit()
     files = _credentials(built)
     sidecar = running.Sidecar(built, credentials=files)
     running.install_signals(sidecar)

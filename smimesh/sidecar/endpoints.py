@@ -9,6 +9,7 @@ mTLS when a `tls.Credentials` source is given and the mesh is not in `disabled` 
 from __future__ import annotations
 
 import asyncio
+import select
 import socket
 import ssl
 import time
@@ -41,10 +42,29 @@ class Connection:
 
     def usable(self, max_idle: float) -> bool:
         return (
-            not self.reader.at_eof()
+            self.quiet()
             and not self.writer.is_closing()
             and time.monotonic() - self.idle_since < max_idle
         )
+
+    def quiet(self) -> bool:
+        """Nothing arrived that no request asked for: no bytes held by the reader or waiting
+        in the socket, no EOF, no error. Only a quiet connection may be pooled or reused:
+        bytes past a response would otherwise be read as the next caller's response."""
+        reader = self.reader
+        # StreamReader has no public way to ask whether it holds bytes: its buffer is read.
+        held: bytes = getattr(reader, "_buffer", b"")
+        if held or reader.at_eof() or reader.exception() is not None:
+            return False
+        sock = self.writer.get_extra_info("socket")
+        if sock is None:
+            return True
+        try:
+            poller = select.poll()
+            poller.register(sock.fileno(), select.POLLIN | select.POLLPRI)
+            return not poller.poll(0)
+        except (OSError, ValueError):  # closed under us
+            return False
 
     def close(self) -> None:
         """Close without waiting: a TLS peer's close_notify is not awaited (nothing is in
@@ -86,7 +106,12 @@ class EndpointState:
         return None
 
     def give_back(self, conn: Connection, max_pool: int) -> None:
-        if self.retired or len(self.idle) >= max_pool or conn.writer.is_closing():
+        if (
+            self.retired
+            or len(self.idle) >= max_pool
+            or conn.writer.is_closing()
+            or not conn.quiet()
+        ):
             conn.close()
             return
         conn.idle_since = time.monotonic()

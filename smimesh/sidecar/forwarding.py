@@ -10,10 +10,12 @@ failure, a reset before any response byte or a 503, and never once a byte went d
 from __future__ import annotations
 
 import asyncio
+import logging
 from dataclasses import dataclass
 
 from smimesh.sidecar import clusters, endpoints, http1, relaying, settings, tcp
 
+log = logging.getLogger(__name__)
 RETRYABLE_STATUS = 503
 
 
@@ -42,7 +44,7 @@ class Forwarder:
     ) -> Result:
         budget = cluster.budget
         if budget.overflowing():
-            return _local(writer, 503, f"smimesh: {cluster.name} overflow (circuit open)")
+            return _local(request, writer, 503, f"smimesh: {cluster.name} overflow (circuit open)")
         await budget.acquire()
         written = [False]
         try:
@@ -51,7 +53,9 @@ class Forwarder:
         except TimeoutError:
             if written[0]:
                 return Result(504, False, None)
-            return _local(writer, 504, f"smimesh: {cluster.name} timed out after {deadline:g}s")
+            return _local(
+                request, writer, 504, f"smimesh: {cluster.name} timed out after {deadline:g}s"
+            )
         finally:
             budget.release()
         if result.upgraded is not None and request.takeover is not None:
@@ -78,7 +82,7 @@ class Forwarder:
             try:
                 endpoint = cluster.pick(tried)
             except clusters.NoEndpointError:
-                return _local(writer, 503, f"smimesh: {cluster.name} has no endpoints")
+                return _local(request, writer, 503, f"smimesh: {cluster.name} has no endpoints")
             tried.append(endpoint)
             endpoint.in_flight += 1
             try:
@@ -122,14 +126,20 @@ class Forwarder:
                 if response.reusable:
                     endpoint.give_back(conn, self.limits.pool_idle_per_endpoint)
                 else:
+                    if response.stray:
+                        log.info(
+                            "%s sent bytes past its response: connection closed", endpoint.address
+                        )
                     conn.close()
                 return Result(status, response.callbacks.keep_alive, endpoint.address)
             finally:
                 endpoint.in_flight -= 1
-        return _local(writer, 503, f"smimesh: {cluster.name}: {failure}")
+        return _local(request, writer, 503, f"smimesh: {cluster.name}: {failure}")
 
 
-def _local(writer: asyncio.StreamWriter, status: int, reason: str) -> Result:
-    """A response the proxy makes itself (no endpoint answered)."""
-    writer.write(http1.simple_response(status, reason))
+def _local(
+    request: http1.Request, writer: asyncio.StreamWriter, status: int, reason: str
+) -> Result:
+    """A response the proxy makes itself (no endpoint answered); no body for a HEAD."""
+    writer.write(request.answer(status, reason))
     return Result(status, True, None)

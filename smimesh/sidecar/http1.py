@@ -5,7 +5,10 @@ Fed by `listeners` with an accepted stream; hands each complete request to a han
 (`outbound.Outbound.http`, `inbound.Inbound.http`, `admin`, `probing`), which answers itself
 or goes through `forwarding` and `relaying` to the chosen endpoint. Parsing is httptools
 (llhttp, as in Node.js). Requests are read whole (bounded) so that idempotent ones can be
-retried; responses stream.
+retried; responses stream. A request is admitted on its head (`Admit`: inbound authorization)
+before `100 Continue` is sent and before any byte of its body is read. A refused request that
+announces a body (or an upgrade) is answered at once and the connection closed, its body
+never read; one without a body is answered in turn and the connection kept.
 """
 
 from __future__ import annotations
@@ -44,6 +47,7 @@ class Request:
         "headers",
         "keep_alive",
         "method",
+        "refusal",
         "takeover",
         "target",
         "upgrade",
@@ -61,6 +65,8 @@ class Request:
         # For an Upgrade request (WebSocket): the downstream reader and the bytes read past
         # the head, so that the forwarder can relay both ways once the app answers 101.
         self.takeover: tuple[asyncio.StreamReader, bytes] | None = None
+        # Refused on its head (`Admit`) and without a body: answered in turn, never handled.
+        self.refusal: HttpError | None = None
         self._facts: matching.RequestFacts | None = None
         self._normal: paths.Target | None = None
 
@@ -104,18 +110,29 @@ class Request:
     def idempotent(self) -> bool:
         return self.method in IDEMPOTENT
 
+    def answer(self, status: int, body: str, *, keep_alive: bool = True) -> bytes:
+        """A response the sidecar makes itself to this request: no body for a HEAD."""
+        return simple_response(status, body, keep_alive=keep_alive, head_only=self.method == "HEAD")
+
+
+Admit = Callable[[Request], HttpError | None]
+"""Decides on a request's head (method, target, headers; the body not read yet): None admits
+it, an `HttpError` refuses it (answered with that status, the connection then closed)."""
+
 
 class _RequestCallbacks:
-    """httptools callbacks: build `Request`s, enforce the head and body bounds."""
+    """httptools callbacks: build `Request`s, admit them on their heads, enforce the head and
+    body bounds."""
 
-    def __init__(self, limits: settings.Limits, writer: asyncio.StreamWriter | None = None) -> None:
+    def __init__(self, limits: settings.Limits, admit: Admit | None = None) -> None:
         self.limits = limits
-        self.writer = writer
+        self.admit = admit
         self.parser: httptools.HttpRequestParser | None = None
         self.ready: deque[Request] = deque()
         self.current: Request | None = None
         self.head_bytes = 0
         self.started_at = 0.0
+        self.invite = False  # the current request expects 100-continue and was admitted
 
     def on_message_begin(self) -> None:
         self.current = Request()
@@ -144,11 +161,22 @@ class _RequestCallbacks:
         self.current.version = self.parser.get_http_version()
         self.current.keep_alive = self.parser.should_keep_alive()
         self.current.upgrade = self.parser.should_upgrade()
+        if self.admit is not None:
+            refusal = self.admit(self.current)
+            if refusal is not None:
+                if self.current.upgrade or _announces_body(self.current):
+                    raise refusal  # answered and closed: no body byte taken, no 100 Continue
+                self.current.refusal = refusal  # nothing to skip: answered, keep-alive
+                return
+        length = self.current.header(b"content-length")
+        if length and length.strip().isdigit() and int(length) > self.limits.max_body_bytes:
+            raise HttpError(413, "request body too large")
         expect = self.current.header(b"expect")
-        if expect and expect.lower() == "100-continue" and self.writer is not None:
-            # The body is read here, before routing: invite it now, or the client waits
-            # (curl for a second) for a 100 the upstream never gets to send.
-            self.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        if expect and expect.lower() == "100-continue" and self.current.version == "1.1":
+            # The body is read before routing: `serve` invites it when it next needs bytes
+            # (after any earlier response), or the client waits (curl for a second) for a
+            # 100 the upstream never gets to send.
+            self.invite = True
 
     def on_body(self, body: bytes) -> None:
         assert self.current is not None
@@ -160,6 +188,14 @@ class _RequestCallbacks:
         assert self.current is not None
         self.ready.append(self.current)
         self.current = None
+        self.invite = False  # the body came without waiting for a 100
+
+
+def _announces_body(request: Request) -> bool:
+    length = request.header(b"content-length")
+    return request.header(b"transfer-encoding") is not None or (
+        length is not None and length.strip() not in ("", "0")
+    )
 
 
 Handler = Callable[[Request, asyncio.StreamWriter], Awaitable[bool]]
@@ -179,15 +215,19 @@ async def serve(
     first: bytes = b"",
     tunnel: Tunnel | None = None,
     idle: Callable[[], contextlib.AbstractContextManager[None]] | None = None,
+    admit: Admit | None = None,
 ) -> None:
     """Serve requests on one downstream connection until either side closes it."""
-    callbacks = _RequestCallbacks(limits, writer)
+    callbacks = _RequestCallbacks(limits, admit)
     parser = httptools.HttpRequestParser(callbacks)
     callbacks.parser = parser
     data = first
+    failed: HttpError | None = None  # answered once the requests parsed before it are
     try:
         while True:
             while not callbacks.ready:
+                if failed is not None:
+                    raise failed
                 if data:
                     chunk, data = data, b""
                     try:
@@ -197,6 +237,8 @@ async def serve(
                         request = callbacks.ready[-1] if callbacks.ready else None
                         if request is None:
                             raise HttpError(400, "incomplete upgrade request") from None
+                        if request.refusal is not None:
+                            raise request.refusal from None
                         if request.method == "CONNECT":
                             if tunnel is None:
                                 raise HttpError(405, "CONNECT not supported here") from None
@@ -213,9 +255,13 @@ async def serve(
                         data = bytes(leftover)
                     except httptools.HttpParserError as exc:
                         if isinstance(exc.__context__, HttpError):
-                            raise exc.__context__ from None
-                        raise HttpError(400, "malformed request") from None
+                            failed = exc.__context__
+                        else:
+                            failed = HttpError(400, "malformed request")
                     continue
+                if callbacks.invite:
+                    callbacks.invite = False
+                    writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
                 if callbacks.current is not None:
                     budget = callbacks.started_at + limits.header_timeout - time.monotonic()
                     if budget <= 0:
@@ -238,11 +284,21 @@ async def serve(
                 if not data:
                     return
             request = callbacks.ready.popleft()
-            keep = await handler(request, writer)
+            if request.refusal is not None:
+                refusal = request.refusal
+                writer.write(
+                    simple_response(refusal.status, refusal.reason, keep_alive=request.keep_alive,
+                                    head_only=request.method == "HEAD")
+                )  # fmt: skip
+                keep = True
+            else:
+                keep = await handler(request, writer)
             if not (keep and request.keep_alive) or draining() or request.takeover:
                 return
     except HttpError as exc:
-        writer.write(simple_response(exc.status, exc.reason, keep_alive=False))
+        current = callbacks.current
+        head_only = current is not None and current.method == "HEAD"
+        writer.write(simple_response(exc.status, exc.reason, keep_alive=False, head_only=head_only))
     except (ConnectionError, asyncio.IncompleteReadError):
         pass
     finally:
@@ -267,11 +323,13 @@ def simple_response(
     keep_alive: bool = True,
     content_type: bytes = b"text/plain; charset=utf-8",
     extra: tuple[tuple[bytes, bytes], ...] = (),
+    head_only: bool = False,
 ) -> bytes:
     payload = body.encode() if body.endswith("\n") or not body else (body + "\n").encode()
     return response_bytes(
-        status, payload, keep_alive=keep_alive, content_type=content_type, extra=extra
-    )
+        status, payload, keep_alive=keep_alive, content_type=content_type, extra=extra,
+        head_only=head_only,
+    )  # fmt: skip
 
 
 def response_bytes(
@@ -281,7 +339,9 @@ def response_bytes(
     keep_alive: bool = True,
     content_type: bytes = b"text/plain; charset=utf-8",
     extra: tuple[tuple[bytes, bytes], ...] = (),
+    head_only: bool = False,
 ) -> bytes:
+    """A whole response; `head_only` for an answer to HEAD (the length said, no body)."""
     try:
         phrase = HTTPStatus(status).phrase
     except ValueError:
@@ -294,4 +354,4 @@ def response_bytes(
     lines += [name + b": " + value for name, value in extra]
     if not keep_alive:
         lines.append(b"connection: close")
-    return b"\r\n".join(lines) + b"\r\n\r\n" + payload
+    return b"\r\n".join(lines) + b"\r\n\r\n" + (b"" if head_only else payload)

@@ -4,8 +4,9 @@ authorize each request (HTTP) or connection (TCP), and forward what is allowed t
 Fed by `listeners`: in transparent mode one port receives everything (the port comes from
 `SO_ORIGINAL_DST`), in explicit mode the sidecar binds each inbound port of the config itself.
 Uses `authorizing` for decisions, `forwarding` (HTTP/1.1), `http2` and `tcp` to reach the app.
-A denied HTTP request gets 403 with a short reason and never reaches the app; a denied TCP
-connection is closed. Plaintext is accepted only where the snapshot allows it.
+A denied HTTP request gets 403 with a short reason, decided on its head (before `100 Continue`;
+with a body, the connection is closed and the body never read), and never reaches the app;
+a denied TCP connection is closed. Plaintext is accepted only where the snapshot allows it.
 """
 
 from __future__ import annotations
@@ -125,19 +126,41 @@ class Inbound:
             )
             return
 
-        async def handle(request: http1.Request, down: asyncio.StreamWriter) -> bool:
+        def newest() -> tables.InboundPolicy | None:
             # Authorization follows the newest snapshot per request: a keep-alive connection
             # (the caller's sidecar pools them) must see a TrafficTarget added or removed.
             table = self.ctx.table
-            latest = table.inbound.get(policy.port.port) if table is not None else policy
+            return table.inbound.get(policy.port.port) if table is not None else policy
+
+        def admit(request: http1.Request) -> http1.HttpError | None:
+            # On the head: a denied caller gets no 100 Continue and its body is never read.
+            latest = newest()
             if latest is None:
-                down.write(http1.simple_response(403, "smimesh: denied: port no longer meshed"))
+                return http1.HttpError(403, "smimesh: denied: port no longer meshed")
+            try:
+                request.normalize(merge_slashes=self.ctx.settings.merge_slashes)
+                facts = request.facts()
+            except paths.PathError as exc:
+                self.ctx.telemetry.denied(latest.port.port, "path")
+                self._record(peer.workload, paths.STATUS, time.perf_counter())
+                return http1.HttpError(paths.STATUS, f"smimesh: bad path: {exc.reason}")
+            decision = authorizing.authorize(latest, peer.identity, facts)
+            if decision.allowed:
+                return None
+            self.ctx.telemetry.denied(latest.port.port, "http")
+            self._record(peer.workload, 403, time.perf_counter())
+            return http1.HttpError(403, f"smimesh: denied: {decision.reason}")
+
+        async def handle(request: http1.Request, down: asyncio.StreamWriter) -> bool:
+            latest = newest()
+            if latest is None:
+                down.write(request.answer(403, "smimesh: denied: port no longer meshed"))
                 return False
             return await self.http(request, down, latest, peer)
 
         await http1.serve(
             reader, writer, handle, limits=self.ctx.settings.limits, draining=self.ctx.drain,
-            first=first, idle=self.ctx.drain.idle,
+            first=first, idle=self.ctx.drain.idle, admit=admit,
         )  # fmt: skip
 
     async def http(
@@ -152,7 +175,7 @@ class Inbound:
             path = request.normalize(merge_slashes=self.ctx.settings.merge_slashes).origin_form
         except paths.PathError as exc:
             self.ctx.telemetry.denied(policy.port.port, "path")
-            writer.write(http1.simple_response(paths.STATUS, f"smimesh: bad path: {exc.reason}"))
+            writer.write(request.answer(paths.STATUS, f"smimesh: bad path: {exc.reason}"))
             self._record(peer.workload, paths.STATUS, started)
             return True
         facts = request.facts()
@@ -160,7 +183,7 @@ class Inbound:
         decision = authorizing.authorize(policy, peer.identity, facts)
         if not decision.allowed:
             self.ctx.telemetry.denied(policy.port.port, "http")
-            writer.write(http1.simple_response(403, f"smimesh: denied: {decision.reason}"))
+            writer.write(request.answer(403, f"smimesh: denied: {decision.reason}"))
             self._record(peer.workload, 403, started)  # the identity's labels only
             return True
         table = self.ctx.table

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import errno
 import logging
+import resource
 import socket
 import ssl
 import time
@@ -158,3 +159,20 @@ async def peek(conn: socket.socket, size: int, *, within: float) -> bytes:
 def _resolve(future: asyncio.Future[None]) -> None:
     if not future.done():
         future.set_result(None)
+
+
+def raise_descriptor_limit(ceiling: int = 1 << 20) -> int:
+    """Lift this process's soft limit on open files to its hard limit (at most `ceiling`), as
+    Go and Envoy do at start: the per-listener connection caps, not a default soft limit of
+    1,024 shared by every listener and both sides of each relay, should be what refuses
+    connections. Returns the soft limit in force."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = min(hard if hard != resource.RLIM_INFINITY else ceiling, ceiling)
+    if wanted > soft:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+        except (ValueError, OSError) as exc:
+            log.warning("cannot raise the open-files limit from %d to %d: %s", soft, wanted, exc)
+            return soft
+        return wanted
+    return soft

@@ -144,7 +144,7 @@ class Outbound:
         started = time.perf_counter()
         table = self.ctx.table
         if table is None:
-            writer.write(http1.simple_response(503, "smimesh: no proxy config yet"))
+            writer.write(request.answer(503, "smimesh: no proxy config yet"))
             return True
         absolute, path = origin_form(request.target)
         authority = absolute.decode("latin-1") if absolute else request.header(b"host") or ""
@@ -152,7 +152,7 @@ class Outbound:
         if logical is None:
             egress = None if resolve is not None else self.egress_cluster(authority, 80)
             if egress is None:
-                writer.write(http1.simple_response(404, "smimesh: no such Service in the mesh"))
+                writer.write(request.answer(404, "smimesh: no such Service in the mesh"))
                 return True
             payload = relaying.encode_request(
                 request, path=path, host=absolute, drop=metrics.STATS_HEADERS
@@ -167,13 +167,13 @@ class Outbound:
         try:
             path = request.normalize(merge_slashes=self.ctx.settings.merge_slashes).origin_form
         except paths.PathError as exc:
-            writer.write(http1.simple_response(paths.STATUS, f"smimesh: bad path: {exc.reason}"))
+            writer.write(request.answer(paths.STATUS, f"smimesh: bad path: {exc.reason}"))
             self._record(logical.root, "", paths.STATUS, None, started)
             return True
         try:
             concrete = routes.choose(logical, request.facts)
         except routes.NoRouteError as exc:
-            writer.write(http1.simple_response(503, f"smimesh: {exc}"))
+            writer.write(request.answer(503, f"smimesh: {exc}"))
             self._record(logical.root, "", 503, None, started)
             return True
         mesh = table.config.settings

@@ -52,18 +52,18 @@ class Probes:
         if not path.startswith("/app-health/"):
             if path in ("/ready", "/live"):
                 return await self.admin.handle(request, writer)
-            writer.write(http1.simple_response(404, "not found"))
+            writer.write(request.answer(404, "not found"))
             return True
         original = self.originals.get(path.removeprefix("/app-health/"))
         if original is None:
-            writer.write(http1.simple_response(404, "no such probe"))
+            writer.write(request.answer(404, "no such probe"))
             return True
         try:
             async with asyncio.timeout(PROBE_TIMEOUT):
                 ok, detail = await self.run(original)
         except TimeoutError:
             ok, detail = False, f"timed out after {PROBE_TIMEOUT:g}s"
-        writer.write(http1.simple_response(200 if ok else 503, detail))
+        writer.write(request.answer(200 if ok else 503, detail))
         return True
 
     async def run(self, original: Mapping[str, Any]) -> tuple[bool, str]:

@@ -3,16 +3,23 @@ response (status first, so that a 503 can still be retried; then the body, strea
 
 Used by `forwarding` (outbound to a backend, inbound to the local app) with requests parsed by
 `http1`. Responses are relayed as the upstream framed them (content-length, chunked, or
-until close); HEAD responses end after the head.
+until close); HEAD, 1xx, 204 and 304 responses end after the head. Exactly the response's
+own bytes are relayed: bytes the upstream wrote past it mark it `stray`, and `forwarding`
+closes that connection instead of pooling it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import re
 
 import httptools
 
 from smimesh.sidecar import http1
+
+# Control characters other than HTAB, CR and LF: llhttp lets some through in a reason
+# phrase, and a head is relayed as the upstream wrote it, so the proxy refuses them itself.
+CONTROL = re.compile(rb"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
 HOP_BY_HOP = frozenset(
     {
@@ -77,11 +84,25 @@ class _ResponseCallbacks:
         self.keep_alive = True
         self.framed = False
         self.upgraded = False
+        self.chunked = False  # a transfer-encoding header: the body ends on a blank line
+        self.remaining: int | None = None  # content-length body bytes still to come
+        self.interims = 0  # 1xx responses seen before the final one
+        self.codings = b""  # the transfer-encoding values, comma-joined
+
+    def on_message_begin(self) -> None:
+        self.framed = self.chunked = False
+        self.remaining = None
+        self.codings = b""
 
     def on_header(self, name: bytes, value: bytes) -> None:
         lower = name.lower()
-        if lower == b"content-length" or lower == b"transfer-encoding":
+        if lower == b"content-length":
             self.framed = True
+            if value.strip().isdigit():
+                self.remaining = int(value)
+        elif lower == b"transfer-encoding":
+            self.framed = self.chunked = True
+            self.codings += b"," + value
 
     def on_headers_complete(self) -> None:
         assert self.parser is not None
@@ -90,15 +111,24 @@ class _ResponseCallbacks:
             self.head_done = True
             self.keep_alive = self.parser.should_keep_alive()
 
+    def on_body(self, body: bytes) -> None:
+        if self.remaining is not None:
+            self.remaining -= len(body)
+
     def on_message_complete(self) -> None:
         if self.status >= 200:
             self.done = True
         else:
-            self.framed = False  # a 1xx interim response: the final one follows
+            self.interims += 1
 
 
 class Response:
-    """One upstream response being relayed: `read_head` first, then `relay` or `discard`."""
+    """One upstream response being relayed: `read_head` first, then `relay` or `discard`.
+
+    Only the bytes of this response are relayed. The parser is fed up to each place where
+    the response could end (the blank line after a head or a chunked body, the last byte of
+    a content-length body), so the byte where it does end is known: what follows it in the
+    same read is stray (`stray`), and the connection is never reused."""
 
     def __init__(self, reader: asyncio.StreamReader, *, head_only: bool) -> None:
         self.reader = reader
@@ -108,6 +138,11 @@ class Response:
         self.callbacks.parser = self.parser
         self.buffered = bytearray()
         self.eof = False
+        self.stray = False  # bytes past the framed response were read
+        self.head_end: int | None = None  # offset of the final head's end in the response
+        self._starts = [0]  # offsets where each head (1xx ones, then the final one) begins
+        self._fed = 0
+        self._tail = b""  # the last two bytes fed, for a blank line split across reads
 
     @property
     def status(self) -> int:
@@ -120,10 +155,12 @@ class Response:
 
     @property
     def reusable(self) -> bool:
-        """Whether the upstream connection can carry another request."""
-        return self.complete and self.callbacks.keep_alive and not self.eof
+        """Whether the upstream connection can carry another request: the response ended
+        where its framing says, keep-alive, and nothing was read past it."""
+        return self.complete and self.callbacks.keep_alive and not self.eof and not self.stray
 
     async def _feed_once(self) -> bytes:
+        """Read once; returns the bytes of this response in what was read."""
         data = await self.reader.read(65536)
         if not data:
             self.eof = True
@@ -133,19 +170,82 @@ class Response:
                 cb.keep_alive = False
                 return data
             raise ConnectionResetError("upstream closed mid-response")
+        taken = self._feed(data)
+        if taken < len(data):
+            self.stray = True
+            return data[:taken]
+        return data
+
+    def _feed(self, data: bytes) -> int:
+        """Feed `data` up to the end of the response; returns how many bytes were its."""
+        view = memoryview(data)
+        pos = 0
         try:
-            self.parser.feed_data(data)
+            while pos < len(data) and not self.complete:
+                end = self._cut(data, pos)
+                self.parser.feed_data(view[pos:end])
+                pos = end
+                if self.head_end is None:
+                    if self.callbacks.head_done:
+                        self.head_end = self._fed + pos
+                    elif self.callbacks.interims == len(self._starts):
+                        self._starts.append(self._fed + pos)
         except httptools.HttpParserUpgrade:
             cb = self.callbacks  # 101 Switching Protocols: what follows is not HTTP
             cb.head_done = cb.done = cb.upgraded = True
             cb.keep_alive = False
+            return len(data)  # the upgraded stream's first bytes: relayed as they are
         except httptools.HttpParserError as exc:
             raise ConnectionResetError(f"malformed upstream response: {exc}") from None
-        return data
+        finally:
+            self._tail = data[pos - 2 : pos] if pos >= 2 else (self._tail + data[:pos])[-2:]
+            self._fed += pos
+        return pos
+
+    def _cut(self, data: bytes, pos: int) -> int:
+        """The next offset after `pos` where the response might end."""
+        cb = self.callbacks
+        if not cb.head_done or cb.chunked:
+            end = self._blank_line_end(data, pos)
+            if cb.head_done and cb.remaining is not None:  # both: the nearer one
+                end = min(end, pos + max(cb.remaining, 1))
+            return end
+        if cb.remaining is not None:
+            return min(len(data), pos + max(cb.remaining, 1))
+        return len(data)  # until close
+
+    def _blank_line_end(self, data: bytes, pos: int) -> int:
+        """The first offset after `pos` that ends an empty line: where a head or a chunked
+        body can end (llhttp wants CRLF; a bare LF line end is a cut too, to be safe)."""
+        before = data[pos - 2 : pos] if pos >= 2 else (self._tail + data[:pos])[-2:]
+        probe = before + data[pos : pos + 2]
+        for extra in (1, 2):
+            seen = probe[: len(before) + extra]
+            if pos + extra <= len(data) and (seen.endswith(b"\n\r\n") or seen.endswith(b"\n\n")):
+                return pos + extra
+        ends = [
+            at + size
+            for at, size in ((data.find(b"\n\r\n", pos), 3), (data.find(b"\n\n", pos), 2))
+            if at >= 0
+        ]
+        return min(ends, default=len(data))
 
     async def read_head(self) -> int:
         while not self.callbacks.head_done:
             self.buffered += await self._feed_once()
+        if self.head_end is not None:
+            # llhttp skips blank lines before a status line; a strict client would not.
+            ends = [*self._starts[1:], self.head_end]
+            pairs = zip(self._starts, ends, strict=True)
+            heads = [self.buffered[a:b].lstrip(b"\r\n") for a, b in pairs]
+            head = b"".join(heads)
+            if CONTROL.search(head):
+                raise ConnectionResetError("malformed upstream response: a control character")
+            codings = self.callbacks.codings
+            if codings and codings.rsplit(b",", 1)[-1].strip().lower() != b"chunked":
+                # close-delimited under a transfer-encoding: clients would read it otherwise
+                raise ConnectionResetError("malformed upstream response: transfer-encoding")
+            self.buffered[: self.head_end] = head
         return self.status
 
     async def relay(self, writer: asyncio.StreamWriter) -> int:

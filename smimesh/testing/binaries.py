@@ -16,6 +16,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from smimesh.testing import reaping
+
 KUBERNETES_VERSION = "v1.36.3"
 """The k8s.io/kubernetes release `hack/kube/go.mod` pins."""
 BUILD = "2"
@@ -117,8 +119,9 @@ def build_kube_tools(
     env = {**os.environ, "GOFLAGS": "-buildvcs=false"}
     started = time.monotonic()
     with subprocess.Popen(
-        command, cwd=module, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-    ) as proc:
+        command, cwd=module, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        preexec_fn=reaping.die_with_parent,  # a killed runner's build does not go on for minutes
+    ) as proc:  # fmt: skip
         output: list[str] = []
         assert proc.stdout is not None
         last_report = started

@@ -6,13 +6,13 @@ RBAC authorization, admission webhooks and API aggregation on (front-proxy clien
 certificate and request headers; endpoint routing, as there is no kube-proxy). Fed by
 `smimesh.testing.binaries` and `smimesh.testing.pki`; used by `smimesh.testing.clusters`
 (pytest) and `smimesh demo`. Pods do not run here: workloads run as local processes
-registered as Pods.
+registered as Pods. `restart` stops etcd or the apiserver and starts it again on the same
+ports and state, for the fault suite (`tests/e2e/test_faults.py`).
 """
 
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import os
 import shutil
 import signal
@@ -25,14 +25,15 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
+from typing import Literal
 
 import httpx
 import yaml
 
 from smimesh.testing import binaries as binaries_
 from smimesh.testing import pki as pki_
+from smimesh.testing import reaping
 
-_PR_SET_PDEATHSIG = 1
 SERVICE_ACCOUNT_ISSUER = "https://kubernetes.default.svc.cluster.local"
 
 
@@ -47,17 +48,12 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(sock.getsockname()[1])
 
 
-def _die_with_parent() -> None:
-    """Runs in the child before exec: the kernel kills it if the starting thread dies."""
-    libc = ctypes.CDLL("libc.so.6", use_errno=True)
-    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
-
-
 @dataclass
 class _Process:
     name: str
     popen: subprocess.Popen[bytes]
     log: Path
+    argv: list[str]
 
     def tail(self, lines: int = 25) -> str:
         try:
@@ -67,16 +63,16 @@ class _Process:
         return "\n".join(text.splitlines()[-lines:])
 
     def stop(self, grace: float) -> None:
-        if self.popen.poll() is not None:
-            return
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.popen.pid, signal.SIGTERM)
-        try:
-            self.popen.wait(grace)
-        except subprocess.TimeoutExpired:
+        if self.popen.poll() is None:
             with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.popen.pid, signal.SIGKILL)
-            self.popen.wait()
+                os.killpg(self.popen.pid, signal.SIGTERM)
+            try:
+                self.popen.wait(grace)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(self.popen.pid, signal.SIGKILL)
+                self.popen.wait()
+        reaping.release_group(self.popen.pid)
 
 
 @dataclass
@@ -91,6 +87,7 @@ class ControlPlane:
     _processes: list[_Process] = field(default_factory=list, init=False)
     _owns_workdir: bool = field(default=False, init=False)
     _port: int = field(default=0, init=False)
+    _pki: pki_.ControlPlanePki | None = field(default=None, init=False)
 
     @property
     def server(self) -> str:
@@ -102,6 +99,13 @@ class ControlPlane:
         if self.workdir is None:
             raise ControlPlaneError("the control plane has not been started")
         return self.workdir
+
+    @property
+    def pki(self) -> pki_.ControlPlanePki:
+        """The files of its PKI, among them the service-account signing key (`tokens`)."""
+        if self._pki is None:
+            raise ControlPlaneError("the control plane has not been started")
+        return self._pki
 
     @property
     def kubeconfig(self) -> Path:
@@ -125,9 +129,10 @@ class ControlPlane:
         if self.workdir is None:
             self.workdir = Path(tempfile.mkdtemp(prefix="smimesh-cp-"))
             self._owns_workdir = True
+            reaping.hold(reaping.path(self.workdir))  # `stop` removes it; the reaper if we die
         started = time.monotonic()
         try:
-            pki = pki_.write_pki(
+            pki = self._pki = pki_.write_pki(
                 self.state_dir / "pki",
                 hosts=[self.host, "localhost", "kubernetes", "kubernetes.default.svc"],
             )
@@ -148,21 +153,37 @@ class ControlPlane:
         self._processes.clear()
         if self._owns_workdir and self.workdir is not None:
             shutil.rmtree(self.workdir, ignore_errors=True)
+            reaping.release(reaping.path(self.workdir))
             self.workdir = None
             self._owns_workdir = False
 
-    def _spawn(self, name: str, argv: list[str]) -> _Process:
+    def restart(
+        self, name: Literal["etcd", "kube-apiserver"], *, down_for: float = 0.0, grace: float = 10.0
+    ) -> None:
+        """Stop `name` (SIGTERM, SIGKILL after `grace`), keep it down for `down_for` seconds,
+        start it again with the same command line (same ports, same data directory), and wait
+        until the apiserver reports ready again. Its log continues in the same file."""
+        index, process = next((i, p) for i, p in enumerate(self._processes) if p.name == name)
+        process.stop(grace=grace)
+        time.sleep(down_for)
+        again = self._spawn(name, process.argv, append=True)
+        self._processes.remove(again)  # it keeps its place in the start order
+        self._processes[index] = again
+        self._wait_ready(self.pki)
+
+    def _spawn(self, name: str, argv: list[str], *, append: bool = False) -> _Process:
         log = self.state_dir / f"{name}.log"
-        with log.open("wb") as out:
+        with log.open("ab" if append else "wb") as out:
             popen = subprocess.Popen(
                 argv,
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
                 start_new_session=True,
-                preexec_fn=_die_with_parent,
+                preexec_fn=reaping.die_with_parent,
             )
-        process = _Process(name, popen, log)
+        reaping.hold_group(popen.pid)  # the parent-death signal follows the thread, not us
+        process = _Process(name, popen, log, argv)
         self._processes.append(process)
         return process
 

@@ -7,6 +7,8 @@ Used by `workloads` (start/stop). The shape of a pod on a node with a routed CNI
 inside, `eth0` holds the address and a default route via a host address; the host routes the
 address to the veth. Forwarding is enabled on the host's veths only, never machine-wide.
 `remove` undoes every step, whatever was done; `leftovers` says what of it still exists.
+Each part is held by `reaping` from before it is made until `remove`, so the reaper undoes
+it if the process that made it dies first.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from smimesh.testing import addresses
+from smimesh.testing import addresses, reaping
 
 PROXY_MARK = 0x534D
 """The sidecar's default upstream mark (`smimesh.sidecar.settings.PROXY_MARK`; this package
@@ -62,12 +64,14 @@ def unsupported() -> str | None:
         return "ip is not installed (package iproute2)"
     if shutil.which("iptables") is None:
         return "iptables is not installed (`make sidecar-deps` installs it)"
-    probe = f"smw-probe-{uuid.uuid4().hex[:6]}"
+    probe = reaping.hold(reaping.netns(f"smw-probe-{uuid.uuid4().hex[:6]}"))
     try:
-        _run("ip", "netns", "add", probe)
+        _run("ip", "netns", "add", probe.value)
     except NetnsError as exc:
         return f"cannot create a network namespace: {exc}"
-    subprocess.run(["ip", "netns", "del", probe], capture_output=True, check=False)
+    finally:
+        subprocess.run(["ip", "netns", "del", probe.value], capture_output=True, check=False)
+        reaping.release(probe)
     return None
 
 
@@ -107,9 +111,16 @@ class Namespace:
         """`argv` run inside the namespace (with its hosts file)."""
         return ["ip", "netns", "exec", self.name, *argv]
 
+    def _parts(self) -> list[reaping.Held]:
+        return [reaping.netns(self.name), reaping.link(self.host_veth),
+                reaping.route(f"{self.address}/32", self.host_veth),
+                reaping.path(self.etc)]  # fmt: skip
+
     def create(self) -> None:
         """The namespace, its veth and routes; raises NetnsError (the caller then `remove`s)."""
         veth, inside = self.host_veth, ["ip", "-n", self.name]
+        for part in self._parts():
+            reaping.hold(part)
         self.etc.mkdir(parents=True, exist_ok=True)
         (self.etc / "hosts").write_text(hosts_file((), namespace="", pod="", address=""))
         (self.etc / "resolv.conf").write_text(RESOLV_CONF)
@@ -173,3 +184,5 @@ class Namespace:
                 capture_output=True, check=False,
             )  # fmt: skip
         shutil.rmtree(self.etc, ignore_errors=True)
+        for part in self._parts():
+            reaping.release(part)

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import signal
 import socket
 import subprocess
 import threading
@@ -30,7 +29,7 @@ from typing import Any
 
 from kubernetes import client, watch
 
-from smimesh.testing import podplans, registering, workloads
+from smimesh.testing import podplans, reaping, registering, workloads
 
 NODE_NAME = "smimesh-local-node"
 
@@ -89,6 +88,7 @@ class _Pod:
                     env={**os.environ, **env, "HOST": workload.address},
                     start_new_session=True,
                 )
+            reaping.hold_group(self.app.pid)  # killed by the reaper if the runner dies
         ports = [planned.app_ports.get(port, port) for port in planned.ports]
         _wait_ports(workload.address, ports, timeout=timeout, log=self.log)
         registering.mark_running(api, workload.registration)
@@ -97,19 +97,9 @@ class _Pod:
         if self.started is not None:
             with contextlib.suppress(Exception):  # a failed start is reported where it ran
                 self.started.result()
-        if self.plan.meshed:
-            self.workload.stop()  # unregisters too: slices and Pod go
-            return
-        if self.app is not None and self.app.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.app.pid, signal.SIGTERM)
-            try:
-                self.app.wait(10)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.app.pid, signal.SIGKILL)
-                self.app.wait()
-        with contextlib.suppress(client.ApiException):
-            registering.unregister(api, self.workload.registration)
+        if self.app is not None:
+            workloads.stop_groups([self.app])
+        self.workload.stop()  # unregisters too (slices and Pod go) and removes its directory
 
 
 @dataclass

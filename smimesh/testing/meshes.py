@@ -3,7 +3,9 @@ process under its own ServiceAccount, and local workloads (test app + sidecar) o
 
 Used by `make demo`, the conformance suite's local environment and end-to-end tests. Builds
 on `clusters` (the cluster), `workloads` (app + sidecar processes) and the operator's entry
-point `python -m smimesh.operator`.
+point `python -m smimesh.operator`. With `replicas=2` it runs two operators with leader
+election behind one config-server address (`fronting`), and the fault suite kills, stops and
+starts them again on their own addresses (`kill_operator`, `start_operator_again`).
 """
 
 from __future__ import annotations
@@ -25,7 +27,9 @@ from smimesh.testing import (
     apiservices,
     clusters,
     controlplane,
+    fronting,
     launching,
+    reaping,
     workloads,
 )
 
@@ -47,6 +51,8 @@ class OperatorProcess:
     log: Path
     webhook_address: str | None = None
     """host:port of its HTTPS server (webhooks, TrafficMetrics API) if `start_operator` set it."""
+    extra_args: tuple[str, ...] = ()
+    """The arguments it was started with besides its addresses (to start it again)."""
 
     def logs(self) -> str:
         return self.log.read_text(errors="replace") if self.log.exists() else ""
@@ -59,6 +65,7 @@ class OperatorProcess:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
+        reaping.release_group(self.process.pid)
 
 
 def start_operator(
@@ -70,15 +77,19 @@ def start_operator(
     extra_args: tuple[str, ...] = (),
     timeout: float = 30.0,
     webhook_host: str = "127.0.0.1",
+    grpc_address: str | None = None,
+    webhook_address: str | None = None,
 ) -> OperatorProcess:
     """Start an operator and wait until its config server listens.
 
     Its webhooks listen on a free port of `webhook_host` and are registered by URL
-    (`--webhook-url`): a local control plane has no Service routing to reach them otherwise."""
-    address = f"127.0.0.1:{controlplane.free_port()}"
+    (`--webhook-url`): a local control plane has no Service routing to reach them otherwise.
+    `grpc_address` and `webhook_address` ("host:port") start it where an earlier one ran."""
+    given = extra_args
+    address = grpc_address or f"127.0.0.1:{controlplane.free_port()}"
     webhooks = None
     if "--webhook-url" not in extra_args:
-        webhooks = f"{webhook_host}:{controlplane.free_port(webhook_host)}"
+        webhooks = webhook_address or f"{webhook_host}:{controlplane.free_port(webhook_host)}"
         extra_args = (
             "--webhook-address",
             webhooks,
@@ -87,7 +98,8 @@ def start_operator(
             *extra_args,
         )
     log = log_dir / f"{identity}.log"
-    with log.open("wb") as out:
+    started_at = log.stat().st_size if log.exists() else 0  # started again: log continues
+    with log.open("ab") as out:
         process = subprocess.Popen(
             [
                 sys.executable,
@@ -105,10 +117,12 @@ def start_operator(
             ],
             stdout=out,
             stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own group, which the reaper kills if we die first
         )
-    operator = OperatorProcess(process, address, identity, log, webhooks)
+    reaping.hold_group(process.pid, grace=20.0)  # it leaves local mode on SIGTERM
+    operator = OperatorProcess(process, address, identity, log, webhooks, given)
     deadline = time.monotonic() + timeout
-    while "config server on port" not in operator.logs():
+    while b"config server on port" not in log.read_bytes()[started_at:]:
         if process.poll() is not None or time.monotonic() > deadline:
             operator.stop()
             raise MeshError(f"the operator did not start; its log:\n{operator.logs()[-4000:]}")
@@ -165,6 +179,24 @@ def wait_served(
             time.sleep(0.2)
 
 
+def lease_holder(cluster: clusters.Cluster) -> str:
+    """Who holds the operators' Lease ("" if nobody does, or there is none yet)."""
+    found = cluster.kubectl(
+        "-n", names.MESH_NAMESPACE, "get", "lease", names.OPERATOR_LEASE,
+        "-o", "jsonpath={.spec.holderIdentity}",
+    )  # fmt: skip
+    return found.stdout.strip() if found.returncode == 0 else ""
+
+
+def wait_leader(cluster: clusters.Cluster, identity: str, *, timeout: float = 30.0) -> None:
+    """Until `identity` holds the Lease."""
+    deadline = time.monotonic() + timeout
+    while (holder := lease_holder(cluster)) != identity:
+        if time.monotonic() > deadline:
+            raise MeshError(f"{identity} did not take the Lease in {timeout:.0f}s ({holder!r})")
+        time.sleep(0.2)
+
+
 def install(cluster: clusters.Cluster) -> None:
     """Apply `manifests/` server-side, as users do, and wait for the CRDs."""
     applied = cluster.kubectl("apply", "--server-side", "--force-conflicts", "-k", str(MANIFESTS))
@@ -186,6 +218,23 @@ class LocalMesh:
     started: list[workloads.LocalWorkload] = field(default_factory=list)
     bundle: bytes = b""
     operator_args: tuple[str, ...] = ()
+    replicas: int = 1
+    """Operators to run; past one, sidecars reach them all through one address (`front`)."""
+    operators: list[OperatorProcess] = field(default_factory=list)
+    """Every replica, the first started first (it takes the Lease); `operator` is the first."""
+    front: fronting.Front | None = None
+
+    @property
+    def config_server(self) -> str:
+        """The address sidecars dial: the front of the replicas, or the one operator's."""
+        if self.front is not None:
+            return self.front.address
+        if self.operator is None:
+            raise MeshError("the mesh is not started")
+        return self.operator.grpc_address
+
+    def __post_init__(self) -> None:
+        reaping.hold_directory(self.work_dir)  # `close` removes it; the reaper if we die
 
     def __enter__(self) -> LocalMesh:
         try:
@@ -202,6 +251,9 @@ class LocalMesh:
                 extra_args=self.operator_args,
                 webhook_host=addresses.allocate_local(),
             )
+            self.operators.append(self.operator)
+            if self.replicas > 1:
+                self._start_replicas(kubeconfig)
             if self.operator.webhook_address is not None:
                 with self.cluster.api_client() as api:
                     apiservices.register(api, self.operator.webhook_address)
@@ -221,15 +273,71 @@ class LocalMesh:
     ) -> None:
         self.close()
 
+    def _start_replicas(self, kubeconfig: Path) -> None:
+        """The other replicas, once the first holds the Lease (so it stays the leader), and
+        the front that sends each sidecar connection to the first replica alive."""
+        assert self.operator is not None
+        wait_leader(self.cluster, self.operator.identity)
+        for number in range(1, self.replicas):
+            self.operators.append(
+                start_operator(
+                    kubeconfig,
+                    self.work_dir,
+                    identity=f"operator-{chr(ord('a') + number)}",
+                    extra_args=self.operator_args,
+                    webhook_host=addresses.allocate_local(),
+                )
+            )
+        self.front = fronting.Front(
+            lambda: [operator.grpc_address for operator in self.operators]
+        ).start()
+
+    def leader(self) -> OperatorProcess:
+        """The replica that holds the Lease now."""
+        holder = lease_holder(self.cluster)
+        for operator in self.operators:
+            if operator.identity == holder:
+                return operator
+        raise MeshError(f"no running replica holds the Lease (holder: {holder!r})")
+
+    def kill_operator(self, operator: OperatorProcess) -> None:
+        """SIGKILL: no Lease release, no clean-up of any kind."""
+        operator.stop(kill=True)
+
+    def start_operator_again(self, operator: OperatorProcess) -> OperatorProcess:
+        """A stopped replica started again as itself, on its own addresses (as a Pod that
+        restarts keeps its Service's port); it takes `operator`'s place."""
+        if operator.process.poll() is None:
+            raise MeshError(f"{operator.identity} is still running")
+        again = start_operator(
+            self.work_dir / "operator.kubeconfig",
+            self.work_dir,
+            identity=operator.identity,
+            extra_args=operator.extra_args,
+            grpc_address=operator.grpc_address,
+            webhook_address=operator.webhook_address,
+        )
+        self.operators[self.operators.index(operator)] = again
+        if self.operator is operator:
+            self.operator = again
+        return again
+
     def close(self) -> None:
         for workload in reversed(self.started):
             workload.stop()
         self.started.clear()
+        if self.front is not None:
+            self.front.close()
+        for operator in reversed(self.operators):
+            operator.stop()
         if self.operator is not None:
             self.operator.stop()
             if self.operator.webhook_address is not None:
                 with self.cluster.api_client() as api:
                     apiservices.unregister(api)
+        if reaping.keeps_logs():
+            self.say(f"the operator's log is kept in {self.work_dir}")
+        reaping.remove_directory(self.work_dir)
 
     def apply(self, *objects: dict[str, Any]) -> None:
         """kubectl apply of the given objects (a List), raising with kubectl's message."""
@@ -300,7 +408,7 @@ class LocalMesh:
                 isolation=isolation,
             ),
             api=api,
-            config_server=self.operator.grpc_address,
+            config_server=self.config_server,
             # Read again for each workload: a root rotation changes it while the mesh runs.
             trust_bundle=trust_bundle(self.cluster),
         )

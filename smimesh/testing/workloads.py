@@ -26,7 +26,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -34,7 +34,15 @@ from types import TracebackType
 import httpx
 from kubernetes import client
 
-from smimesh.testing import addresses, isolating, launching, registering, resolving, tokens
+from smimesh.testing import (
+    addresses,
+    isolating,
+    launching,
+    reaping,
+    registering,
+    resolving,
+    tokens,
+)
 
 OUTBOUND_PORT = launching.OUTBOUND_PORT
 ADMIN_PORT = launching.ADMIN_PORT
@@ -78,6 +86,7 @@ class LocalWorkload:
     """Keeps the namespace's hosts file naming every Service (`netns` isolation)."""
 
     def __post_init__(self) -> None:
+        reaping.hold_directory(self.log_dir)  # `stop` removes it; the reaper if we die first
         try:
             if not self.address:
                 netns = self.spec.isolation == "netns"
@@ -150,15 +159,18 @@ class LocalWorkload:
         return path
 
     def _spawn(self, name: str, argv: Sequence[str], env: Mapping[str, str]) -> None:
-        """Start a process with exactly `env` as its environment, its output in a log file."""
+        """Start a process with exactly `env` as its environment, its output in a log file,
+        in a process group of its own that the reaper kills if this process dies first."""
         with (self.log_dir / f"{name}.log").open("wb") as out:
-            self.processes[name] = subprocess.Popen(
+            process = subprocess.Popen(
                 list(argv),
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 env=dict(env),
                 start_new_session=True,
             )
+        reaping.hold_group(process.pid)
+        self.processes[name] = process
 
     def log(self, name: str) -> str:
         path = self.log_dir / f"{name}.log"
@@ -168,6 +180,8 @@ class LocalWorkload:
         """Register, (build the network namespace,) start app and sidecar, wait until ready.
         On any failure everything done so far is undone before the error propagates."""
         spec = self.spec
+        self.log_dir.mkdir(parents=True, exist_ok=True)  # again, after a `stop`
+        reaping.hold_directory(self.log_dir)
         try:
             self.services = registering.register(self.api, self.registration)
             bundle = self.log_dir / "trust-bundle.pem"
@@ -272,17 +286,9 @@ class LocalWorkload:
         )
 
     def stop(self) -> None:
-        for process in self.processes.values():
-            if process.poll() is None:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(process.pid, signal.SIGTERM)
-        for process in self.processes.values():
-            try:
-                process.wait(10)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
+        """Stop the processes (their whole groups), the resolver and the namespace, leave the
+        Services, and remove the directory (unless `SMIMESH_KEEP_LOGS`: then say where)."""
+        stop_groups(self.processes.values())
         self.processes.clear()
         if self.resolver is not None:
             self.resolver.stop()
@@ -291,3 +297,28 @@ class LocalWorkload:
             self.netns.remove()
         with contextlib.suppress(client.ApiException):
             registering.unregister(self.api, self.registration)
+        if reaping.keeps_logs():
+            print(f"{self.spec.name}: logs kept in {self.log_dir}", file=sys.stderr)
+        reaping.remove_directory(self.log_dir)
+
+
+def stop_groups(processes: Iterable[subprocess.Popen[bytes]], *, grace: float = 10.0) -> None:
+    """SIGTERM each process's group, SIGKILL after `grace`; wait for the leaders and tell
+    the reaper they are gone. The group, not the leader: `ip netns exec` or a shell may have
+    children that would otherwise stay."""
+    processes = list(processes)
+    for process in processes:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    for process in processes:
+        try:
+            process.wait(max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+        if reaping.group_members(process.pid):  # the leader is gone, its children not yet
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+        reaping.release_group(process.pid)

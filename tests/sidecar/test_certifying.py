@@ -7,6 +7,7 @@ only the old one."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -14,6 +15,7 @@ from pathlib import Path
 import grpc
 import pytest
 
+from smimesh._aio import backoff
 from smimesh.identity import authority, bundles, keys, rotation, secretdata, spiffe, tlscontexts
 from smimesh.operator import authenticating, authorities, certificates, renewing
 from smimesh.proxyconfig import proxyconfig_pb2_grpc, refs
@@ -93,3 +95,26 @@ async def test_a_sidecar_keeps_its_certificates_coming_across_a_rotation(
     fresh.mkdir()
     with pytest.raises(grpc.aio.AioRpcError):  # the file alone no longer reaches the operator
         await _sidecar(port, fresh, file_roots).request()
+
+
+async def test_a_failed_renewal_is_retried_well_before_the_certificate_expires(
+    operator: tuple[authorities.CaHolder, int], tmp_path: Path
+) -> None:
+    """With the CA away, the backoff grows to 30 s; a certificate with 16 s left must not
+    wait that long between tries (an eighth of what is left, so several tries remain)."""
+    _, port = operator
+    sidecar = _sidecar(port, tmp_path, operator[0].ca.bundle.pem())
+    retry = backoff.Backoff(initial=30.0, maximum=30.0)
+    assert sidecar._retry_delay(retry) >= 15.0  # no certificate yet: the plain backoff
+    material = await sidecar.request()
+    soon = datetime.datetime.now(datetime.UTC) + datetime.timedelta(seconds=16)
+    sidecar.material = dataclasses.replace(
+        material, certificate=dataclasses.replace(material.certificate, not_after=soon)
+    )
+    delays = [sidecar._retry_delay(retry) for _ in range(20)]
+    assert max(delays) <= 2.0, delays
+    expired = datetime.datetime.now(datetime.UTC) - datetime.timedelta(seconds=1)
+    sidecar.material = dataclasses.replace(
+        material, certificate=dataclasses.replace(material.certificate, not_after=expired)
+    )
+    assert sidecar._retry_delay(retry) == 0.5  # already expired: try again quickly

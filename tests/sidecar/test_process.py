@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import resource
 import signal
 import subprocess
 import sys
@@ -21,6 +22,15 @@ from tests.sidecar.conftest import config, free_port, service
 SMIMESH = str(Path(sys.executable).with_name("smimesh"))
 
 
+LOW_SOFT_LIMIT = 256
+
+
+def _low_open_files() -> None:
+    """Start the sidecar as a shell with `ulimit -n 256` would (the hard limit unchanged)."""
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (LOW_SOFT_LIMIT, hard))
+
+
 @pytest.fixture
 def sidecar_process(apps: Any, tmp_path: Path) -> Any:
     app = apps("app")
@@ -32,7 +42,7 @@ def sidecar_process(apps: Any, tmp_path: Path) -> Any:
     process = subprocess.Popen(
         [SMIMESH, "sidecar", "run", "--config", str(path), "--outbound-port", str(outbound),
          "--admin-port", str(admin), "--admin-host", "127.0.0.1", "--drain-seconds", "10"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=_low_open_files,
     )  # fmt: skip
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
@@ -69,6 +79,18 @@ async def test_sigterm_drains_in_flight_requests_and_refuses_new_ones(
     assert response.status_code == 200
     assert response.json()["app"] == "app"
     assert await asyncio.to_thread(process.wait, 15) == 0
+
+
+def test_the_sidecar_lifts_its_open_files_limit_to_the_hard_limit(sidecar_process: Any) -> None:
+    """Started with a soft limit of 256, it runs with the hard limit (at most 2**20), so the
+    per-listener connection caps are what refuse connections, not EMFILE."""
+    process, _, _ = sidecar_process
+    limits = Path(f"/proc/{process.pid}/limits").read_text().splitlines()
+    soft, hard = next(line for line in limits if line.startswith("Max open files")).split()[3:5]
+    expected = min(resource.RLIM_INFINITY if hard == "unlimited" else int(hard), 1 << 20)
+    if expected <= LOW_SOFT_LIMIT:
+        pytest.fail(f"this machine's hard limit ({hard}) leaves nothing to lift")
+    assert int(soft) == expected
 
 
 def test_init_dry_run_prints_the_redirect_rules() -> None:
