@@ -19,7 +19,7 @@ from kubernetes import client
 from smimesh.cli import connecting, rendering
 from smimesh.identity import bundles, errors, keys, secretdata
 from smimesh.kube import names
-from smimesh.operator import authorities, rotating
+from smimesh.operator import authorities
 
 app = typer.Typer(
     help="The mesh CA: its state, and root rotation.", no_args_is_help=True, add_completion=False
@@ -34,12 +34,12 @@ MeshNamespace = Annotated[
 def _read(api: client.ApiClient, namespace: str) -> client.V1Secret:
     try:
         return client.CoreV1Api(api).read_namespaced_secret(
-            authorities.SECRET_NAME, namespace, _request_timeout=connecting.REQUEST_TIMEOUT
+            names.CA_SECRET, namespace, _request_timeout=connecting.REQUEST_TIMEOUT
         )
     except client.ApiException as exc:
         if exc.status == 404:
             connecting.fail(
-                f"no Secret {authorities.SECRET_NAME} in namespace {namespace!r}: the operator "
+                f"no Secret {names.CA_SECRET} in namespace {namespace!r}: the operator "
                 "creates it on first start (is smimesh installed and running?)",
                 connecting.FAILED,
             )
@@ -90,8 +90,8 @@ def describe(secret: client.V1Secret) -> dict[str, Any]:
         "roots": [_certificate(root, role(root)) for root in roots],
         "issuer": _certificate(chain[0], "issuing CA"),
         "rootKeyHeld": bool(data.get(secretdata.ROOT_KEY)),
-        "rotationRequested": annotations.get(rotating.REQUESTED_ANNOTATION),
-        "rotationHandled": annotations.get(rotating.HANDLED_ANNOTATION),
+        "rotationRequested": annotations.get(names.ROTATE_REQUESTED_ANNOTATION),
+        "rotationHandled": annotations.get(names.ROTATE_HANDLED_ANNOTATION),
     }
 
 
@@ -186,12 +186,12 @@ def rotate(
         patch = {
             "metadata": {
                 "resourceVersion": secret.metadata.resource_version if secret.metadata else None,
-                "annotations": {rotating.REQUESTED_ANNOTATION: now.replace("+00:00", "Z")},
+                "annotations": {names.ROTATE_REQUESTED_ANNOTATION: now.replace("+00:00", "Z")},
             }
         }
         try:
             client.CoreV1Api(api).patch_namespaced_secret(
-                authorities.SECRET_NAME,
+                names.CA_SECRET,
                 namespace,
                 patch,
                 _request_timeout=connecting.REQUEST_TIMEOUT,
@@ -212,7 +212,7 @@ def rotate(
         "  3. stable: trust only the new root.\n"
         "Follow it with:  kubectl smi ca status\n"
         f"           and  kubectl get events -n {namespace} "
-        f"--field-selector involvedObject.name={authorities.SECRET_NAME}"
+        f"--field-selector involvedObject.name={names.CA_SECRET}"
     )
 
 

@@ -18,10 +18,10 @@ import typer
 from kubernetes import client
 
 from smimesh.cli import connecting, reading, rendering
+from smimesh.kube import names
 from smimesh.smi import conversion, split
 
 SPLIT = next(info for info in reading.CRD_KINDS if info.kind == "TrafficSplit")
-FIELD_MANAGER = "smimesh"
 CONFLICT_RETRIES = 5
 
 app = typer.Typer(
@@ -265,7 +265,7 @@ def set_weights(
                     SPLIT.plural,
                     name,
                     patch,
-                    field_manager=FIELD_MANAGER,
+                    field_manager=names.FIELD_MANAGER,
                     _content_type="application/merge-patch+json",
                     _request_timeout=connecting.REQUEST_TIMEOUT,
                 )

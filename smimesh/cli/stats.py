@@ -22,6 +22,7 @@ from rich.live import Live
 from rich.text import Text
 
 from smimesh.cli import apistats, connecting, meshedpods, rendering
+from smimesh.proxyconfig import workloads
 from smimesh.telemetry import trafficstats
 
 Window = Annotated[
@@ -124,7 +125,7 @@ def measure(scope: Scope, before: Scraped, after: Scraped) -> dict[str, Any]:
     }
 
 
-def _workload(workload: trafficstats.Workload) -> dict[str, str]:
+def _workload(workload: workloads.Workload) -> dict[str, str]:
     return {"namespace": workload.namespace, "kind": workload.kind, "name": workload.name}
 
 
@@ -155,7 +156,7 @@ def _cells(data: dict[str, Any]) -> list[str]:
 
 
 def _name(workload: dict[str, str]) -> str:
-    return str(trafficstats.Workload(workload["namespace"], workload["kind"], workload["name"]))
+    return str(workloads.Workload(workload["namespace"], workload["kind"], workload["name"]))
 
 
 def tables(data: dict[str, Any], *, all_namespaces: bool) -> Group:

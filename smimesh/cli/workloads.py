@@ -18,7 +18,6 @@ from kubernetes import client
 from rich.console import Console
 
 from smimesh.kube import clients, names
-from smimesh.operator import authorities
 from smimesh.testing import isolating, reaping, workloads
 
 app = typer.Typer(help="Workloads outside Kubernetes (processes on this host).")
@@ -38,14 +37,14 @@ def _trust_bundle(api: client.ApiClient) -> bytes:
     """The mesh roots, as the operator publishes them (ConfigMap smimesh-trust-bundle)."""
     try:
         found = client.CoreV1Api(api).read_namespaced_config_map(
-            authorities.BUNDLE_CONFIGMAP, names.MESH_NAMESPACE
+            names.TRUST_BUNDLE_CONFIGMAP, names.MESH_NAMESPACE
         )
     except client.ApiException as exc:
         raise workloads.WorkloadError(
-            f"no trust bundle in {names.MESH_NAMESPACE}/{authorities.BUNDLE_CONFIGMAP} "
+            f"no trust bundle in {names.MESH_NAMESPACE}/{names.TRUST_BUNDLE_CONFIGMAP} "
             f"({exc.status} {exc.reason}): is the operator running?"
         ) from None
-    return str((found.data or {}).get(authorities.BUNDLE_KEY, "")).encode()
+    return str((found.data or {}).get(names.TRUST_BUNDLE_KEY, "")).encode()
 
 
 @app.command("run")

@@ -12,6 +12,7 @@ from collections.abc import Iterable, Mapping
 
 from smimesh.compiler import state
 from smimesh.identity import spiffe
+from smimesh.kube import names
 from smimesh.proxyconfig import outbound, refs
 
 _HTTP2_APP_PROTOCOLS = {"http2", "grpc", "h2c", "kubernetes.io/h2c", "grpc-web"}
@@ -28,7 +29,7 @@ def protocol_of(service: state.Service, port: state.ServicePort) -> outbound.Pro
     """From `appProtocol`, else the port name's prefix (Istio/OSM style `http-web`, `grpc`),
     else the service's protocol annotation, else opaque TCP."""
     candidates = [port.app_protocol or "", port.name.split("-", 1)[0]]
-    annotation = service.annotations.get("smimesh.dev/protocol")
+    annotation = service.annotations.get(names.PROTOCOL_ANNOTATION)
     if annotation:
         candidates.append(annotation)
     for candidate in candidates:

@@ -6,7 +6,7 @@ smimesh's status conditions.
 
 Read by `deploying`, which renders the Namespaces and Pods from them. The annotation names
 are those each mesh documents (OSM, Linkerd, Consul on Kubernetes); ours come from
-`smimesh.kube.names` and `smimesh.webhooks.injection.names`.
+`smimesh.kube.names`.
 """
 
 from __future__ import annotations
@@ -16,7 +16,6 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from smimesh.kube import names
-from smimesh.webhooks.injection import names as injection
 
 MeshName = Literal["smimesh", "osm", "linkerd", "consul", "none"]
 Access = Literal["strict", "permissive"]
@@ -59,12 +58,12 @@ class Profile:
 PROFILES: Mapping[MeshName, Profile] = {
     "smimesh": Profile(
         "smimesh",
-        namespace_labels={names.NAMESPACE_MESH_LABEL: injection.ENABLED},
+        namespace_labels={names.NAMESPACE_MESH_LABEL: names.ENABLED},
         access={
             "strict": {names.NAMESPACE_ACCESS_ANNOTATION: "strict"},
             "permissive": {names.NAMESPACE_ACCESS_ANNOTATION: "permissive"},
         },
-        exclude_inbound=injection.EXCLUDE_INBOUND_PORTS,
+        exclude_inbound=names.EXCLUDE_INBOUND_PORTS_ANNOTATION,
         programmed="conditions",
     ),
     "osm": Profile(

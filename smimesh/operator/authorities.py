@@ -26,10 +26,6 @@ from smimesh.operator import indexing, leading
 
 log = logging.getLogger(__name__)
 
-SECRET_NAME = "smimesh-ca"
-BUNDLE_CONFIGMAP = "smimesh-trust-bundle"
-BUNDLE_KEY = "ca.crt"
-
 
 class CaHolder:
     """The current mesh CA, read at use time: signers take `ca.active`, publishers `ca.bundle`.
@@ -72,7 +68,7 @@ class CaStore:
     api: client.ApiClient
     namespace: str
     trust_domain: str
-    secret_name: str = SECRET_NAME
+    secret_name: str = names.CA_SECRET
 
     def load_or_create(self) -> CaHolder:
         """Read the CA Secret; create a fresh CA if there is none (a racing replica's wins)."""
@@ -128,22 +124,24 @@ class TrustBundlePublisher:
         core = client.CoreV1Api(self.api)
         body = client.V1ConfigMap(
             metadata=client.V1ObjectMeta(
-                name=BUNDLE_CONFIGMAP,
+                name=names.TRUST_BUNDLE_CONFIGMAP,
                 namespace=namespace,
                 labels={"app.kubernetes.io/part-of": "smimesh"},
             ),
-            data={BUNDLE_KEY: bundle},
+            data={names.TRUST_BUNDLE_KEY: bundle},
         )
         try:
-            current = core.read_namespaced_config_map(BUNDLE_CONFIGMAP, namespace)
+            current = core.read_namespaced_config_map(names.TRUST_BUNDLE_CONFIGMAP, namespace)
         except client.ApiException as exc:
             if exc.status != 404:
                 raise
             core.create_namespaced_config_map(namespace, body)
             return True
-        if (current.data or {}).get(BUNDLE_KEY) == bundle:
+        if (current.data or {}).get(names.TRUST_BUNDLE_KEY) == bundle:
             return False
-        core.patch_namespaced_config_map(BUNDLE_CONFIGMAP, namespace, {"data": body.data})
+        core.patch_namespaced_config_map(
+            names.TRUST_BUNDLE_CONFIGMAP, namespace, {"data": body.data}
+        )
         return True
 
     async def run(self, *, period: float = 5.0) -> None:

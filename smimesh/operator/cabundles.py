@@ -31,8 +31,6 @@ from smimesh.smi import kinds
 
 log = logging.getLogger(__name__)
 
-INJECTOR = "smimesh-injector"
-VALIDATOR = "smimesh-validator"
 CONVERT_PATH = "/convert"
 VALIDATE_PATH = "/validate"
 MUTATE_PATH = "/mutate"
@@ -181,13 +179,13 @@ def leave_local_mode(api: client.ApiClient, namespace: str) -> list[str]:
     registration = client.AdmissionregistrationV1Api(api)
     for name, read, patch_with, path in (
         (
-            INJECTOR,
+            names.INJECTOR_WEBHOOK,
             registration.read_mutating_webhook_configuration,
             registration.patch_mutating_webhook_configuration,
             MUTATE_PATH,
         ),
         (
-            VALIDATOR,
+            names.VALIDATOR_WEBHOOK,
             registration.read_validating_webhook_configuration,
             registration.patch_validating_webhook_configuration,
             VALIDATE_PATH,
@@ -270,8 +268,10 @@ class CaBundleInjector:
     def ensure(self) -> dict[str, Outcome]:
         """Make every object current; returns what happened to each (by object name)."""
         outcomes: dict[str, Outcome] = {name: self.ensure_crd(name) for name in conversion_crds()}
-        outcomes[INJECTOR] = self.ensure_webhooks("mutating", INJECTOR)
-        outcomes[VALIDATOR] = self.ensure_webhooks("validating", VALIDATOR)
+        outcomes[names.INJECTOR_WEBHOOK] = self.ensure_webhooks("mutating", names.INJECTOR_WEBHOOK)
+        outcomes[names.VALIDATOR_WEBHOOK] = self.ensure_webhooks(
+            "validating", names.VALIDATOR_WEBHOOK
+        )
         outcomes[APISERVICE] = self.ensure_apiservice()
         return outcomes
 

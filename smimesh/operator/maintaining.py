@@ -22,6 +22,7 @@ import urllib3
 from kubernetes import client
 
 from smimesh.identity import errors, rotation, secretdata
+from smimesh.kube import names
 from smimesh.operator import authorities, leading, rotating
 
 log = logging.getLogger(__name__)
@@ -61,7 +62,7 @@ class CaMaintainer:
     trust_domain: str
     policy: rotating.Policy = field(default_factory=rotating.Policy)
     period: float = DEFAULT_PERIOD
-    secret_name: str = authorities.SECRET_NAME
+    secret_name: str = names.CA_SECRET
     clock: Callable[[], datetime.datetime] = _now
     warned: set[str] = field(default_factory=set)
     """Warnings already recorded (and still true), so each is an Event once."""
@@ -81,7 +82,7 @@ class CaMaintainer:
         if handled is not None:
             metadata.annotations = {
                 **(metadata.annotations or {}),
-                rotating.HANDLED_ANNOTATION: handled,
+                names.ROTATE_HANDLED_ANNOTATION: handled,
             }
         body = client.V1Secret(metadata=metadata, type=secret.type, data=authorities.encode(data))
         try:
@@ -149,7 +150,7 @@ class CaMaintainer:
             first_timestamp=now,
             last_timestamp=now,
             count=1,
-            source=client.V1EventSource(component="smimesh-operator"),
+            source=client.V1EventSource(component=names.EVENT_COMPONENT),
         )  # fmt: skip
         client.CoreV1Api(self.api).create_namespaced_event(self.namespace, event)
 

@@ -4,8 +4,9 @@ renew the issuing CA before it expires.
 
 Pure: `decide` takes the loaded `rotation.MeshCa`, the Secret's request annotations, `now`
 and a `Policy`, and returns the new state with what was done. `maintaining` feeds it from the
-Secret and writes the result back; `kubectl smi ca rotate` sets `REQUESTED_ANNOTATION`, and the
-operator records the request it handled in `HANDLED_ANNOTATION`, so each one is acted on once.
+Secret and writes the result back; `kubectl smi ca rotate` sets the annotation
+`names.ROTATE_REQUESTED_ANNOTATION`, and the operator records the request it handled in
+`names.ROTATE_HANDLED_ANNOTATION`, so each one is acted on once.
 """
 
 from __future__ import annotations
@@ -15,11 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from smimesh.identity import authority, errors, rotation
-
-REQUESTED_ANNOTATION = "smimesh.dev/rotate-requested-at"
-"""Set (to an RFC 3339 time) by `kubectl smi ca rotate`: please rotate the root."""
-HANDLED_ANNOTATION = "smimesh.dev/rotate-handled"
-"""Set by the operator to the request value it acted on."""
+from smimesh.kube import names
 
 ISSUER_RENEW_FRACTION = 1 / 3
 """The issuing CA is renewed once less than this share of its lifetime remains."""
@@ -81,8 +78,8 @@ def fresh_authority(trust_domain: str, policy: Policy) -> NewAuthority:
 
 def requested(annotations: dict[str, str] | None) -> str | None:
     """The rotation request not handled yet, if any."""
-    found = (annotations or {}).get(REQUESTED_ANNOTATION)
-    if not found or found == (annotations or {}).get(HANDLED_ANNOTATION):
+    found = (annotations or {}).get(names.ROTATE_REQUESTED_ANNOTATION)
+    if not found or found == (annotations or {}).get(names.ROTATE_HANDLED_ANNOTATION):
         return None
     return found
 

@@ -21,6 +21,7 @@ from typing import Any
 from kubernetes import client
 
 from smimesh.compiler import findings
+from smimesh.kube import names
 from smimesh.operator import indexing, leading, publishing
 
 log = logging.getLogger(__name__)
@@ -184,7 +185,7 @@ class StatusWriter:
             first_timestamp=now,
             last_timestamp=now,
             count=1,
-            source=client.V1EventSource(component="smimesh-operator"),
+            source=client.V1EventSource(component=names.EVENT_COMPONENT),
         )
         client.CoreV1Api(self.api).create_namespaced_event(str(meta.get("namespace")), event)
 

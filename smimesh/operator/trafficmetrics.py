@@ -25,6 +25,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
+from smimesh.proxyconfig import workloads
 from smimesh.smi import metrics
 from smimesh.telemetry import trafficstats
 
@@ -42,7 +43,7 @@ class Target:
     name: str
     namespace: str | None = None
 
-    def holds(self, workload: trafficstats.Workload) -> bool:
+    def holds(self, workload: workloads.Workload) -> bool:
         """Whether a request's end (source or destination labels) is this resource."""
         if self.kind == "Namespace":
             return workload.namespace == self.name
@@ -66,7 +67,7 @@ class Sidecar:
     started: float | None = None
 
 
-def _peer(kind: Kind, workload: trafficstats.Workload) -> metrics.ObjectRef | None:
+def _peer(kind: Kind, workload: workloads.Workload) -> metrics.ObjectRef | None:
     """The other end of an edge, at the granularity of the resource asked about."""
     if kind == "Namespace":
         return (

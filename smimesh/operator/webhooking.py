@@ -31,7 +31,6 @@ from smimesh.kube import names
 from smimesh.operator import authorities, cabundles, delegating, indexing, renewing
 from smimesh.webhooks import converting, reviews, validating
 from smimesh.webhooks.injection import admission, settings
-from smimesh.webhooks.injection import names as injection_names
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +71,7 @@ class IndexedNamespaces:
     async def labels(self, namespace: str) -> Mapping[str, str]:
         entry = self.index.objects.get(("Namespace", "", "", namespace))
         if entry is not None and isinstance(entry[1], state.Namespace) and entry[1].meshed:
-            return {names.NAMESPACE_MESH_LABEL: injection_names.ENABLED}
+            return {names.NAMESPACE_MESH_LABEL: names.ENABLED}
         read = client.CoreV1Api(self.api).read_namespace
         found = await asyncio.to_thread(read, namespace)
         return dict((found.metadata.labels if found.metadata else None) or {})

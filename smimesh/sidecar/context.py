@@ -13,6 +13,7 @@ import ssl
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from smimesh.proxyconfig import workloads
 from smimesh.sidecar import draining, endpoints, forwarding, metrics, settings, tables, tracing
 
 
@@ -59,7 +60,7 @@ class Context:
     forwarder: forwarding.Forwarder
     credentials: Credentials | None = None
     table: tables.Table | None = None
-    me: metrics.Workload = field(default_factory=metrics.Workload)
+    me: workloads.Workload = field(default_factory=workloads.Workload)
     tracer: tracing.Tracer = field(default_factory=tracing.Tracer)
 
     def mtls_mode(self) -> str:

@@ -14,6 +14,7 @@ import time
 from collections.abc import Awaitable, Callable
 
 from smimesh._aio import streams, tasks
+from smimesh.proxyconfig import workloads
 from smimesh.sidecar import (
     authorizing,
     clusters,
@@ -21,7 +22,6 @@ from smimesh.sidecar import (
     endpoints,
     h2sessions,
     matching,
-    metrics,
     paths,
     routes,
     settings,
@@ -273,7 +273,7 @@ async def _traced(
     """`proxy_stream` inside a client or server span when tracing is on."""
     if not ctx.tracer.enabled:
         return await proxy_stream(
-            stream, cluster, upstreams, add=add, drop=metrics.STATS_HEADERS, deadline=deadline,
+            stream, cluster, upstreams, add=add, drop=workloads.STATS_HEADERS, deadline=deadline,
             retries=retries,
         )  # fmt: skip
     method, path = stream.header(b":method") or "", stream.header(b":path") or ""
@@ -283,7 +283,7 @@ async def _traced(
     ) as span:
         status, endpoint = await proxy_stream(
             stream, cluster, upstreams, add=add + span.headers,
-            drop=metrics.STATS_HEADERS | tracing.TRACE_HEADERS, deadline=deadline,
+            drop=workloads.STATS_HEADERS | tracing.TRACE_HEADERS, deadline=deadline,
             retries=retries,
         )  # fmt: skip
         span.finish(status)
@@ -319,7 +319,7 @@ async def serve_outbound(
         except paths.PathError as exc:
             respond(stream, paths.STATUS, f"smimesh: bad path: {exc.reason}")
             root = logical.root
-            service = metrics.Workload(root.service_namespace, "Service", root.service_name)
+            service = workloads.Workload(root.service_namespace, "Service", root.service_name)
             millis = (time.perf_counter() - started) * 1000
             ctx.telemetry.request("client", ctx.me, service, paths.STATUS, millis)
             ctx.telemetry.route("", root.name, paths.STATUS)
@@ -336,9 +336,9 @@ async def serve_outbound(
         )  # fmt: skip
         cluster = concrete.cluster
         if endpoint is not None and endpoint.pod:
-            destination = metrics.Workload.of_pod(cluster.service_namespace, endpoint.pod)
+            destination = workloads.Workload.of_pod(cluster.service_namespace, endpoint.pod)
         else:
-            destination = metrics.Workload(
+            destination = workloads.Workload(
                 cluster.service_namespace, "Service", cluster.service_name
             )
         millis = (time.perf_counter() - started) * 1000
@@ -356,7 +356,7 @@ async def serve_inbound(
     first: bytes,
     policy: tables.InboundPolicy,
     identity: str | None,
-    peer: metrics.Workload,
+    peer: workloads.Workload,
 ) -> None:
     async def handle(stream: h2sessions.Stream) -> None:
         started = time.perf_counter()
@@ -369,7 +369,7 @@ async def serve_inbound(
             ctx.telemetry.request("server", peer, ctx.me, paths.STATUS, millis)
             return
         facts = facts_of(stream, target)
-        source = metrics.Workload.from_headers(facts.headers, peer)
+        source = workloads.Workload.from_headers(facts.headers, peer)
         # Per stream, the newest snapshot's rules: a pooled connection must see a
         # TrafficTarget added or removed (as http1 does per request).
         table = ctx.table

@@ -16,13 +16,13 @@ import logging
 import socket
 import time
 
+from smimesh.proxyconfig import workloads
 from smimesh.sidecar import (
     authorizing,
     context,
     http1,
     http2,
     listeners,
-    metrics,
     outbound,
     paths,
     relaying,
@@ -45,17 +45,17 @@ class Peer:
         self.workload = _workload_of_identity(identity)
 
 
-def _workload_of_identity(identity: str | None) -> metrics.Workload:
+def _workload_of_identity(identity: str | None) -> workloads.Workload:
     # spiffe://<trust domain>/ns/<namespace>/sa/<service account>
     if identity is None:
-        return metrics.Workload()
+        return workloads.Workload()
     parts = identity.split("/")
     try:
-        return metrics.Workload(
+        return workloads.Workload(
             parts[parts.index("ns") + 1], "ServiceAccount", parts[parts.index("sa") + 1]
         )
     except (ValueError, IndexError):
-        return metrics.Workload()
+        return workloads.Workload()
 
 
 class Inbound:
@@ -179,7 +179,7 @@ class Inbound:
             self._record(peer.workload, paths.STATUS, started)
             return True
         facts = request.facts()
-        source = metrics.Workload.from_headers(facts.headers, peer.workload)
+        source = workloads.Workload.from_headers(facts.headers, peer.workload)
         decision = authorizing.authorize(policy, peer.identity, facts)
         if not decision.allowed:
             self.ctx.telemetry.denied(policy.port.port, "http")
@@ -191,7 +191,7 @@ class Inbound:
         tracer = self.ctx.tracer
         if not tracer.enabled:
             payload = relaying.encode_request(
-                request, path=path, host=None, drop=metrics.STATS_HEADERS
+                request, path=path, host=None, drop=workloads.STATS_HEADERS
             )
             result = await self.ctx.forwarder.forward(
                 request, writer, cluster=policy.app, payload=payload, deadline=timeout, retries=0
@@ -207,7 +207,7 @@ class Inbound:
                              headers=request.headers, attributes=attributes) as span:  # fmt: skip
                 payload = relaying.encode_request(
                     request, path=path, host=None, add=span.headers,
-                    drop=metrics.STATS_HEADERS | tracing.TRACE_HEADERS,
+                    drop=workloads.STATS_HEADERS | tracing.TRACE_HEADERS,
                 )  # fmt: skip
                 result = await self.ctx.forwarder.forward(
                     request, writer, cluster=policy.app, payload=payload, deadline=timeout,
@@ -217,6 +217,6 @@ class Inbound:
         self._record(source, result.status, started)
         return result.keep_alive
 
-    def _record(self, source: metrics.Workload, status: int, started: float) -> None:
+    def _record(self, source: workloads.Workload, status: int, started: float) -> None:
         millis = (time.perf_counter() - started) * 1000
         self.ctx.telemetry.request("server", source, self.ctx.me, status, millis)

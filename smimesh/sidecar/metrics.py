@@ -5,84 +5,23 @@ and the server side (inbound), plus per-route and TCP byte counters.
 Fed by `forwarding`, `inbound`, `http2` and `tcp`; served by `admin` at `/metrics`. Each
 sidecar owns its registry (several can share a process in tests). Label values that a caller
 can influence are bounded twice: the server side names its source from the verified peer
-identity (`Workload.from_headers`), and every family holds at most `max_series` label sets,
-past which one `__overflow__` series counts the rest. Label children are cached: `.labels()`
-is the expensive part of prometheus-client on the hot path.
+identity (`smimesh.proxyconfig.workloads.Workload.from_headers`), and every family holds at
+most `max_series` label sets, past which one `__overflow__` series counts the rest. Label
+children are cached: `.labels()` is the expensive part of prometheus-client on the hot path.
 """
 
 from __future__ import annotations
 
-import functools
-import re
-from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
 import prometheus_client as prom
 
+from smimesh.proxyconfig import workloads
 from smimesh.sidecar import settings
 
-_POD_OF_DEPLOYMENT = re.compile(r"^(?P<name>.+)-[a-z0-9]{5,10}-[a-z0-9]{5}$")
-# What a Kubernetes name or kind may look like (DNS-1123 subdomain, or a CamelCase kind):
-# a header value that is not one is ignored, never copied into a label.
-_NAME = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")
-_KIND = re.compile(r"^[A-Za-z][A-Za-z0-9]{0,62}$")
-WORKLOAD_LABELS = ("namespace", "kind", "name", "pod")
 DURATION_BUCKETS_MS = (1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000)
 OVERFLOW = "__overflow__"
 """The value of every label of the one series that counts what a full family turned away."""
-
-
-@dataclass(frozen=True, slots=True)
-class Workload:
-    namespace: str = ""
-    kind: str = ""
-    name: str = ""
-    pod: str = ""
-
-    @classmethod
-    def of_pod(cls, namespace: str, pod: str, kind: str = "", name: str = "") -> Workload:
-        """The contract names pods, Flagger queries workloads: a Deployment's pod is
-        `<name>-<replicaset hash>-<suffix>`; anything else is reported as the Pod itself."""
-        if not kind:
-            found = _POD_OF_DEPLOYMENT.match(pod)
-            kind, name = ("Deployment", found["name"]) if found else ("Pod", pod)
-        return cls(namespace, kind, name, pod)
-
-    def headers(self) -> tuple[tuple[bytes, bytes], ...]:
-        """OSM's `osm-stats-*` request headers: how the server side learns the source pod."""
-        return _stats_headers(self)
-
-    @classmethod
-    def from_headers(cls, headers: Mapping[str, str], verified: Workload) -> Workload:
-        """The source workload of an inbound request. `verified` is what the peer's
-        certificate proves (namespace and ServiceAccount; empty for plaintext). The caller's
-        `osm-stats-*` headers only refine it to a pod and workload name, and only when they
-        claim the verified namespace and look like Kubernetes names: a caller can never
-        write a series for another namespace, and a plaintext caller gets empty labels.
-        A denied request is recorded with `verified` itself (the call sites do so)."""
-        if not verified.namespace:
-            return verified
-        namespace = headers.get("osm-stats-namespace", "")
-        kind = headers.get("osm-stats-kind", "")
-        name = headers.get("osm-stats-name", "")
-        pod = headers.get("osm-stats-pod", "")
-        if namespace != verified.namespace or not (
-            _KIND.match(kind) and _NAME.match(name) and _NAME.match(pod)
-        ):
-            return verified
-        return cls(namespace, kind, name, pod)
-
-
-@functools.lru_cache(maxsize=64)
-def _stats_headers(workload: Workload) -> tuple[tuple[bytes, bytes], ...]:
-    return tuple(
-        (f"osm-stats-{label}".encode(), getattr(workload, label).encode())
-        for label in WORKLOAD_LABELS
-    )
-
-
-STATS_HEADERS = frozenset(f"osm-stats-{label}".encode() for label in WORKLOAD_LABELS)
 
 
 class _Family:
@@ -115,8 +54,8 @@ class Telemetry:
     def __init__(self, *, max_series: int = settings.MAX_METRIC_SERIES) -> None:
         self.registry = prom.CollectorRegistry()
         self.max_series = max_series
-        labels = [f"source_{x}" for x in WORKLOAD_LABELS]
-        labels += [f"destination_{x}" for x in WORKLOAD_LABELS]
+        labels = [f"source_{x}" for x in workloads.LABELS]
+        labels += [f"destination_{x}" for x in workloads.LABELS]
         total = prom.Counter(
             "osm_request_total",
             "HTTP requests, by source and destination workload and response code.",
@@ -168,7 +107,12 @@ class Telemetry:
         self._denied = _Family(max_series, denied)
 
     def request(
-        self, side: str, source: Workload, destination: Workload, code: int, millis: float
+        self,
+        side: str,
+        source: workloads.Workload,
+        destination: workloads.Workload,
+        code: int,
+        millis: float,
     ) -> None:
         def values() -> tuple[str, ...]:
             return (

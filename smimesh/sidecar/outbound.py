@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from smimesh.proxyconfig import workloads
 from smimesh.sidecar import (
     clusters,
     context,
@@ -24,7 +25,6 @@ from smimesh.sidecar import (
     http1,
     http2,
     listeners,
-    metrics,
     paths,
     relaying,
     routes,
@@ -155,7 +155,7 @@ class Outbound:
                 writer.write(request.answer(404, "smimesh: no such Service in the mesh"))
                 return True
             payload = relaying.encode_request(
-                request, path=path, host=absolute, drop=metrics.STATS_HEADERS
+                request, path=path, host=absolute, drop=workloads.STATS_HEADERS
             )
             mesh = table.config.settings
             passed = await self.ctx.forwarder.forward(
@@ -191,7 +191,7 @@ class Outbound:
 
         tracer = self.ctx.tracer
         if not tracer.enabled:
-            result = await send(self.ctx.me.headers(), metrics.STATS_HEADERS)
+            result = await send(self.ctx.me.headers(), workloads.STATS_HEADERS)
         else:
             attributes = {
                 "http.request.method": request.method,
@@ -204,7 +204,7 @@ class Outbound:
                              attributes=attributes) as span:  # fmt: skip
                 result = await send(
                     self.ctx.me.headers() + span.headers,
-                    metrics.STATS_HEADERS | tracing.TRACE_HEADERS,
+                    workloads.STATS_HEADERS | tracing.TRACE_HEADERS,
                 )
                 span.finish(result.status)
         self._record(concrete.cluster, concrete.split, result.status, result.endpoint, started)
@@ -220,9 +220,9 @@ class Outbound:
     ) -> None:
         telemetry = self.ctx.telemetry
         if endpoint is not None and endpoint.pod:
-            destination = metrics.Workload.of_pod(cluster.service_namespace, endpoint.pod)
+            destination = workloads.Workload.of_pod(cluster.service_namespace, endpoint.pod)
         else:
-            destination = metrics.Workload(
+            destination = workloads.Workload(
                 cluster.service_namespace, "Service", cluster.service_name
             )
         millis = (time.perf_counter() - started) * 1000

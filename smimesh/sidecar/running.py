@@ -18,7 +18,7 @@ from collections.abc import Awaitable, Callable
 
 import grpc
 
-from smimesh.proxyconfig import refs, snapshots
+from smimesh.proxyconfig import refs, snapshots, workloads
 from smimesh.sidecar import (
     admin,
     certifying,
@@ -57,9 +57,9 @@ class Sidecar:
             identify=credentials.peer_identity if credentials is not None else None,
         )
         proxy = config.proxy
-        me = metrics.Workload()
+        me = workloads.Workload()
         if proxy is not None:
-            me = metrics.Workload.of_pod(
+            me = workloads.Workload.of_pod(
                 proxy.namespace, proxy.pod, config.workload_kind, config.workload_name
             )
         self.ctx = context.Context(
@@ -107,7 +107,7 @@ class Sidecar:
         table = tables.build(config, self.registry, self.settings)
         if proxy is None:  # learn who we are from the config (metrics labels)
             kind, name = self.settings.workload_kind, self.settings.workload_name
-            self.ctx.me = metrics.Workload.of_pod(
+            self.ctx.me = workloads.Workload.of_pod(
                 config.proxy.namespace, config.proxy.pod, kind, name
             )
         me = self.ctx.me

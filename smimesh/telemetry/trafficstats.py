@@ -2,9 +2,10 @@
 rate, success rate and p50/p99 latency per Service and per edge (caller -> callee).
 
 Pure. Fed the text of two scrapes of each sidecar's admin `/metrics` (`osm_request_total` and
-the histogram `osm_request_duration_ms`, as `smimesh.sidecar.metrics` writes them) and the
-Services and Pods of the cluster; feeds `kubectl smi stat|top` (`smimesh.cli.stats`) and the
-operator's TrafficMetrics API (`smimesh.operator.trafficmetrics`). What counts, and why:
+the histogram `osm_request_duration_ms`, as `smimesh.sidecar.metrics` writes them, labelled
+by `smimesh.proxyconfig.workloads.Workload`) and the Services and Pods of the cluster; feeds
+`kubectl smi stat|top` (`smimesh.cli.stats`) and the operator's TrafficMetrics API
+(`smimesh.operator.trafficmetrics`). What counts, and why:
 
 - A request is counted where it is answered, on the server side (`side="server"`), so a call
   between two meshed pods counts once. Requests a client sidecar could not deliver to any pod
@@ -25,6 +26,8 @@ from dataclasses import dataclass, field
 
 from prometheus_client import parser
 
+from smimesh.proxyconfig import workloads
+
 REQUESTS = "osm_request_total"
 DURATION = "osm_request_duration_ms"
 STARTED = "smimesh_sidecar_start_time_seconds"
@@ -35,31 +38,10 @@ class MetricsError(ValueError):
 
 
 @dataclass(frozen=True, order=True)
-class Workload:
-    """One end of a request as the metrics name it (`source_*` / `destination_*` labels)."""
-
-    namespace: str = ""
-    kind: str = ""
-    name: str = ""
-    pod: str = ""
-
-    @property
-    def owner(self) -> Workload:
-        """The workload without its pod: edges are between workloads, not pods."""
-        return Workload(self.namespace, self.kind, self.name)
-
-    def __str__(self) -> str:
-        if not (self.namespace or self.name):
-            return "(unknown)"
-        kind = "svc" if self.kind == "Service" else self.kind.lower() or "?"
-        return f"{self.namespace}/{kind}/{self.name}"
-
-
-@dataclass(frozen=True, order=True)
 class SeriesKey:
     side: str
-    source: Workload
-    destination: Workload
+    source: workloads.Workload
+    destination: workloads.Workload
     code: str
 
     @property
@@ -78,10 +60,8 @@ class Series:
 Scrape = Mapping[SeriesKey, Series]
 
 
-def _workload(labels: Mapping[str, str], prefix: str) -> Workload:
-    return Workload(
-        *(labels.get(f"{prefix}_{part}", "") for part in ("namespace", "kind", "name", "pod"))
-    )
+def _workload(labels: Mapping[str, str], prefix: str) -> workloads.Workload:
+    return workloads.Workload(*(labels.get(f"{prefix}_{part}", "") for part in workloads.LABELS))
 
 
 def _key(labels: Mapping[str, str]) -> SeriesKey:
@@ -222,8 +202,8 @@ class ServiceTraffic:
 
 @dataclass
 class EdgeTraffic:
-    source: Workload
-    destination: Workload
+    source: workloads.Workload
+    destination: workloads.Workload
     traffic: Traffic
 
 
@@ -250,7 +230,7 @@ def by_service(
             for key, series in (window.series if window else {}).items():
                 if key.side == "server":
                     traffic.add(key, series, window.seconds if window else 0.0)
-        target = Workload(service.namespace, "Service", service.name)
+        target = workloads.Workload(service.namespace, "Service", service.name)
         for window in windows:
             for key, series in window.series.items():
                 if key.side == "client" and key.destination.owner == target:
@@ -262,7 +242,7 @@ def by_service(
 
 def by_edge(windows: Sequence[Window]) -> list[EdgeTraffic]:
     """Traffic between workloads: server-side series, plus client-side undeliverable ones."""
-    edges: dict[tuple[Workload, Workload], Traffic] = defaultdict(Traffic)
+    edges: dict[tuple[workloads.Workload, workloads.Workload], Traffic] = defaultdict(Traffic)
     for window in windows:
         for key, series in window.series.items():
             counted = key.side == "server" or (

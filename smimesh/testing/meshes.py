@@ -2,10 +2,11 @@
 process under its own ServiceAccount, and local workloads (test app + sidecar) on demand.
 
 Used by `make demo`, the conformance suite's local environment and end-to-end tests. Builds
-on `clusters` (the cluster), `workloads` (app + sidecar processes) and the operator's entry
-point `python -m smimesh.operator`. With `replicas=2` it runs two operators with leader
-election behind one config-server address (`fronting`), and the fault suite kills, stops and
-starts them again on their own addresses (`kill_operator`, `start_operator_again`).
+on `clusters` (the cluster), `smimesh.kube.installing` (the install `kubectl smi install`
+does), `workloads` (app + sidecar processes) and the operator's entry point
+`python -m smimesh.operator`. With `replicas=2` it runs two operators with leader election
+behind one config-server address (`fronting`), and the fault suite kills, stops and starts
+them again on their own addresses (`kill_operator`, `start_operator_again`).
 """
 
 from __future__ import annotations
@@ -21,7 +22,9 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from smimesh.kube import names
+from kubernetes import client
+
+from smimesh.kube import installing, names
 from smimesh.testing import (
     addresses,
     apiservices,
@@ -33,7 +36,6 @@ from smimesh.testing import (
     workloads,
 )
 
-MANIFESTS = Path(__file__).resolve().parents[2] / "manifests"
 APP_COMMAND = (sys.executable, "-m", "smimesh.conformance.testapp")
 
 
@@ -139,7 +141,7 @@ def trust_bundle(cluster: clusters.Cluster, *, timeout: float = 30.0) -> bytes:
             names.MESH_NAMESPACE,
             "get",
             "configmap",
-            "smimesh-trust-bundle",
+            names.TRUST_BUNDLE_CONFIGMAP,
             "-o",
             "jsonpath={.data.ca\\.crt}",
         )
@@ -198,13 +200,13 @@ def wait_leader(cluster: clusters.Cluster, identity: str, *, timeout: float = 30
 
 
 def install(cluster: clusters.Cluster) -> None:
-    """Apply `manifests/` server-side, as users do, and wait for the CRDs."""
-    applied = cluster.kubectl("apply", "--server-side", "--force-conflicts", "-k", str(MANIFESTS))
-    if applied.returncode != 0:
-        raise MeshError(f"applying {MANIFESTS} failed: {applied.stderr.strip()}")
-    ready = cluster.kubectl("wait", "--for=condition=Established", "--timeout=60s", "crd", "--all")
-    if ready.returncode != 0:
-        raise MeshError(f"CRDs not established: {ready.stderr.strip()}")
+    """Install `manifests/` as `kubectl smi install` does (`smimesh.kube.installing`: server-side
+    apply as field manager smimesh) and wait for the CRDs."""
+    with cluster.api_client() as api:
+        try:
+            installing.install(api, kubectl=cluster.kubectl_binary)
+        except (installing.InstallError, client.ApiException) as exc:
+            raise MeshError(f"installing {installing.MANIFESTS} failed: {exc}") from exc
 
 
 @dataclass

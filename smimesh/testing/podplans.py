@@ -16,9 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from smimesh.webhooks.injection import names as injection
+from smimesh.kube import names
 
-MESH_CONTAINERS = frozenset({injection.PROXY_CONTAINER, injection.INIT_CONTAINER})
+MESH_CONTAINERS = frozenset({names.PROXY_CONTAINER, names.INIT_CONTAINER})
 APP_PORT_OFFSET = 10000
 """A meshed pod's app moves from port p to p + 10000 (the sidecar holds p)."""
 FIELDS = ("metadata.name", "metadata.namespace", "status.podIP", "spec.serviceAccountName")
@@ -78,7 +78,9 @@ def plan(pod: Mapping[str, Any], *, image: str) -> PodPlan | None:
         elif "value" in item:
             env[item["name"]] = str(item["value"])
     excluded = {
-        int(p) for p in annotations.get(injection.EXCLUDE_INBOUND_PORTS, "").split(",") if p.strip()
+        int(p)
+        for p in annotations.get(names.EXCLUDE_INBOUND_PORTS_ANNOTATION, "").split(",")
+        if p.strip()
     }
     return PodPlan(
         namespace=meta["namespace"],
@@ -90,7 +92,7 @@ def plan(pod: Mapping[str, Any], *, image: str) -> PodPlan | None:
         env=env,
         fields=fields,
         ports=tuple(int(p["containerPort"]) for p in container.get("ports") or []),
-        meshed=injection.INJECTED in annotations,
+        meshed=names.INJECTED_ANNOTATION in annotations,
         excluded=frozenset(excluded),
     )
 

@@ -12,7 +12,8 @@ import yaml
 from kubernetes import client
 
 from smimesh.identity import authority, rotation, secretdata
-from smimesh.operator import authorities, rotating
+from smimesh.kube import names
+from smimesh.operator import authorities
 from tests.cli.conftest import Run, run_smi
 
 pytestmark = pytest.mark.cluster
@@ -20,7 +21,7 @@ pytestmark = pytest.mark.cluster
 
 def _store(api: client.ApiClient, namespace: str, state: rotation.MeshCa) -> None:
     body = client.V1Secret(
-        metadata=client.V1ObjectMeta(name=authorities.SECRET_NAME, namespace=namespace),
+        metadata=client.V1ObjectMeta(name=names.CA_SECRET, namespace=namespace),
         data=authorities.encode(secretdata.dump(state)),
     )
     core = client.CoreV1Api(api)
@@ -29,11 +30,11 @@ def _store(api: client.ApiClient, namespace: str, state: rotation.MeshCa) -> Non
     except client.ApiException as exc:
         if exc.status != 409:
             raise
-        core.patch_namespaced_secret(authorities.SECRET_NAME, namespace, {"data": body.data})
+        core.patch_namespaced_secret(names.CA_SECRET, namespace, {"data": body.data})
 
 
 def _annotations(api: client.ApiClient, namespace: str) -> dict[str, str]:
-    secret = client.CoreV1Api(api).read_namespaced_secret(authorities.SECRET_NAME, namespace)
+    secret = client.CoreV1Api(api).read_namespaced_secret(names.CA_SECRET, namespace)
     return dict(secret.metadata.annotations or {})
 
 
@@ -70,7 +71,7 @@ def test_rotate_sets_the_request_and_refuses_while_a_rotation_runs(
     asked = smi("ca", "rotate", "-n", namespace)
     assert asked.returncode == 0, asked.stderr
     assert "kubectl smi ca status" in asked.stdout
-    requested = _annotations(api, namespace)[rotating.REQUESTED_ANNOTATION]
+    requested = _annotations(api, namespace)[names.ROTATE_REQUESTED_ANNOTATION]
     assert datetime.datetime.fromisoformat(requested).tzinfo is not None
 
     now = datetime.datetime.now(datetime.UTC)

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from smimesh.cli import kustomizing
+from smimesh.kube import kustomizing
 from smimesh.testing import clusters
 from tests.cli.conftest import Run, run_smi
 
@@ -42,7 +42,7 @@ def test_install_applies_everything_server_side_as_smimesh(
     )
     deployment = json.loads(got.stdout)
     applied = [m for m in deployment["metadata"]["managedFields"] if m["operation"] == "Apply"]
-    # Ours among the appliers: a LocalMesh earlier in the session applies with kubectl.
+    # Ours among the appliers (a cluster of SMIMESH_CLUSTER=existing may have had others).
     assert "smimesh" in {m["manager"] for m in applied}
     container = deployment["spec"]["template"]["spec"]["containers"][0]
     assert container["command"] == ["python", "-m", "smimesh.operator"]

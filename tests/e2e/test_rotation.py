@@ -74,17 +74,15 @@ class Traffic(threading.Thread):
 
 
 def _ca(api: client.ApiClient) -> dict[str, str]:
-    secret = client.CoreV1Api(api).read_namespaced_secret(
-        authorities.SECRET_NAME, names.MESH_NAMESPACE
-    )
+    secret = client.CoreV1Api(api).read_namespaced_secret(names.CA_SECRET, names.MESH_NAMESPACE)
     return authorities.decode(secret.data)
 
 
 def _published(api: client.ApiClient) -> tuple[x509.Certificate, ...]:
     found = client.CoreV1Api(api).read_namespaced_config_map(
-        authorities.BUNDLE_CONFIGMAP, names.MESH_NAMESPACE
+        names.TRUST_BUNDLE_CONFIGMAP, names.MESH_NAMESPACE
     )
-    return keys.certificates_from_pem(found.data[authorities.BUNDLE_KEY].encode())
+    return keys.certificates_from_pem(found.data[names.TRUST_BUNDLE_KEY].encode())
 
 
 def _roots(ca_bundle: str | bytes) -> tuple[x509.Certificate, ...]:
@@ -236,7 +234,7 @@ def test_a_requested_root_rotation_finishes_without_a_failed_request(
     )
 
     events = client.CoreV1Api(api).list_namespaced_event(
-        names.MESH_NAMESPACE, field_selector=f"involvedObject.name={authorities.SECRET_NAME}"
+        names.MESH_NAMESPACE, field_selector=f"involvedObject.name={names.CA_SECRET}"
     )
     reasons = [event.reason for event in events.items]
     for reason in ("RotationStarted", "RootPromoted", "RotationFinished"):

@@ -12,7 +12,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from smimesh.cli import kustomizing
+from smimesh.kube import kustomizing
 from smimesh.smi import crdgen
 from smimesh.testing import binaries, clusters
 

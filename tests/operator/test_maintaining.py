@@ -10,6 +10,7 @@ import pytest
 from kubernetes import client
 
 from smimesh.identity import authority, rotation, secretdata
+from smimesh.kube import names
 from smimesh.operator import authorities, leading, maintaining, rotating
 
 pytestmark = pytest.mark.cluster
@@ -26,7 +27,7 @@ def _secret(api: client.ApiClient, namespace: str, **annotations: str) -> rotati
         namespace,
         client.V1Secret(
             metadata=client.V1ObjectMeta(
-                name=authorities.SECRET_NAME, namespace=namespace, annotations=annotations
+                name=names.CA_SECRET, namespace=namespace, annotations=annotations
             ),
             data=authorities.encode(secretdata.dump(state)),
         ),
@@ -45,19 +46,19 @@ def _maintainer(
 
 def _annotate(api: client.ApiClient, namespace: str, **annotations: str) -> None:
     client.CoreV1Api(api).patch_namespaced_secret(
-        authorities.SECRET_NAME, namespace, {"metadata": {"annotations": annotations}}
+        names.CA_SECRET, namespace, {"metadata": {"annotations": annotations}}
     )
 
 
 def _phase(api: client.ApiClient, namespace: str) -> str:
-    secret = client.CoreV1Api(api).read_namespaced_secret(authorities.SECRET_NAME, namespace)
+    secret = client.CoreV1Api(api).read_namespaced_secret(names.CA_SECRET, namespace)
     return authorities.decode(secret.data).get(secretdata.PHASE, "stable")
 
 
 def test_a_stale_write_is_refused_and_the_next_round_decides_again(
     api: client.ApiClient, namespace: str
 ) -> None:
-    state = _secret(api, namespace, **{rotating.REQUESTED_ANNOTATION: "r1"})
+    state = _secret(api, namespace, **{names.ROTATE_REQUESTED_ANNOTATION: "r1"})
     maintainer = _maintainer(api, namespace, state)
     stale = maintainer.read()
     assert stale is not None
@@ -72,14 +73,14 @@ def test_a_stale_write_is_refused_and_the_next_round_decides_again(
     assert [step.reason for step in found.steps] == ["RotationStarted"]
     assert found.swap is not None
     assert found.swap[0].phase is rotation.Phase.PREPARING
-    secret = client.CoreV1Api(api).read_namespaced_secret(authorities.SECRET_NAME, namespace)
-    assert secret.metadata.annotations[rotating.HANDLED_ANNOTATION] == "r1"
+    secret = client.CoreV1Api(api).read_namespaced_secret(names.CA_SECRET, namespace)
+    assert secret.metadata.annotations[names.ROTATE_HANDLED_ANNOTATION] == "r1"
     assert secret.metadata.annotations["other"] == "someone else wrote meanwhile"
     assert _phase(api, namespace) == "preparing"
 
 
 def test_a_request_is_acted_on_once(api: client.ApiClient, namespace: str) -> None:
-    state = _secret(api, namespace, **{rotating.REQUESTED_ANNOTATION: "r1"})
+    state = _secret(api, namespace, **{names.ROTATE_REQUESTED_ANNOTATION: "r1"})
     maintainer = _maintainer(api, namespace, state)
     first = maintainer.round()
     assert first.outcome == "written"
@@ -97,7 +98,7 @@ def test_a_follower_swaps_in_what_the_leader_wrote_and_writes_nothing(
     state = _secret(api, namespace)
     leader = _maintainer(api, namespace, state)
     follower = _maintainer(api, namespace, state, leader=False)
-    _annotate(api, namespace, **{rotating.REQUESTED_ANNOTATION: "r1"})
+    _annotate(api, namespace, **{names.ROTATE_REQUESTED_ANNOTATION: "r1"})
 
     assert follower.round().outcome == "unchanged"
     assert _phase(api, namespace) == "stable"

@@ -10,6 +10,7 @@ import datetime
 import pytest
 
 from smimesh.identity import authority, rotation
+from smimesh.kube import names
 from smimesh.operator import rotating
 
 pytestmark = pytest.mark.fast
@@ -47,11 +48,11 @@ def test_a_request_starts_a_rotation_and_is_recorded_as_handled() -> None:
 
 
 def test_a_handled_request_is_not_seen_again() -> None:
-    annotations = {rotating.REQUESTED_ANNOTATION: "r1"}
+    annotations = {names.ROTATE_REQUESTED_ANNOTATION: "r1"}
     assert rotating.requested(annotations) == "r1"
-    annotations[rotating.HANDLED_ANNOTATION] = "r1"
+    annotations[names.ROTATE_HANDLED_ANNOTATION] = "r1"
     assert rotating.requested(annotations) is None
-    annotations[rotating.REQUESTED_ANNOTATION] = "r2"
+    annotations[names.ROTATE_REQUESTED_ANNOTATION] = "r2"
     assert rotating.requested(annotations) == "r2"
     assert rotating.requested(None) is None
 

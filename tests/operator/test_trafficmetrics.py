@@ -8,21 +8,22 @@ import datetime
 import pytest
 
 from smimesh.operator import trafficmetrics
+from smimesh.proxyconfig import workloads
 from smimesh.sidecar import metrics
 from smimesh.smi import documents
 from smimesh.telemetry import trafficstats
 
 pytestmark = pytest.mark.fast
 
-WEB = metrics.Workload("shop", "Deployment", "web", "web-1")
-API1 = metrics.Workload("shop", "Deployment", "api", "api-1")
-API2 = metrics.Workload("shop", "Deployment", "api", "api-2")
-DB = metrics.Workload("data", "Deployment", "db", "db-1")
-UNMESHED = metrics.Workload()
+WEB = workloads.Workload("shop", "Deployment", "web", "web-1")
+API1 = workloads.Workload("shop", "Deployment", "api", "api-1")
+API2 = workloads.Workload("shop", "Deployment", "api", "api-2")
+DB = workloads.Workload("data", "Deployment", "db", "db-1")
+UNMESHED = workloads.Workload()
 NOW = datetime.datetime(2026, 11, 25, 12, 0, 0, tzinfo=datetime.UTC)
 
 
-def sidecar(pod: metrics.Workload, telemetry: metrics.Telemetry) -> trafficmetrics.Sidecar:
+def sidecar(pod: workloads.Workload, telemetry: metrics.Telemetry) -> trafficmetrics.Sidecar:
     text = telemetry.render().decode()
     return trafficmetrics.Sidecar(
         pod.namespace, pod.pod, trafficstats.parse(text), started=NOW.timestamp() - 90

@@ -45,8 +45,8 @@ def _client_configs(cluster: clusters.Cluster) -> dict[str, list[dict[str, Any]]
         crd = json.loads(scenarios.kubectl(cluster, "get", "crd", name, "-o", "json"))
         configs[name] = [crd["spec"]["conversion"]["webhook"]["clientConfig"]]
     for kind, name in (
-        ("mutatingwebhookconfiguration", cabundles.INJECTOR),
-        ("validatingwebhookconfiguration", cabundles.VALIDATOR),
+        ("mutatingwebhookconfiguration", names.INJECTOR_WEBHOOK),
+        ("validatingwebhookconfiguration", names.VALIDATOR_WEBHOOK),
     ):
         found = json.loads(scenarios.kubectl(cluster, "get", kind, name, "-o", "json"))
         configs[name] = [webhook["clientConfig"] for webhook in found["webhooks"]]

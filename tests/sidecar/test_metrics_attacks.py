@@ -14,12 +14,12 @@ from typing import Any
 import httpx
 import pytest
 
-from smimesh.proxyconfig import inbound, matches, refs
+from smimesh.proxyconfig import inbound, matches, refs, workloads
 from smimesh.sidecar import metrics, settings
 from tests.sidecar.conftest import NS, Pki, config, free_port, service, spiffe
 
 API = refs.ProxyRef(namespace=NS, service_account="api", pod="api-6f9c8d7b5c-xyz12")
-ME = metrics.Workload.of_pod(NS, API.pod)
+ME = workloads.Workload.of_pod(NS, API.pod)
 
 
 async def _server(apps: Any, sidecars: Any, pki: Pki, **overrides: Any) -> tuple[Any, int]:
@@ -148,10 +148,11 @@ async def test_allowed_caller_cannot_claim_a_foreign_namespace(
 def test_plaintext_callers_get_empty_source_labels() -> None:
     claimed = {"osm-stats-namespace": NS, "osm-stats-kind": "Deployment",
                "osm-stats-name": "web", "osm-stats-pod": "web-6f9c8d7b5c-abc12"}  # fmt: skip
-    assert metrics.Workload.from_headers(claimed, metrics.Workload()) == metrics.Workload()
-    verified = metrics.Workload(NS, "ServiceAccount", "web")
+    assert workloads.Workload.from_headers(claimed, workloads.Workload()) == workloads.Workload()
+    verified = workloads.Workload(NS, "ServiceAccount", "web")
     assert (
-        metrics.Workload.from_headers({**claimed, "osm-stats-pod": "x" * 300}, verified) == verified
+        workloads.Workload.from_headers({**claimed, "osm-stats-pod": "x" * 300}, verified)
+        == verified
     )
 
 
@@ -191,7 +192,7 @@ async def test_distinct_label_values_stop_at_the_cap_plus_one_overflow_series(
 def test_twenty_thousand_distinct_sources_keep_metrics_bounded() -> None:
     telemetry = metrics.Telemetry()
     for i in range(20_000):
-        source = metrics.Workload(NS, "Deployment", f"w{i}", f"w{i}-6f9c8d7b5c-abc12")
+        source = workloads.Workload(NS, "Deployment", f"w{i}", f"w{i}-6f9c8d7b5c-abc12")
         telemetry.request("server", source, ME, 200, 3.0)
     text = telemetry.render()
     assert len(_request_series(text.decode())) == settings.MAX_METRIC_SERIES + 1
@@ -203,7 +204,7 @@ def _fill(proxy: Any, count: int) -> None:
     """A large registry, made in-process: the render is the attack here, not the filling."""
     telemetry = proxy.sidecar.ctx.telemetry
     for i in range(count):
-        source = metrics.Workload(NS, "Deployment", f"w{i}", f"w{i}-6f9c8d7b5c-abc12")
+        source = workloads.Workload(NS, "Deployment", f"w{i}", f"w{i}-6f9c8d7b5c-abc12")
         telemetry.request("server", source, ME, 200, 3.0)
 
 
@@ -266,12 +267,12 @@ async def test_a_large_metrics_answer_arrives_whole_to_a_slow_reader(sidecars: A
 
 @pytest.mark.parametrize("value", ["shop", "other"])
 def test_refinement_needs_the_verified_namespace(value: str) -> None:
-    verified = metrics.Workload(NS, "ServiceAccount", "web")
+    verified = workloads.Workload(NS, "ServiceAccount", "web")
     headers = {"osm-stats-namespace": value, "osm-stats-kind": "Deployment",
                "osm-stats-name": "web", "osm-stats-pod": "web-1"}  # fmt: skip
-    found = metrics.Workload.from_headers(headers, verified)
+    found = workloads.Workload.from_headers(headers, verified)
     assert found == (
-        metrics.Workload(NS, "Deployment", "web", "web-1") if value == NS else verified
+        workloads.Workload(NS, "Deployment", "web", "web-1") if value == NS else verified
     )
 
 

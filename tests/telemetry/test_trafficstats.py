@@ -7,14 +7,15 @@ import time
 
 import pytest
 
+from smimesh.proxyconfig import workloads
 from smimesh.sidecar import metrics
 from smimesh.telemetry import trafficstats
 
 pytestmark = pytest.mark.fast
 
-A = metrics.Workload("shop", "Deployment", "web", "web-1")
-B = metrics.Workload("shop", "Deployment", "api", "api-1")
-B2 = metrics.Workload("shop", "Deployment", "api", "api-2")
+A = workloads.Workload("shop", "Deployment", "web", "web-1")
+B = workloads.Workload("shop", "Deployment", "api", "api-1")
+B2 = workloads.Workload("shop", "Deployment", "api", "api-2")
 
 API = trafficstats.Service("shop", "api", {"app": "api"})
 GONE = trafficstats.Service("shop", "gone", {"app": "gone"})
@@ -89,7 +90,7 @@ def test_a_service_sums_its_pods_and_adds_what_callers_could_not_deliver() -> No
     for _ in range(30):
         api2.request("server", A, B2, 200, 2.0)
     for _ in range(5):
-        web.request("client", A, metrics.Workload("shop", "Service", "gone"), 503, 0.5)
+        web.request("client", A, workloads.Workload("shop", "Service", "gone"), 503, 0.5)
     now = {"web-1": scrape(web), "api-1": scrape(api1), "api-2": scrape(api2)}
     windows = [
         trafficstats.Window("shop", pod, 5.0, trafficstats.delta(empty[pod], now[pod]))

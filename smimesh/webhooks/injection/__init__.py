@@ -2,8 +2,8 @@
 AdmissionReviews (`admission`), shared by the operator's mutating webhook and `kubectl smi
 inject`. Split by concern as OSM's injector is: `decisions` (whether), `sidecars` (the proxy
 container), `initcontainers` + `iptables` (interception), `probes` (kubelet probes through the
-proxy), `volumes` (the identity volume), `patches` (JSON Patch); `settings` holds the knobs and
-`names` the annotations.
+proxy), `volumes` (the identity volume), `patches` (JSON Patch); `settings` holds the knobs; the
+annotations and container names are `smimesh.kube.names`.
 """
 
 from smimesh.webhooks.injection import (
@@ -13,7 +13,6 @@ from smimesh.webhooks.injection import (
     initcontainers,
     injecting,
     iptables,
-    names,
     patches,
     probes,
     settings,
@@ -29,7 +28,6 @@ __all__ = [
     "initcontainers",
     "injecting",
     "iptables",
-    "names",
     "patches",
     "probes",
     "settings",

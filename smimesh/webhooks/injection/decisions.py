@@ -11,7 +11,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from smimesh.webhooks.injection import errors, names, settings
+from smimesh.kube import names
+from smimesh.webhooks.injection import errors, settings
 
 Reason = Literal[
     "enabled",
@@ -50,20 +51,23 @@ def decide(
         return Decision(False, "mesh-namespace", f"the mesh's own namespace {namespace!r}")
     if spec.get("hostNetwork"):
         return Decision(False, "host-network", "hostNetwork pods share the node's network")
-    requested = pod_annotations.get(names.INJECT)
+    requested = pod_annotations.get(names.INJECT_ANNOTATION)
     if requested is not None and requested not in (names.ENABLED, names.DISABLED):
         raise errors.InjectionError(
-            f"annotation {names.INJECT}={requested!r}: use {names.ENABLED!r} or {names.DISABLED!r}"
+            f"annotation {names.INJECT_ANNOTATION}={requested!r}: "
+            f"use {names.ENABLED!r} or {names.DISABLED!r}"
         )
     if requested == names.DISABLED:
-        return Decision(False, "opted-out", f"annotation {names.INJECT}=disabled")
-    if names.INJECTED in pod_annotations:
-        return Decision(False, "already-injected", f"annotation {names.INJECTED} is set")
+        return Decision(False, "opted-out", f"annotation {names.INJECT_ANNOTATION}=disabled")
+    if names.INJECTED_ANNOTATION in pod_annotations:
+        return Decision(False, "already-injected", f"annotation {names.INJECTED_ANNOTATION} is set")
     if requested == names.ENABLED:
-        return Decision(True, "enabled", f"annotation {names.INJECT}=enabled")
-    label = namespace_labels.get(names.INJECT)
+        return Decision(True, "enabled", f"annotation {names.INJECT_ANNOTATION}=enabled")
+    label = namespace_labels.get(names.NAMESPACE_MESH_LABEL)
     if label == names.ENABLED:
-        return Decision(True, "enabled", f"namespace label {names.INJECT}=enabled")
+        return Decision(True, "enabled", f"namespace label {names.NAMESPACE_MESH_LABEL}=enabled")
     if enabled_by_default and label != names.DISABLED:
         return Decision(True, "enabled", "injection requested explicitly")
-    return Decision(False, "not-enabled", f"neither the namespace nor the pod sets {names.INJECT}")
+    return Decision(
+        False, "not-enabled", f"neither the namespace nor the pod sets {names.INJECT_ANNOTATION}"
+    )

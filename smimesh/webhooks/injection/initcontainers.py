@@ -9,7 +9,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from smimesh.webhooks.injection import iptables, names, settings
+from smimesh.kube import names
+from smimesh.webhooks.injection import iptables, settings
 
 
 def init_container(

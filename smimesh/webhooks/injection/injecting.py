@@ -14,12 +14,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from smimesh.kube import names as kube_names
+from smimesh.kube import names
 from smimesh.webhooks.injection import (
     decisions,
     errors,
     initcontainers,
-    names,
     patches,
     probes,
     settings,
@@ -75,7 +74,7 @@ def inject_pod(
     proxy = sidecars.proxy_container(
         config, native=config.native_sidecars, app_probes=bool(originals)
     )
-    if pod_annotations.get(kube_names.ADMIN_CONFIG_ANNOTATION) == names.ENABLED:
+    if pod_annotations.get(names.ADMIN_CONFIG_ANNOTATION) == names.ENABLED:
         proxy["env"].append({"name": "SMIMESH_ADMIN_CONFIG", "value": "true"})  # /config on
     init_containers: list[dict[str, Any]] = list(spec.get("initContainers") or [])
     interception = (
@@ -93,15 +92,15 @@ def inject_pod(
     spec["volumes"] = [*(spec.get("volumes") or []), volumes.identity_volume(config)]
 
     pod_annotations = dict(pod_annotations)
-    pod_annotations[names.INJECTED] = config.proxy_image
-    if kube_names.PROMETHEUS_SCRAPE_ANNOTATION not in pod_annotations:
+    pod_annotations[names.INJECTED_ANNOTATION] = config.proxy_image
+    if names.PROMETHEUS_SCRAPE_ANNOTATION not in pod_annotations:
         # Prometheus' `kubernetes-pods` job scrapes the proxy's metrics-only port; a pod that
         # already asks Prometheus to scrape its app keeps its own annotations.
-        pod_annotations[kube_names.PROMETHEUS_SCRAPE_ANNOTATION] = "true"
-        pod_annotations[kube_names.PROMETHEUS_PORT_ANNOTATION] = str(config.ports.metrics)
-        pod_annotations[kube_names.PROMETHEUS_PATH_ANNOTATION] = "/metrics"
+        pod_annotations[names.PROMETHEUS_SCRAPE_ANNOTATION] = "true"
+        pod_annotations[names.PROMETHEUS_PORT_ANNOTATION] = str(config.ports.metrics)
+        pod_annotations[names.PROMETHEUS_PATH_ANNOTATION] = "/metrics"
     if originals:
-        pod_annotations[names.ORIGINAL_PROBES] = json.dumps(
+        pod_annotations[names.ORIGINAL_PROBES_ANNOTATION] = json.dumps(
             originals, sort_keys=True, separators=(",", ":")
         )
     metadata["annotations"] = pod_annotations
@@ -114,7 +113,7 @@ def _check_ports(containers: list[dict[str, Any]], config: settings.InjectionSet
         if container.get("name") == names.PROXY_CONTAINER:
             raise errors.InjectionError(
                 f"the pod already has a container named {names.PROXY_CONTAINER!r} "
-                f"but no {names.INJECTED} annotation; remove one or the other"
+                f"but no {names.INJECTED_ANNOTATION} annotation; remove one or the other"
             )
         for port in container.get("ports") or []:
             if port.get("containerPort") in reserved:

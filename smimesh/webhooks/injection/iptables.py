@@ -10,7 +10,8 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Mapping
 
-from smimesh.webhooks.injection import errors, names, settings
+from smimesh.kube import names
+from smimesh.webhooks.injection import errors, settings
 
 
 def init_arguments(
@@ -20,7 +21,7 @@ def init_arguments(
     ports = config.ports
     # kubelet reaches the probe port, and Prometheus the metrics port, without interception
     # (the admin port binds loopback; it stays excluded for a sidecar run with --admin-host).
-    requested = _ports(pod_annotations, names.EXCLUDE_INBOUND_PORTS)
+    requested = _ports(pod_annotations, names.EXCLUDE_INBOUND_PORTS_ANNOTATION)
     inbound_excluded = [ports.admin, ports.probes, ports.metrics, *requested]
     arguments = [
         "--proxy-uid",
@@ -32,7 +33,7 @@ def init_arguments(
         "--exclude-inbound-ports",
         _join(inbound_excluded),
     ]
-    outbound_excluded = _ports(pod_annotations, names.EXCLUDE_OUTBOUND_PORTS)
+    outbound_excluded = _ports(pod_annotations, names.EXCLUDE_OUTBOUND_PORTS_ANNOTATION)
     if outbound_excluded:
         arguments += ["--exclude-outbound-ports", _join(outbound_excluded)]
     cidrs = _cidrs(pod_annotations)
@@ -63,12 +64,13 @@ def _ports(pod_annotations: Mapping[str, str], key: str) -> list[int]:
 
 def _cidrs(pod_annotations: Mapping[str, str]) -> list[str]:
     cidrs = []
-    for item in _items(pod_annotations, names.EXCLUDE_OUTBOUND_CIDRS):
+    for item in _items(pod_annotations, names.EXCLUDE_OUTBOUND_CIDRS_ANNOTATION):
         try:
             cidrs.append(str(ipaddress.ip_network(item, strict=False)))
         except ValueError:
             raise errors.InjectionError(
-                f"annotation {names.EXCLUDE_OUTBOUND_CIDRS}: {item!r} is not an IP range; "
+                f"annotation {names.EXCLUDE_OUTBOUND_CIDRS_ANNOTATION}: {item!r} is not an IP "
+                "range; "
                 "expected a comma-separated list such as '10.0.0.0/8,192.168.1.5/32'"
             ) from None
     return cidrs

@@ -45,7 +45,7 @@ class InjectionSettings:
 
     proxy_image: str = f"ghcr.io/smimesh/proxy:{smimesh.__version__}"
     image_pull_policy: str = "IfNotPresent"
-    mesh_namespace: str = "smimesh-system"
+    mesh_namespace: str = kube_names.MESH_NAMESPACE
     trust_domain: str = "cluster.local"
     control_plane_address: str = "smimesh-operator.smimesh-system.svc:15128"
     native_sidecars: bool = True
@@ -57,9 +57,9 @@ class InjectionSettings:
     proxy_uid: int = 1337
     """The proxy runs as this user; iptables lets its own traffic through unredirected."""
     ports: Ports = field(default_factory=Ports)
-    token_audience: str = "smimesh"
+    token_audience: str = kube_names.TOKEN_AUDIENCE
     token_expiration_seconds: int = 3600
-    trust_bundle_config_map: str = "smimesh-trust-bundle"
+    trust_bundle_config_map: str = kube_names.TRUST_BUNDLE_CONFIGMAP
     proxy_command: tuple[str, ...] = ("smimesh", "sidecar", "run")
     init_command: tuple[str, ...] = ("smimesh", "sidecar", "init")
     wait_command: tuple[str, ...] = ("smimesh", "sidecar", "wait-ready")

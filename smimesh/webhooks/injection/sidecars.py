@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from smimesh.webhooks.injection import names, settings, volumes
+from smimesh.kube import names
+from smimesh.webhooks.injection import settings, volumes
 
 READY_PATH = "/ready"
 LIVE_PATH = "/live"
@@ -89,5 +90,9 @@ def _env(config: settings.InjectionSettings, *, app_probes: bool) -> list[dict[s
         {"name": "SMIMESH_METRICS_PORT", "value": str(ports.metrics)},
     ]
     if app_probes:
-        env.append(_field("SMIMESH_APP_PROBES", f"metadata.annotations['{names.ORIGINAL_PROBES}']"))
+        env.append(
+            _field(
+                "SMIMESH_APP_PROBES", f"metadata.annotations['{names.ORIGINAL_PROBES_ANNOTATION}']"
+            )
+        )
     return env

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from smimesh.webhooks.injection import names, settings
+from smimesh.kube import names
+from smimesh.webhooks.injection import settings
 
 MOUNT_PATH = "/var/run/secrets/smimesh.dev/identity"
 TOKEN_FILE = "token"

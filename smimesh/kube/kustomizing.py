@@ -1,10 +1,11 @@
 """Renders a kustomization (manifests/ or an overlay) into a list of objects, in apply order.
 
-Used by `smimesh.cli.installing`. Uses `kubectl kustomize` when a kubectl is on PATH, else a
-built-in renderer for the subset smimesh's own kustomizations use — `resources` (files and
-directories), `replicas`, and `patches` of whole objects merged as JSON merge patches
-(lists are replaced, so our patches only add whole lists) — and refuses anything else rather
-than guess. Both give the same objects (a test compares them) in kustomize's legacy order:
+Used by `installing`, the one install path of `kubectl smi install` and the tests' local
+meshes. Uses `kubectl kustomize` when given a kubectl or one is on PATH, else a built-in
+renderer for the subset smimesh's own kustomizations use — `resources` (files and
+directories), `replicas`, and `patches` of whole objects merged as JSON merge patches (lists
+are replaced, so our patches only add whole lists) — and refuses anything else rather than
+guess. Both give the same objects (a test compares them) in kustomize's legacy order:
 namespaces and CRDs first, webhook configurations last.
 """
 

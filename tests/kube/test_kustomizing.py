@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from smimesh.cli import kustomizing
+from smimesh.kube import kustomizing
 
 
 def write(directory: Path, files: dict[str, str]) -> Path:
