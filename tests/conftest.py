@@ -39,7 +39,9 @@ class FastTierIOError(RuntimeError):
 # neither binds nor connects.
 _guard: dict[str, list[str] | None] = {"violations": None}
 _NETWORK_FAMILIES = frozenset({socket.AF_INET, socket.AF_INET6})
-_PROCESS_EVENTS = frozenset({"subprocess.Popen", "os.posix_spawn", "os.exec", "os.fork"})
+_PROCESS_EVENTS = frozenset(
+    {"subprocess.Popen", "os.posix_spawn", "os.exec", "os.fork", "os.spawn", "os.system"}
+)
 
 
 def _audit(event: str, args: tuple[Any, ...]) -> None:
@@ -65,12 +67,11 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     """Every `fast` test runs under `_no_io`; one that needs the cluster is a usage error (its
     session fixture would start etcd and kube-apiserver)."""
     for item in items:
-        if item.get_closest_marker("fast") is None:
+        if item.get_closest_marker("fast") is None or not isinstance(item, pytest.Function):
             continue
-        fixtures = getattr(item, "fixturenames", ())
-        if "cluster" in fixtures or item.get_closest_marker("cluster") is not None:
+        if "cluster" in item.fixturenames or item.get_closest_marker("cluster") is not None:
             raise pytest.UsageError(f"{item.nodeid} is marked fast but needs the cluster")
-        item.fixturenames.insert(0, "_no_io")  # type: ignore[attr-defined]
+        item.fixturenames.insert(0, "_no_io")
 
 
 @pytest.fixture
