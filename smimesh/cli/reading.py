@@ -1,10 +1,11 @@
 """Reading SMI objects from a cluster the way they are stored, and typing them.
 
 Used by the `split` and `status` command modules. Objects are listed in the version their CRD
-stores (which the apiserver serves without a conversion webhook), then typed with
-`smimesh.smi`: first as the version they are served as, else as the version whose layout they
-still have (a CRD without conversion serves a v1alpha1 body, Quantity weights and all, under
-any version), so a v1alpha1 split's weights keep their ratio in the hub.
+stores (which the apiserver serves without a conversion webhook), then typed by
+`smimesh.smi.documents.parse` with `any_version`: first as the version they are served as,
+else as the version whose layout they still have (a CRD without conversion serves a v1alpha1
+body, Quantity weights and all, under any version), so a v1alpha1 split's weights keep their
+ratio in the hub.
 """
 
 from __future__ import annotations
@@ -12,11 +13,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-import pydantic
 from kubernetes import client
 
 from smimesh.cli import connecting
-from smimesh.smi import conversion, kinds
+from smimesh.smi import documents, kinds
 from smimesh.smi.objects import Resource
 
 CRD_KINDS: tuple[kinds.KindInfo, ...] = tuple(info for info in kinds.KINDS if info.crd)
@@ -28,12 +28,30 @@ class NotInstalledError(LookupError):
 
 @dataclass(frozen=True)
 class Stored:
-    """One object as read: the raw JSON, the version whose layout it has, and its hub form."""
+    """One object as read: the raw JSON, and what `smimesh.smi.documents.parse` made of it."""
 
     raw: dict[str, Any]
-    shape_version: str
-    hub: Resource | None
-    problem: str | None = None
+    parsed: documents.Parsed
+
+    @property
+    def shape_version(self) -> str:
+        """The version whose layout the object has (its apiVersion's if it fits none)."""
+        served = str(self.raw.get("apiVersion", "")).rpartition("/")[2]
+        return self.parsed.version if self.hub is not None and self.parsed.version else served
+
+    @property
+    def hub(self) -> Resource | None:
+        return self.parsed.hub
+
+    @property
+    def problem(self) -> str | None:
+        """Why the object has no hub: its first error (path and reason)."""
+        if self.hub is not None:
+            return None
+        errors = [p for p in self.parsed.problems if p.severity == "error"]
+        if not errors:
+            return "not an SMI object"
+        return f"{errors[0].path}: {errors[0].reason}" if errors[0].path else errors[0].reason
 
     @property
     def namespace(self) -> str:
@@ -45,8 +63,18 @@ class Stored:
 
     @property
     def conditions(self) -> list[dict[str, Any]]:
-        found = (self.raw.get("status") or {}).get("conditions") or []
-        return [c for c in found if isinstance(c, dict)]
+        return conditions(self.raw)
+
+
+def stored(raw: dict[str, Any]) -> Stored:
+    """`raw` typed in the version it is served as, else in the newest version it fits."""
+    return Stored(raw, documents.parse(raw, any_version=True))
+
+
+def conditions(raw: dict[str, Any]) -> list[dict[str, Any]]:
+    """The object's `status.conditions` (entries that are no objects left out)."""
+    found = (raw.get("status") or {}).get("conditions") or []
+    return [c for c in found if isinstance(c, dict)]
 
 
 def storage_version(api: client.ApiClient, info: kinds.KindInfo) -> str:
@@ -83,28 +111,3 @@ def list_raw(
     return sorted(
         items, key=lambda o: (o.get("metadata", {}).get("namespace", ""), o["metadata"]["name"])
     )
-
-
-def typed(raw: dict[str, Any], info: kinds.KindInfo) -> Stored:
-    """Type `raw` in the version it is served as, else in the newest version it fits."""
-    served = str(raw.get("apiVersion", "")).rpartition("/")[2]
-    order = [served, *sorted((v for v in info.versions if v != served), reverse=True)]
-    first_error = ""
-    for version in order:
-        model = info.versions.get(version)
-        if model is None:
-            continue
-        try:
-            obj = model.model_validate({**raw, "apiVersion": f"{info.group}/{version}"})
-            return Stored(raw, version, conversion.to_hub(obj))
-        except (pydantic.ValidationError, conversion.ConversionError) as exc:
-            first_error = first_error or _first(exc)
-    return Stored(raw, served, None, first_error or "not an SMI object")
-
-
-def _first(exc: Exception) -> str:
-    if isinstance(exc, pydantic.ValidationError):
-        error = exc.errors()[0]
-        where = ".".join(str(part) for part in error["loc"])
-        return f"{where}: {error['msg']}"
-    return str(exc)

@@ -165,7 +165,7 @@ def get(
                 raws = reading.list_raw(api, SPLIT, version, where)
         except connecting.UNREACHABLE as exc:
             connecting.fail(f"reading trafficsplits: {connecting.describe(exc)}")
-    described = [describe(reading.typed(raw, SPLIT)) for raw in raws]
+    described = [describe(reading.stored(raw)) for raw in raws]
     if output is not rendering.Format.table:
         rendering.documents(described if name is None else described[0], output)
         return
@@ -252,7 +252,7 @@ def set_weights(
         objects = client.CustomObjectsApi(api)
         for _attempt in range(CONFLICT_RETRIES):
             raw = _read_one(api, where, name, version)
-            stored = reading.typed(raw, SPLIT)
+            stored = reading.stored(raw)
             patch = {
                 "metadata": {"resourceVersion": raw["metadata"]["resourceVersion"]},
                 "spec": {"backends": backends_patch(stored, weights)},
@@ -280,7 +280,7 @@ def set_weights(
             break
         else:
             connecting.fail(f"trafficsplit {name!r} kept changing; try again", connecting.FAILED)
-    result = describe(reading.typed(written, SPLIT))
+    result = describe(reading.stored(written))
     parts = [f"{b['service']}={b['weight']} ({b['percent']})" for b in result["backends"]]
     typer.echo(f"trafficsplit {where}/{name} weights set: {', '.join(parts)}")
 

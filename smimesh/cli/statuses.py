@@ -62,11 +62,7 @@ def status(
                 connecting.fail(f"listing {info.plural}: {connecting.describe(exc)}")
             for raw in raws:
                 meta = raw.get("metadata", {})
-                conditions = [
-                    c
-                    for c in (raw.get("status") or {}).get("conditions") or []
-                    if isinstance(c, dict)
-                ]
+                conditions = reading.conditions(raw)
                 items.append(
                     {
                         "kind": info.kind,

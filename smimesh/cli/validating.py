@@ -93,7 +93,7 @@ def run(paths: list[str]) -> list[Entry]:
             )
             continue
         for index, raw in documents.expand(loaded):
-            parsed = documents.parse_object(index, raw)
+            parsed = documents.parse(raw, quirks=True, hub=False)
             entry = Entry(
                 label,
                 index,

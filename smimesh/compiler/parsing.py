@@ -2,13 +2,14 @@
 
 Used by the operator's indexes (each watched object is parsed when it changes) and by golden
 tests (a YAML scenario becomes a `state.MeshState`). SMI objects of any served version are
-parsed with `smimesh.smi` and converted to their hub. Pure; a bad object raises
-`ParseError` naming it, never a bare KeyError.
+parsed by `smimesh.smi.documents.parse` (the one parser of SMI objects) and converted to
+their hub. Each object becomes a `state.MeshObject`, which `state.MeshState.of` files in its
+field. Pure; a bad object raises `ParseError` naming it, never a bare KeyError.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, cast, get_args
 
 import pydantic
@@ -16,13 +17,13 @@ import pydantic
 from smimesh.compiler import state
 from smimesh.kube import names
 from smimesh.proxyconfig import refs, snapshots
-from smimesh.smi import access, conversion, kinds, objects, specs, split
+from smimesh.smi import access, documents, problems, specs, split
 
 Raw = Mapping[str, Any]
 
 
-class ParseError(ValueError):
-    """An object the mesh cannot read; the message names it."""
+ParseError = documents.ParseError
+"""An object the mesh cannot read; the message names it and says what is wrong where."""
 
 
 def _meta(raw: Raw) -> Mapping[str, Any]:
@@ -111,26 +112,13 @@ def namespace(raw: Raw) -> state.Namespace:
     labels, annotations = meta.get("labels") or {}, meta.get("annotations") or {}
     mode = annotations.get(names.NAMESPACE_ACCESS_ANNOTATION)
     if mode is not None and mode not in get_args(state.AccessMode):
-        raise ParseError(
-            f"{_name(raw)}: {names.NAMESPACE_ACCESS_ANNOTATION}={mode!r} is not "
-            "strict or permissive"
-        )
+        reason = f"{names.NAMESPACE_ACCESS_ANNOTATION}={mode!r} is not strict or permissive"
+        raise ParseError(_name(raw), [problems.Problem("", reason)])
     return state.Namespace(
         name=meta["name"],
         meshed=labels.get(names.NAMESPACE_MESH_LABEL) == "enabled",
         access=cast(state.AccessMode | None, mode),
     )
-
-
-def smi_hub(raw: Raw) -> objects.Resource:
-    """Any served version of an SMI object, converted to its kind's hub."""
-    model = kinds.lookup(str(raw.get("apiVersion")), str(raw.get("kind")))
-    if model is None:
-        raise ParseError(f"{_name(raw)}: not an SMI kind this mesh serves")
-    try:
-        return conversion.to_hub(model.model_validate(dict(raw)))
-    except (pydantic.ValidationError, conversion.ConversionError) as exc:
-        raise ParseError(f"{_name(raw)}: {exc}") from exc
 
 
 def mesh_state(
@@ -140,35 +128,35 @@ def mesh_state(
     default_access: state.AccessMode = "permissive",
 ) -> state.MeshState:
     """A MeshState from a bag of objects (Lists flattened, unknown kinds ignored)."""
-    buckets: dict[str, list[Any]] = {key: [] for key in _FIELDS.values()}
-    for raw in _flatten(objects):
-        parsed = parse_object(raw)
-        if parsed is not None:
-            buckets[parsed[0]].append(parsed[1])
-    return state.MeshState(
-        settings=settings or snapshots.MeshSettings(),
+    parsed = (parse_object(raw) for raw in _flatten(objects))
+    return state.MeshState.of(
+        (obj for obj in parsed if obj is not None),
+        settings=settings,
         default_access=default_access,
-        **{field: tuple(items) for field, items in buckets.items()},
     )
 
 
-def parse_object(raw: Raw) -> tuple[str, Any] | None:
-    """(MeshState field, parsed object) for a kind the mesh reads; None for other kinds."""
+def parse_object(raw: Raw) -> state.MeshObject | None:
+    """The mesh's typed form of a kind it reads (an SMI object as its hub); None for others.
+
+    SMI objects go through `smimesh.smi.documents.parse`, strictly (as the apiserver stores
+    them, no quirks): one it has no model for is another kind; one it cannot read raises.
+    """
     kind = str(raw.get("kind"))
-    try:
-        if kind in _CORE:
-            return _FIELDS[kind], _CORE[kind](raw)
-        if kinds.lookup(str(raw.get("apiVersion")), kind) is None:
-            return None
-        hub = smi_hub(raw)
-    except ParseError:
-        raise
-    except (KeyError, TypeError, ValueError, pydantic.ValidationError) as exc:
-        raise ParseError(f"{_name(raw)}: cannot read it ({type(exc).__name__}: {exc})") from exc
-    for hub_type, field in _HUBS:
-        if isinstance(hub, hub_type):
-            return field, hub
-    return None
+    reader = _CORE.get(kind)
+    if reader is not None:
+        try:
+            return reader(raw)
+        except ParseError:
+            raise
+        except (KeyError, TypeError, ValueError, pydantic.ValidationError) as exc:
+            reason = f"cannot read it ({type(exc).__name__}: {exc})"
+            raise ParseError(_name(raw), [problems.Problem("", reason)]) from exc
+    parsed = documents.parse(dict(raw))
+    if parsed.version is None:
+        return None
+    hub = parsed.require()
+    return hub if isinstance(hub, _HUBS) else None
 
 
 def _flatten(objects: Iterable[Raw]) -> Iterable[Raw]:
@@ -179,25 +167,10 @@ def _flatten(objects: Iterable[Raw]) -> Iterable[Raw]:
             yield raw
 
 
-_CORE: dict[str, Any] = {
+_CORE: dict[str, Callable[[Raw], state.MeshObject]] = {
     "Service": service,
     "EndpointSlice": endpoint_slice,
     "Pod": pod,
     "Namespace": namespace,
 }
-_FIELDS = {
-    "Service": "services",
-    "EndpointSlice": "endpoint_slices",
-    "Pod": "pods",
-    "Namespace": "namespaces",
-    "TrafficSplit": "splits",
-    "TrafficTarget": "targets",
-    "HTTPRouteGroup": "route_groups",
-    "TCPRoute": "tcp_routes",
-}
-_HUBS: tuple[tuple[type[objects.Resource], str], ...] = (
-    (split.TrafficSplit, "splits"),
-    (access.TrafficTarget, "targets"),
-    (specs.HTTPRouteGroup, "route_groups"),
-    (specs.TCPRoute, "tcp_routes"),
-)
+_HUBS = (split.TrafficSplit, access.TrafficTarget, specs.HTTPRouteGroup, specs.TCPRoute)

@@ -7,7 +7,7 @@ are reduced to the fields the mesh needs; SMI objects are the hub models of `smi
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -83,6 +83,19 @@ class Namespace(Frozen):
     access: AccessMode | None = Field(default=None, description="None: the mesh's default.")
 
 
+MeshObject = (
+    Namespace
+    | Service
+    | EndpointSlice
+    | Pod
+    | split.TrafficSplit
+    | access.TrafficTarget
+    | specs.HTTPRouteGroup
+    | specs.TCPRoute
+)
+"""One object the mesh reads: a core kind reduced to what the mesh needs, or an SMI hub."""
+
+
 class MeshState(Frozen):
     """Everything the compiler reads. Tuples are in any order; the compiler sorts."""
 
@@ -101,8 +114,38 @@ class MeshState(Frozen):
     route_groups: tuple[specs.HTTPRouteGroup, ...] = ()
     tcp_routes: tuple[specs.TCPRoute, ...] = ()
 
+    @classmethod
+    def of(
+        cls,
+        objects: Iterable[MeshObject],
+        *,
+        settings: snapshots.MeshSettings | None = None,
+        default_access: AccessMode = "permissive",
+    ) -> MeshState:
+        """The state holding `objects`, each in the field of its type, in the order given."""
+        fields: dict[str, list[MeshObject]] = {}
+        for obj in objects:
+            fields.setdefault(_FIELDS[type(obj)], []).append(obj)
+        return cls(
+            settings=settings or snapshots.MeshSettings(),
+            default_access=default_access,
+            **{field: tuple(values) for field, values in fields.items()},
+        )
+
     def access_of(self, namespace: str) -> AccessMode:
         for candidate in self.namespaces:
             if candidate.name == namespace and candidate.access is not None:
                 return candidate.access
         return self.default_access
+
+
+_FIELDS: dict[type[MeshObject], str] = {
+    Namespace: "namespaces",
+    Service: "services",
+    EndpointSlice: "endpoint_slices",
+    Pod: "pods",
+    split.TrafficSplit: "splits",
+    access.TrafficTarget: "targets",
+    specs.HTTPRouteGroup: "route_groups",
+    specs.TCPRoute: "tcp_routes",
+}

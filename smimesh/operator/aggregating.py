@@ -127,17 +127,16 @@ class MetricsApi:
     # -- what the index knows
 
     def _pods(self, namespace: str | None = None) -> list[state.Pod]:
-        pods = (value for _, value in self.index.objects.values() if isinstance(value, state.Pod))
+        pods = (value for value in self.index.objects.values() if isinstance(value, state.Pod))
         return sorted(
             (p for p in pods if p.meshed and p.ip and namespace in (None, p.namespace)),
             key=lambda p: (p.namespace, p.name),
         )
 
     def _pod(self, namespace: str, name: str) -> state.Pod:
-        found = self.index.objects.get(("Pod", "", namespace, name))
-        if found is None or not isinstance(found[1], state.Pod):
+        pod = self.index.objects.get(("Pod", "", namespace, name))
+        if not isinstance(pod, state.Pod):
             raise ApiError(404, "NotFound", f'pods "{name}" not found in namespace "{namespace}"')
-        pod = found[1]
         if not pod.meshed:
             raise ApiError(404, "NotFound", f'pod "{namespace}/{name}" is not meshed: no metrics')
         return pod

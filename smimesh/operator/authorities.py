@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 from kubernetes import client
 
+from smimesh.compiler import state
 from smimesh.identity import authority as authority_
 from smimesh.identity import rotation, secretdata
 from smimesh.kube import names
@@ -114,8 +115,8 @@ class TrustBundlePublisher:
     def namespaces(self) -> list[str]:
         meshed = {
             value.name
-            for field, value in self.index.objects.values()
-            if field == "namespaces" and value.meshed
+            for value in self.index.objects.values()
+            if isinstance(value, state.Namespace) and value.meshed
         }
         return sorted(meshed | {self.mesh_namespace})
 

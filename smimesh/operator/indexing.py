@@ -58,7 +58,7 @@ class MeshIndex:
     ) -> None:
         self.settings = settings or snapshots.MeshSettings()
         self.default_access: state.AccessMode = default_access
-        self.objects: dict[Key, tuple[str, Any]] = {}
+        self.objects: dict[Key, state.MeshObject] = {}
         self.unreadable: dict[Key, str] = {}
         self.raw_smi: dict[Key, Mapping[str, Any]] = {}
         self.generation = 0
@@ -90,11 +90,6 @@ class MeshIndex:
 
     def snapshot(self) -> state.MeshState:
         """The current model; cheap (tuples of already-parsed frozen objects)."""
-        fields: dict[str, list[Any]] = {}
-        for field, value in self.objects.values():
-            fields.setdefault(field, []).append(value)
-        return state.MeshState(
-            settings=self.settings,
-            default_access=self.default_access,
-            **{field: tuple(values) for field, values in fields.items()},
+        return state.MeshState.of(
+            self.objects.values(), settings=self.settings, default_access=self.default_access
         )

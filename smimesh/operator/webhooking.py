@@ -70,7 +70,7 @@ class IndexedNamespaces:
 
     async def labels(self, namespace: str) -> Mapping[str, str]:
         entry = self.index.objects.get(("Namespace", "", "", namespace))
-        if entry is not None and isinstance(entry[1], state.Namespace) and entry[1].meshed:
+        if isinstance(entry, state.Namespace) and entry.meshed:
             return {names.NAMESPACE_MESH_LABEL: names.ENABLED}
         read = client.CoreV1Api(self.api).read_namespace
         found = await asyncio.to_thread(read, namespace)

@@ -91,7 +91,7 @@ def run(
     ),
     admin_port: int = typer.Option(
         settings.ADMIN_PORT,
-        help="/ready /live /metrics /identity [/config]",
+        help="The admin port: /ready /live /metrics /identity, and /config with --admin-config.",
         envvar="SMIMESH_ADMIN_PORT",
     ),
     admin_config: bool = typer.Option(

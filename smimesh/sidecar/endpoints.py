@@ -39,11 +39,14 @@ class Connection:
     writer: asyncio.StreamWriter
     idle_since: float = 0.0
     reused: bool = False
+    # A poll object for the socket, made once: `quiet` runs on every pooling decision.
+    _poller: select.poll | None = field(default=None, init=False, repr=False)
+    _polled: bool = field(default=False, init=False, repr=False)
 
     def usable(self, max_idle: float) -> bool:
         return (
-            self.quiet()
-            and not self.writer.is_closing()
+            not self.writer.is_closing()  # first: a closed socket's descriptor may be reused
+            and self.quiet()
             and time.monotonic() - self.idle_since < max_idle
         )
 
@@ -56,13 +59,15 @@ class Connection:
         held: bytes = getattr(reader, "_buffer", b"")
         if held or reader.at_eof() or reader.exception() is not None:
             return False
-        sock = self.writer.get_extra_info("socket")
-        if sock is None:
-            return True
+        poller = self._poller
         try:
-            poller = select.poll()
-            poller.register(sock.fileno(), select.POLLIN | select.POLLPRI)
-            return not poller.poll(0)
+            if not self._polled:
+                self._polled = True
+                sock = self.writer.get_extra_info("socket")
+                if sock is not None:
+                    poller = self._poller = select.poll()
+                    poller.register(sock.fileno(), select.POLLIN | select.POLLPRI)
+            return poller is None or not poller.poll(0)
         except (OSError, ValueError):  # closed under us
             return False
 

@@ -233,7 +233,12 @@ class Response:
     async def read_head(self) -> int:
         while not self.callbacks.head_done:
             self.buffered += await self._feed_once()
-        if self.head_end is not None:
+        if self.head_end is not None and len(self._starts) == 1 and self.buffered[:1] == b"H":
+            # The usual case: one head, nothing before its status line.
+            if CONTROL.search(self.buffered, 0, self.head_end):
+                raise ConnectionResetError("malformed upstream response: a control character")
+            self._check_codings()
+        elif self.head_end is not None:
             # llhttp skips blank lines before a status line; a strict client would not.
             ends = [*self._starts[1:], self.head_end]
             pairs = zip(self._starts, ends, strict=True)
@@ -241,12 +246,15 @@ class Response:
             head = b"".join(heads)
             if CONTROL.search(head):
                 raise ConnectionResetError("malformed upstream response: a control character")
-            codings = self.callbacks.codings
-            if codings and codings.rsplit(b",", 1)[-1].strip().lower() != b"chunked":
-                # close-delimited under a transfer-encoding: clients would read it otherwise
-                raise ConnectionResetError("malformed upstream response: transfer-encoding")
+            self._check_codings()
             self.buffered[: self.head_end] = head
         return self.status
+
+    def _check_codings(self) -> None:
+        codings = self.callbacks.codings
+        if codings and codings.rsplit(b",", 1)[-1].strip().lower() != b"chunked":
+            # close-delimited under a transfer-encoding: clients would read it otherwise
+            raise ConnectionResetError("malformed upstream response: transfer-encoding")
 
     async def relay(self, writer: asyncio.StreamWriter) -> int:
         """Write the head read so far and stream the rest; returns bytes written."""

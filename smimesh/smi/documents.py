@@ -1,43 +1,35 @@
-"""From YAML text to typed SMI objects: multi-document streams, `kind: List`, schema errors.
+"""From raw Kubernetes objects to typed SMI objects: the one parser, and YAML streams.
 
-Fed by the CLI (`kubectl smi validate`) and, later, admission payloads; feeds `validating`.
-Producers' known quirks are read leniently with a warning (the apiserver would silently drop
-the field): an HTTPRouteGroup v1alpha3/v1alpha4 with `matches` at the top level, and a
-TrafficTarget v1alpha3 with `spec.destination.port` (both written by the conformance suite).
+`parse` types one object (a dict) as the model of its SMI version and converts it to its
+kind's hub, reporting every problem with its field path; `load_stream` and `expand` turn YAML
+text (multi-document, `kind: List`) into such dicts. Used by every reader of SMI objects: the
+validators (`smimesh.smi.validating` through `smimesh.cli.validating` and
+`smimesh.webhooks.validating`), the conversion webhook, the compiler's index
+(`smimesh.compiler.parsing`) and the CLI's cluster reads (`smimesh.cli.reading`).
+With `quirks=True` (the validators), producers' known quirks are read leniently with a
+warning (the apiserver would silently drop the field): an HTTPRouteGroup v1alpha3/v1alpha4
+with `matches` at the top level, and a TrafficTarget v1alpha3 with `spec.destination.port`
+(both written by the conformance suite).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from dataclasses import dataclass, field
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import pydantic
 import yaml
 
-from smimesh.smi import kinds
+from smimesh.smi import conversion, kinds
 from smimesh.smi.objects import Resource
 from smimesh.smi.problems import Problem, field_path
 
-__all__ = ["Parsed", "YAMLError", "load_stream", "parse_object"]
+__all__ = ["ParseError", "Parsed", "YAMLError", "expand", "load_stream", "parse"]
 
 
 class YAMLError(ValueError):
     """Text that is not YAML."""
-
-
-@dataclass(frozen=True)
-class Parsed:
-    """One document: the object if it is a well-formed SMI object, and what was found."""
-
-    index: str
-    api_version: str | None
-    kind: str | None
-    name: str | None
-    namespace: str | None
-    obj: Resource | None
-    smi: bool
-    problems: list[Problem] = field(default_factory=list)
 
 
 def load_stream(text: str) -> list[Any]:
@@ -71,7 +63,55 @@ def _text(value: Any) -> str | None:
     return value if isinstance(value, str) else None
 
 
-def _lenient(raw: dict[str, Any]) -> tuple[dict[str, Any], list[Problem]]:
+class ParseError(ValueError):
+    """An object that cannot be read: which one (`subject`), and what is wrong where.
+
+    `problems` are the errors, each with its field path ("" for the whole object); the message
+    is `subject: path: reason; ...` (the path left out where it is "").
+    """
+
+    def __init__(self, subject: str, problems: Sequence[Problem]) -> None:
+        self.subject = subject
+        self.problems = tuple(problems)
+        found = "; ".join(f"{p.path}: {p.reason}" if p.path else p.reason for p in self.problems)
+        super().__init__(f"{subject}: {found}")
+
+
+@dataclass(frozen=True)
+class Parsed:
+    """What `parse` found in one object: who it is, its typed forms, and every problem.
+
+    `version` is the version whose layout the object was read in (its apiVersion's, unless
+    `any_version` found another), None when SMI has no such kind in that version; `obj` is
+    the object in that version and `hub` its hub, each None when it could not be had.
+    """
+
+    api_version: str | None
+    kind: str | None
+    name: str | None
+    namespace: str | None
+    smi: bool
+    version: str | None = None
+    obj: Resource | None = None
+    hub: Resource | None = None
+    problems: tuple[Problem, ...] = ()
+
+    @property
+    def subject(self) -> str:
+        """`Kind namespace/name`, as messages name an object."""
+        return f"{self.kind} {self.namespace or ''}/{self.name or ''}"
+
+    def require(self) -> Resource:
+        """The hub (the object as written if parsed with `hub=False`); raise ParseError
+        naming the object and every error if there is any, or if it is no SMI object."""
+        errors = [problem for problem in self.problems if problem.severity == "error"]
+        found = self.hub if self.hub is not None else self.obj
+        if errors or found is None:
+            raise ParseError(self.subject, errors or [Problem("", "not an SMI object")])
+        return found
+
+
+def _quirks(raw: dict[str, Any]) -> tuple[dict[str, Any], list[Problem]]:
     api_version, kind = raw.get("apiVersion"), raw.get("kind")
     if (
         kind == "HTTPRouteGroup"
@@ -132,18 +172,46 @@ def _schema_problems(error: pydantic.ValidationError) -> list[Problem]:
     return problems
 
 
-def parse_object(index: str, raw: Any) -> Parsed:
-    """Parse one document: non-SMI kinds are noted and skipped, SMI ones are typed."""
+def _read(
+    model: type[Resource], wire: dict[str, Any], *, hub: bool
+) -> tuple[Resource | None, Resource | None, list[Problem]]:
+    """(object, hub, problems) of `wire` read as `model`."""
+    try:
+        obj = model.model_validate(wire)
+    except pydantic.ValidationError as error:
+        return None, None, _schema_problems(error)
+    except RecursionError:
+        return None, None, [Problem("", "nested too deeply")]
+    if not hub:
+        return obj, None, []
+    try:
+        return obj, conversion.to_hub(obj), []
+    except conversion.ConversionError as error:
+        return obj, None, [Problem(error.path, error.reason)]
+    except (ValueError, RecursionError) as error:  # e.g. a status too deep to serialize
+        return obj, None, [Problem("", f"cannot be converted to its hub: {error}")]
+
+
+def parse(raw: Any, *, quirks: bool = False, any_version: bool = False, hub: bool = True) -> Parsed:
+    """Type one raw Kubernetes object as its SMI version's model and as its hub; never raises.
+
+    Every finding is a problem with a field path: a non-SMI kind is a note (`smi` False);
+    every schema error and a conversion error are errors; `Parsed.require` turns them into a
+    `ParseError`. Keywords, for where readers really differ: `quirks` reads producers' known
+    quirks (see the module docstring) with a warning instead of refusing them; `any_version`
+    reads a body that does not fit its apiVersion as the newest version it fits (a CRD served
+    without a conversion webhook returns its stored body under every version), reporting the
+    problems of its own version if none fits; `hub=False` stops at the version's model (the
+    validator converts by itself, to report problems in the fields of the version written).
+    """
     if not isinstance(raw, dict):
         return Parsed(
-            index,
-            None,
             None,
             None,
             None,
             None,
             False,
-            [Problem("", "document is not a mapping (an object)")],
+            problems=(Problem("", "document is not a mapping (an object)"),),
         )
     api_version, kind = _text(raw.get("apiVersion")), _text(raw.get("kind"))
     metadata = raw.get("metadata")
@@ -151,23 +219,32 @@ def parse_object(index: str, raw: Any) -> Parsed:
         metadata = {}
     name, namespace = _text(metadata.get("name")), _text(metadata.get("namespace"))
 
-    def parsed(obj: Resource | None, smi: bool, problems: list[Problem]) -> Parsed:
-        return Parsed(index, api_version, kind, name, namespace, obj, smi, problems)
+    def parsed(
+        smi: bool,
+        problems: list[Problem],
+        version: str | None = None,
+        obj: Resource | None = None,
+        hub_obj: Resource | None = None,
+    ) -> Parsed:
+        return Parsed(
+            api_version, kind, name, namespace, smi, version, obj, hub_obj, tuple(problems)
+        )
 
     if api_version is None or kind is None:
         missing = "apiVersion" if api_version is None else "kind"
-        return parsed(None, False, [Problem(missing, "required string field is missing")])
-    group = api_version.partition("/")[0]
+        return parsed(False, [Problem(missing, "required string field is missing")])
+    group, _, declared = api_version.partition("/")
     if group not in kinds.groups():
         return parsed(
-            None, False, [Problem("", f"not an SMI kind ({api_version} {kind}): ignored", "note")]
+            False, [Problem("", f"not an SMI kind ({api_version} {kind}): ignored", "note")]
         )
-    model = kinds.lookup(api_version, kind)
-    if model is None:
-        info = kinds.by_kind(group, kind)
+    info = kinds.by_kind(group, kind)
+    versions = [declared] if info is not None and declared in info.versions else []
+    if info is not None and any_version:
+        versions += sorted((v for v in info.versions if v != declared), reverse=True)
+    if info is None or not versions:
         known = ", ".join(sorted(info.versions)) if info else "none"
         return parsed(
-            None,
             True,
             [
                 Problem(
@@ -176,11 +253,15 @@ def parse_object(index: str, raw: Any) -> Parsed:
                 )
             ],
         )
-    raw, problems = _lenient(raw)
-    try:
-        obj = model.model_validate(raw)
-    except pydantic.ValidationError as error:
-        return parsed(None, True, problems + _schema_problems(error))
-    except RecursionError:
-        return parsed(None, True, [*problems, Problem("", "nested too deeply")])
-    return parsed(obj, True, problems)
+    wire, noted = _quirks(raw) if quirks else (raw, [])
+    first: Parsed | None = None
+    for version in versions:
+        layout = wire if version == declared else {**wire, "apiVersion": f"{group}/{version}"}
+        obj, hub_obj, problems = _read(info.versions[version], layout, hub=hub)
+        if not problems:
+            return parsed(True, noted, version, obj, hub_obj)
+        if first is None:
+            own = version == declared
+            first = parsed(True, noted + problems, version if own else None, obj if own else None)
+    assert first is not None
+    return first

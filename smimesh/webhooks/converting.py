@@ -42,7 +42,7 @@ def convert_object(raw: Mapping[str, Any], desired_api_version: str) -> dict[str
             f"{_describe(raw)}: cannot convert to {desired_api_version}, which has no "
             f"kind {raw.get('kind')}"
         )
-    parsed = documents.parse_object("object", dict(raw))
+    parsed = documents.parse(dict(raw), quirks=True, hub=False)
     errors = [problem for problem in parsed.problems if problem.severity == "error"]
     if parsed.obj is None or errors:
         found = "; ".join(f"{p.path or '(object)'}: {p.reason}" for p in errors) or "unreadable"

@@ -20,7 +20,7 @@ from smimesh.webhooks import reviews
 
 def problems_of(raw: Mapping[str, Any]) -> list[problems.Problem] | None:
     """Schema and semantic problems of one object; None if it is not an SMI object."""
-    parsed = documents.parse_object("object", dict(raw))
+    parsed = documents.parse(dict(raw), quirks=True, hub=False)
     if not parsed.smi:
         return None
     found = list(parsed.problems)

@@ -132,8 +132,8 @@ def test_a_list_has_one_item_per_target_in_order_and_parses_as_smi() -> None:
     assert wire["resource"] == {"kind": "Pod", "namespace": "shop"}
     assert [item["resource"]["name"] for item in wire["items"]] == ["api-2", "web-1"]
     assert [values(item["metrics"])["success_count"] for item in wire["items"]] == ["5", "0"]
-    parsed = documents.parse_object("0", wire)
-    assert (parsed.kind, parsed.problems) == ("TrafficMetricsList", [])
+    parsed = documents.parse(wire)
+    assert (parsed.kind, parsed.problems) == ("TrafficMetricsList", ())
     assert parsed.obj is not None
 
 

@@ -174,7 +174,10 @@ CODEC = Codec()
 BACKGROUND.run(CODEC.start())
 
 tokens = st.sampled_from(
-    [b"GET", b"POST", b"HEAD", b"PUT", b"CONNECT", b"OPTIONS", b"G\x00T", b"", b" ", b"\t"]
+    # No HEAD here: `_statuses` reads the answers with one strict parser that cannot know
+    # which of them answers a HEAD (and so has no body). HEAD downstream is tested in
+    # test_http1_attacks.py; upstream, `upstream_cases` below sends HEAD too.
+    [b"GET", b"POST", b"PUT", b"CONNECT", b"OPTIONS", b"G\x00T", b"", b" ", b"\t"]
 )
 targets = st.sampled_from(
     [b"/", b"/a?b=c", b"/deny", b"/deny/x", b"*", b"http://x/y", b"/\x00", b"/a b", b"//x", b""]

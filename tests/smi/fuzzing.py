@@ -52,7 +52,11 @@ def mutated(draw: st.DrawFn) -> Any:
 
 
 def _check(raw: Any) -> None:
-    parsed = documents.parse_object("0", raw)
+    for options in ({}, {"any_version": True}, {"quirks": True, "hub": False}):
+        for problem in documents.parse(raw, **options).problems:
+            assert isinstance(problem, Problem)
+            assert problem.reason
+    parsed = documents.parse(raw, quirks=True, hub=False)
     found = list(parsed.problems)
     if parsed.obj is not None:
         found += validating.check_all([parsed.obj])[0]
