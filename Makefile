@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: test demo lint typecheck layers pytest binaries proto crds fuzz bench sidecar-deps clean
+.PHONY: test test-fast demo lint typecheck layers pytest binaries proto crds fuzz bench sidecar-deps clean
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -37,6 +37,12 @@ pytest: binaries sidecar-deps
 
 ## make test: lint, types, layering contract, then every test against a real control plane.
 test: lint typecheck layers pytest
+
+## make test-fast: while working, the fast tier alone: the tests marked `fast` (pure code: no
+## cluster, no network socket, no process; tests/conftest.py fails one that tries). `make test`
+## still runs them with everything else.
+test-fast: $(STAMP)
+	$(VENV)/bin/pytest -q -m fast $(PYTEST_ARGS)
 
 ## make demo: the main job on the embedded local control plane.
 demo: binaries

@@ -1,10 +1,14 @@
-"""Shared fixtures: one real cluster per test session (see smimesh.testing.clusters)."""
+"""Shared fixtures: one real cluster per test session (see smimesh.testing.clusters), and
+the fast tier's guard: a test marked `fast` (`make test-fast`, `pytest -m fast`) may use no
+cluster, open no network socket and start no process, or it fails."""
 
 from __future__ import annotations
 
+import socket
 import sys
 import uuid
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from kubernetes import client
@@ -23,6 +27,65 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 @pytest.fixture
 def update_golden(request: pytest.FixtureRequest) -> bool:
     return bool(request.config.getoption("--update-golden"))
+
+
+class FastTierIOError(RuntimeError):
+    """Raised inside a `fast` test that opens a network socket or starts a process (not an
+    OSError, so code that handles connection errors does not swallow it)."""
+
+
+# The audit hook stays installed for the whole process (audit hooks cannot be removed); it
+# acts only while a `fast` test runs. The event loop's own AF_UNIX socketpair is allowed: it
+# neither binds nor connects.
+_guard: dict[str, list[str] | None] = {"violations": None}
+_NETWORK_FAMILIES = frozenset({socket.AF_INET, socket.AF_INET6})
+_PROCESS_EVENTS = frozenset(
+    {"subprocess.Popen", "os.posix_spawn", "os.exec", "os.fork", "os.spawn", "os.system"}
+)
+
+
+def _audit(event: str, args: tuple[Any, ...]) -> None:
+    violations = _guard["violations"]
+    if violations is None:
+        return
+    if event == "socket.__new__" and args[1] in _NETWORK_FAMILIES:
+        found = f"a network socket (family {args[1]!r})"
+    elif event in {"socket.bind", "socket.connect"}:
+        found = f"{event}({args[1]!r})"
+    elif event in _PROCESS_EVENTS:
+        found = f"{event}{args[:2]!r}"
+    else:
+        return
+    violations.append(found)
+    raise FastTierIOError(f"a fast test used {found}; mark it otherwise or remove the I/O")
+
+
+sys.addaudithook(_audit)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Every `fast` test runs under `_no_io`; one that needs the cluster is a usage error (its
+    session fixture would start etcd and kube-apiserver)."""
+    for item in items:
+        if item.get_closest_marker("fast") is None or not isinstance(item, pytest.Function):
+            continue
+        if "cluster" in item.fixturenames or item.get_closest_marker("cluster") is not None:
+            raise pytest.UsageError(f"{item.nodeid} is marked fast but needs the cluster")
+        item.fixturenames.insert(0, "_no_io")
+
+
+@pytest.fixture
+def _no_io() -> Iterator[None]:
+    """Fail a fast test that opened a network socket or started a process, even when the code
+    under test caught the error."""
+    violations: list[str] = []
+    _guard["violations"] = violations
+    try:
+        yield
+    finally:
+        _guard["violations"] = None
+    if violations:
+        pytest.fail(f"a fast test did I/O: {violations}")
 
 
 def _say(message: str) -> None:

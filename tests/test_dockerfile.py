@@ -10,6 +10,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 import smimesh
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -39,6 +41,7 @@ def test_hadolint_finds_nothing() -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+@pytest.mark.fast
 def test_multi_stage_from_a_pinned_base() -> None:
     found = instructions()
     args = dict(rest.split("=", 1) for keyword, rest in found if keyword == "ARG" and "=" in rest)
@@ -53,6 +56,7 @@ def test_multi_stage_from_a_pinned_base() -> None:
     assert any("--from=build" in rest for keyword, rest in found if keyword == "COPY")
 
 
+@pytest.mark.fast
 def test_runs_as_a_non_root_user_and_adds_nothing_remote() -> None:
     found = instructions()
     users = [rest for keyword, rest in found if keyword == "USER"]
@@ -62,6 +66,7 @@ def test_runs_as_a_non_root_user_and_adds_nothing_remote() -> None:
     assert not any(keyword == "ADD" for keyword, _ in found)
 
 
+@pytest.mark.fast
 def test_the_default_command_is_the_operator_and_exposes_its_ports() -> None:
     found = instructions()
     (cmd,) = [rest for keyword, rest in found if keyword == "CMD"]
@@ -78,6 +83,7 @@ def test_the_sidecar_init_and_test_app_entrypoints_exist() -> None:
         assert result.returncode == 0, result.stderr
 
 
+@pytest.mark.fast
 def test_the_manifests_run_this_version_of_the_image() -> None:
     operator = (ROOT / "manifests" / "base" / "operator.yaml").read_text()
     assert f"image: ghcr.io/smimesh/smimesh:{smimesh.__version__}\n" in operator

@@ -1,6 +1,6 @@
 """`smimesh conformance run` / `list` / `app`: the SMI conformance suite, on the embedded local
 control plane (default), on the cluster of a kubeconfig (`--target current`, any SMI mesh by
-`--mesh` profile) or on a kind cluster it makes (`--target kind`, via `kinding`); and the
+`--mesh` profile) or on a kind cluster it makes (`--target kind`, via `kindclusters`); and the
 test app the suite deploys in Pods. Registered by `smimesh.cli.main`."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from smimesh.cli import kinding
+from smimesh.cli import kindclusters
 from smimesh.conformance import deploying, profiles, reporting, running, testapp
 from smimesh.testing import reaping
 
@@ -173,7 +173,7 @@ def run(
             )
         else:
             if target is Target.kind:
-                kubeconfig, context = kinding.prepare(image, say=say), None
+                kubeconfig, context = kindclusters.prepare(image, say=say), None
             cluster = running.connect(kubeconfig, context, say=say)
             results = running.run_current(
                 chosen,
@@ -185,7 +185,7 @@ def run(
                 say=say,
                 on_result=progress,
             )
-    except (running.SetupError, kinding.KindUnavailableError) as exc:
+    except (running.SetupError, kindclusters.KindUnavailableError) as exc:
         err.print(f"[red]✖ the suite could not start: {exc}[/]", highlight=False)
         raise typer.Exit(2) from None
     except typer.Exit:

@@ -1,6 +1,6 @@
 """The `smimesh` and `kubectl-smi` entry points: one typer app, a module per command group.
 
-Each command module (`demoing`, `versioning`, ...) exposes `register(app)`; this module only
+Each command module (`demo`, `versioning`, ...) exposes `register(app)`; this module only
 assembles them. Nothing imports cli.
 """
 
@@ -15,17 +15,17 @@ from smimesh.cli import (
     checking,
     conforming,
     crds,
-    demoing,
+    demo,
     injecting,
-    inspecting,
     installing,
+    proxies,
     sidecars,
     splitting,
     stats,
     statuses,
     validating,
     versioning,
-    workloading,
+    workloads,
 )
 
 app = typer.Typer(
@@ -43,17 +43,17 @@ for _module in (
     checking,
     conforming,
     crds,
-    demoing,
+    demo,
     injecting,
-    inspecting,
     installing,
+    proxies,
     sidecars,
     splitting,
     stats,
     statuses,
     validating,
     versioning,
-    workloading,
+    workloads,
 ):
     _module.register(app)
 

@@ -1,161 +1,169 @@
-"""Finding meshed pods and asking their sidecars over plain HTTP on the pod IP: the
-metrics-only port (15090: `/metrics`, `/`), the way Prometheus scrapes it, and the admin port
-(15000: `/config`, `/identity`).
+"""`kubectl smi proxy config POD` and `kubectl smi identity POD`: what one sidecar holds right
+now, asked from the sidecar itself (admin `/config` and `/identity`), not from the operator.
 
-Used by the `stat`/`top`, `proxy config`, `identity` and `version` command modules. A pod is
-meshed when it carries the annotation `smimesh.dev/injected` (the injector and local
-workloads set it). An injected sidecar's admin port listens on 127.0.0.1 inside the pod, and
-serves `/config` only when started with `--admin-config`: reach it with
-`kubectl port-forward POD 15000` and `--admin-address 127.0.0.1`. Local workloads bind it on
-their address. Never imports `smimesh.sidecar`: the endpoints are the contract.
+Registered by `smimesh.cli.main`; reaches the pod through `smimesh.cli.meshedpods`. The
+config is the compiled proxy config the sidecar swapped in last (it carries no keys); the
+identity is its certificate's SPIFFE id and validity (never the certificate or the key).
 """
 
 from __future__ import annotations
 
-import json
-from collections.abc import Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+import datetime
+from enum import StrEnum
 from typing import Annotated, Any
 
-import httpx
 import typer
-from kubernetes import client
 
-from smimesh.cli import connecting
-from smimesh.kube import names
+from smimesh.cli import connecting, meshedpods, rendering
 
-ADMIN_PORT = names.SIDECAR_ADMIN_PORT
-"""The sidecar's admin port (`smimesh sidecar run --admin-port`, the injector's default)."""
-METRICS_PORT = names.SIDECAR_METRICS_PORT
-"""The sidecar's metrics-only port (`--metrics-port`; injected pods and local workloads)."""
-ADMIN_TIMEOUT = 3.0
-"""Seconds to wait for one admin endpoint before calling the sidecar unreachable."""
-PARALLEL = 16
-
-AdminPort = Annotated[
-    int, typer.Option("--admin-port", help="The sidecars' admin port.", min=1, max=65535)
-]
-MetricsPort = Annotated[
-    int,
-    typer.Option("--metrics-port", help="The sidecars' metrics-only port.", min=1, max=65535),
-]
-AdminAddress = Annotated[
-    str | None,
-    typer.Option(
-        "--admin-address",
-        help="Ask the admin port here instead of on the pod IP, e.g. 127.0.0.1 after "
-        "`kubectl port-forward POD 15000` (an injected sidecar's admin port is loopback only).",
-    ),
-]
+PodName = Annotated[str, typer.Argument(help="The meshed pod.", show_default=False)]
 
 
-class AdminError(RuntimeError):
-    """A sidecar's admin endpoint did not answer, or not with 200."""
+class DocumentFormat(StrEnum):
+    json = "json"
+    yaml = "yaml"
 
 
-@dataclass(frozen=True)
-class Pod:
-    namespace: str
-    name: str
-    ip: str
-    meshed: bool
-    labels: Mapping[str, str] = field(default_factory=dict, hash=False, compare=False)
-
-    def __str__(self) -> str:
-        return f"{self.namespace}/{self.name}"
+app = typer.Typer(
+    help="Look inside one sidecar (its admin endpoint).", no_args_is_help=True, add_completion=False
+)
 
 
-def _pod(item: client.V1Pod) -> Pod:
-    meta = item.metadata or client.V1ObjectMeta()
-    return Pod(
-        namespace=str(meta.namespace or ""),
-        name=str(meta.name or ""),
-        ip=str((item.status.pod_ip if item.status else None) or ""),
-        meshed=names.INJECTED_ANNOTATION in (meta.annotations or {}),
-        labels=dict(meta.labels or {}),
-    )
+def _pod(
+    pod: str, namespace: str | None, kubeconfig: connecting.Kubeconfig, context: connecting.Context
+) -> meshedpods.Pod:
+    where = namespace or connecting.default_namespace(kubeconfig, context)
+    with connecting.api_client(kubeconfig, context) as api:
+        connecting.require_reachable(api)
+        return meshedpods.meshed_pod(api, where, pod)
 
 
-def list_pods(api: client.ApiClient, namespace: str | None) -> list[Pod]:
-    """Every pod in `namespace` (None: all), meshed or not, sorted by namespace and name."""
-    core = client.CoreV1Api(api)
-    timeout = connecting.REQUEST_TIMEOUT
-    listed = (
-        core.list_pod_for_all_namespaces(_request_timeout=timeout)
-        if namespace is None
-        else core.list_namespaced_pod(namespace, _request_timeout=timeout)
-    )
-    return sorted((_pod(item) for item in listed.items), key=lambda p: (p.namespace, p.name))
+HINT = (
+    "an injected sidecar's admin port listens on 127.0.0.1 in the pod: run `kubectl "
+    "port-forward -n {namespace} {name} {port}` and pass --admin-address 127.0.0.1"
+)
 
 
-def meshed_pod(api: client.ApiClient, namespace: str, name: str) -> Pod:
-    """The named pod, if it exists, is meshed and has an IP; else exit 1 saying which not."""
+def _ask(found: meshedpods.Pod, path: str, port: int, address: str | None) -> Any:
     try:
-        item = client.CoreV1Api(api).read_namespaced_pod(
-            name, namespace, _request_timeout=connecting.REQUEST_TIMEOUT
-        )
-    except client.ApiException as exc:
-        if exc.status == 404:
-            connecting.fail(f"pod {name!r} not found in namespace {namespace!r}", connecting.FAILED)
-        raise
-    pod = _pod(item)
-    if not pod.meshed:
+        return meshedpods.get_json(found, path, port=port, address=address)
+    except meshedpods.AdminError as exc:
+        hint = HINT.format(namespace=found.namespace, name=found.name, port=port)
+        if " 403 " in str(exc):
+            hint = "the sidecar serves /config only when started with --admin-config"
+        elif address is not None:
+            hint = ""
         connecting.fail(
-            f"pod {pod} is not meshed (no {names.INJECTED_ANNOTATION} annotation)",
+            f"the sidecar did not answer: {exc}" + (f"\nhint: {hint}" if hint else ""),
             connecting.FAILED,
         )
-    if not pod.ip:
-        connecting.fail(f"pod {pod} has no IP yet", connecting.FAILED)
-    return pod
 
 
-def admin_url(pod: Pod, path: str, *, port: int = ADMIN_PORT, address: str | None = None) -> str:
-    where = address or pod.ip
-    host = f"[{where}]" if ":" in where else where
-    return f"http://{host}:{port}{path}"
+def config(
+    pod: PodName,
+    namespace: connecting.Namespace = None,
+    output: Annotated[
+        DocumentFormat,
+        typer.Option("--output", "-o", help="json or yaml.", case_sensitive=False),
+    ] = DocumentFormat.json,
+    admin_port: meshedpods.AdminPort = meshedpods.ADMIN_PORT,
+    admin_address: meshedpods.AdminAddress = None,
+    kubeconfig: connecting.Kubeconfig = None,
+    context: connecting.Context = None,
+) -> None:
+    """Print the proxy config the pod's sidecar is using now (its admin /config).
+
+    This is the compiled config the operator pushed and the sidecar applied last: listeners,
+    routes, clusters, endpoints and its version. It holds no keys or certificates, but it
+    lists who may call the pod and every endpoint it calls, so the sidecar serves it only when
+    started with --admin-config, on its admin port (127.0.0.1 in an injected pod: use
+    `kubectl port-forward POD 15000` and --admin-address 127.0.0.1).
+    Exit code 0 when shown, 1 if the pod is missing, not meshed or its sidecar does not
+    answer (or holds no config yet), 2 if the cluster cannot be reached.
+
+    Example: kubectl smi proxy config web-7d4b9c-x2x8k -n shop -o yaml
+    """
+    found = _pod(pod, namespace, kubeconfig, context)
+    current = _ask(found, "/config", admin_port, admin_address)
+    if current is None:
+        connecting.fail(f"the sidecar of {found} holds no config yet", connecting.FAILED)
+    rendering.documents(current, rendering.Format(output.value))
 
 
-def get(
-    pod: Pod,
-    path: str,
-    *,
-    port: int = ADMIN_PORT,
-    timeout: float = ADMIN_TIMEOUT,
-    address: str | None = None,
-) -> str:
-    """The body of `GET path` on the pod's sidecar (at `address` if given); raises AdminError."""
-    url = admin_url(pod, path, port=port, address=address)
+def _when(text: str | None) -> datetime.datetime | None:
+    return datetime.datetime.fromisoformat(text) if text else None
+
+
+def _left(seconds: float) -> str:
+    if seconds <= 0:
+        return "EXPIRED"
+    minutes, _ = divmod(int(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    days, hours = divmod(hours, 24)
+    if days:
+        return f"{days}d{hours}h"
+    return f"{hours}h{minutes}m" if hours else f"{minutes}m"
+
+
+def identity(
+    pod: PodName,
+    namespace: connecting.Namespace = None,
+    output: rendering.Output = rendering.Format.table,
+    admin_port: meshedpods.AdminPort = meshedpods.ADMIN_PORT,
+    admin_address: meshedpods.AdminAddress = None,
+    kubeconfig: connecting.Kubeconfig = None,
+    context: connecting.Context = None,
+) -> None:
+    """Show the pod's mTLS identity: its certificate's SPIFFE id and validity.
+
+    Read from the sidecar's admin /identity: the SPIFFE id (from the pod's ServiceAccount),
+    when the certificate became valid and expires, and when the sidecar renews it (empty when
+    mounted files are rotated by someone else). An expired certificate is shown as EXPIRED.
+    Exit code 0 when shown, 1 if the pod is missing, not meshed or its sidecar does not
+    answer (or has no certificate yet), 2 if the cluster cannot be reached.
+
+    Example: kubectl smi identity web-7d4b9c-x2x8k -n shop -o json
+    """
+    found = _pod(pod, namespace, kubeconfig, context)
+    reported = _ask(found, "/identity", admin_port, admin_address)
     try:
-        response = httpx.get(url, timeout=timeout, trust_env=False)
-    except httpx.HTTPError as exc:
-        raise AdminError(f"{pod}: {url}: {type(exc).__name__}: {exc or 'no answer'}") from exc
-    if response.status_code != 200:
-        raise AdminError(f"{pod}: {url}: {response.status_code} {response.text.strip()[:200]}")
-    return response.text
+        not_after = _when(reported["not_after"])
+        renew_at = _when(reported.get("renew_at"))
+        data = {
+            "namespace": found.namespace,
+            "pod": found.name,
+            "spiffeId": str(reported["spiffe_id"]),
+            "notBefore": str(reported["not_before"]),
+            "notAfter": str(reported["not_after"]),
+            "renewAt": reported.get("renew_at"),
+            "source": reported.get("source", ""),
+        }
+    except (KeyError, TypeError, ValueError) as exc:
+        connecting.fail(
+            f"the sidecar of {found} answered an unknown /identity: {exc}", connecting.FAILED
+        )
+    now = datetime.datetime.now(datetime.UTC)
+    left = (not_after - now).total_seconds() if not_after else 0.0
+    data["expiresInSeconds"] = max(0, int(left))
+    if output is not rendering.Format.table:
+        rendering.documents(data, output)
+        return
+    rendering.table(
+        ["pod", "identity", "not after", "expires in", "renew at", "source"],
+        [
+            [
+                found.name,
+                data["spiffeId"],
+                data["notAfter"],
+                _left(left),
+                renew_at.isoformat() if renew_at else "-",
+                str(data["source"]),
+            ]
+        ],
+    )
 
 
-def get_json(pod: Pod, path: str, *, port: int = ADMIN_PORT, address: str | None = None) -> Any:
-    """`get`, parsed as JSON; raises AdminError when the body is not JSON."""
-    text = get(pod, path, port=port, address=address)
-    try:
-        return json.loads(text)
-    except ValueError as exc:
-        raise AdminError(f"{pod}: {path} did not answer JSON: {exc}") from exc
-
-
-def get_all(
-    pods: Sequence[Pod], path: str, *, port: int = ADMIN_PORT
-) -> dict[Pod, str | AdminError]:
-    """`get` on every pod at once (a bounded thread pool); failures are returned, not raised."""
-
-    def one(pod: Pod) -> str | AdminError:
-        try:
-            return get(pod, path, port=port)
-        except AdminError as exc:
-            return exc
-
-    if not pods:
-        return {}
-    with ThreadPoolExecutor(min(PARALLEL, len(pods))) as pool:
-        return dict(zip(pods, pool.map(one, pods), strict=True))
+def register(main: typer.Typer) -> None:
+    app.command("config")(connecting.guarded(config))
+    main.add_typer(app, name="proxy")
+    main.command("identity")(connecting.guarded(identity))

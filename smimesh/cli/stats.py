@@ -2,7 +2,7 @@
 latency per Service and per edge, read straight from the sidecars (no Prometheus needed).
 
 Registered by `smimesh.cli.main`. Finds meshed pods and scrapes their metrics-only port
-(`/metrics`) through `smimesh.cli.proxies`; the arithmetic (parsing, deltas, grouping,
+(`/metrics`) through `smimesh.cli.meshedpods`; the arithmetic (parsing, deltas, grouping,
 quantiles) is the pure `smimesh.telemetry.trafficstats`. `stat` scrapes twice, `--window`
 seconds apart, and prints once; `top` keeps scraping every `--interval` seconds and redraws
 with rich Live.
@@ -21,7 +21,7 @@ from rich.console import Group
 from rich.live import Live
 from rich.text import Text
 
-from smimesh.cli import apistats, connecting, proxies, rendering
+from smimesh.cli import apistats, connecting, meshedpods, rendering
 from smimesh.proxyconfig import workloads
 from smimesh.telemetry import trafficstats
 
@@ -36,8 +36,8 @@ class Scraped:
     """One round of scrapes: when it was taken, what answered, and what did not."""
 
     at: float
-    scrapes: dict[proxies.Pod, trafficstats.Scrape]
-    errors: dict[proxies.Pod, str]
+    scrapes: dict[meshedpods.Pod, trafficstats.Scrape]
+    errors: dict[meshedpods.Pod, str]
 
 
 @dataclass(frozen=True)
@@ -46,10 +46,10 @@ class Scope:
 
     where: str | None
     services: list[trafficstats.Service]
-    pods: list[proxies.Pod]
+    pods: list[meshedpods.Pod]
 
     @property
-    def meshed(self) -> list[proxies.Pod]:
+    def meshed(self) -> list[meshedpods.Pod]:
         return [pod for pod in self.pods if pod.meshed and pod.ip]
 
 
@@ -68,18 +68,18 @@ def _scope(api: client.ApiClient, where: str | None) -> Scope:
         for item in listed.items
         if item.metadata and item.spec and item.spec.selector
     ]
-    return Scope(where, services, proxies.list_pods(api, where))
+    return Scope(where, services, meshedpods.list_pods(api, where))
 
 
-def scrape(pods: Sequence[proxies.Pod], *, port: int) -> Scraped:
+def scrape(pods: Sequence[meshedpods.Pod], *, port: int) -> Scraped:
     """Every pod's `/metrics` at once, parsed."""
     started = time.monotonic()
-    answers = proxies.get_all(pods, "/metrics", port=port)
+    answers = meshedpods.get_all(pods, "/metrics", port=port)
     at = (started + time.monotonic()) / 2
-    scrapes: dict[proxies.Pod, trafficstats.Scrape] = {}
-    errors: dict[proxies.Pod, str] = {}
+    scrapes: dict[meshedpods.Pod, trafficstats.Scrape] = {}
+    errors: dict[meshedpods.Pod, str] = {}
     for pod, answer in answers.items():
-        if isinstance(answer, proxies.AdminError):
+        if isinstance(answer, meshedpods.AdminError):
             errors[pod] = str(answer)
             continue
         try:
@@ -212,7 +212,7 @@ def stat(
     all_namespaces: connecting.AllNamespaces = False,
     window: Window = 5.0,
     output: rendering.Output = rendering.Format.table,
-    metrics_port: proxies.MetricsPort = proxies.METRICS_PORT,
+    metrics_port: meshedpods.MetricsPort = meshedpods.METRICS_PORT,
     kubeconfig: connecting.Kubeconfig = None,
     context: connecting.Context = None,
     from_api: Annotated[
@@ -264,7 +264,7 @@ def top(
             "--iterations", help="Stop after this many refreshes (0: until Ctrl-C).", min=0
         ),
     ] = 0,
-    metrics_port: proxies.MetricsPort = proxies.METRICS_PORT,
+    metrics_port: meshedpods.MetricsPort = meshedpods.METRICS_PORT,
     kubeconfig: connecting.Kubeconfig = None,
     context: connecting.Context = None,
 ) -> None:

@@ -2,7 +2,7 @@
 apiserver's, the operator's and the proxies'.
 
 Registered by `smimesh.cli.main`; reaches the cluster through `smimesh.cli.connecting` and the
-sidecars through `smimesh.cli.proxies`. Where each version comes from:
+sidecars through `smimesh.cli.meshedpods`. Where each version comes from:
 - operator: the image tag of the Deployment smimesh-system/smimesh-operator (what is
   installed; the release tags images with the package version), with its ready replicas and
   the holder of the leader Lease (which also names an operator running outside the cluster,
@@ -25,7 +25,7 @@ import typer
 from kubernetes import client
 
 import smimesh
-from smimesh.cli import connecting, proxies
+from smimesh.cli import connecting, meshedpods
 from smimesh.kube import clients, names
 
 
@@ -84,7 +84,7 @@ def _tag(image: str) -> str:
 def proxy_versions(api: client.ApiClient, *, port: int) -> str:
     """`smimesh proxies ...`: meshed pods counted per version their sidecars report."""
     try:
-        meshed = [pod for pod in proxies.list_pods(api, None) if pod.meshed]
+        meshed = [pod for pod in meshedpods.list_pods(api, None) if pod.meshed]
     except client.ApiException as exc:
         if exc.status != 403:
             raise
@@ -93,9 +93,9 @@ def proxy_versions(api: client.ApiClient, *, port: int) -> str:
         return "smimesh proxies: none (no meshed pods)"
     found: Counter[str] = Counter()
     reachable = [pod for pod in meshed if pod.ip]
-    for answer in proxies.get_all(reachable, "/", port=port).values():
+    for answer in meshedpods.get_all(reachable, "/", port=port).values():
         version = None
-        if not isinstance(answer, proxies.AdminError):
+        if not isinstance(answer, meshedpods.AdminError):
             try:
                 version = json.loads(answer).get("version")
             except (ValueError, AttributeError):
@@ -113,7 +113,7 @@ def version(
     client_only: Annotated[
         bool, typer.Option("--client", help="Only the client version; never contact a cluster.")
     ] = False,
-    metrics_port: proxies.MetricsPort = proxies.METRICS_PORT,
+    metrics_port: meshedpods.MetricsPort = meshedpods.METRICS_PORT,
     kubeconfig: connecting.Kubeconfig = None,
     context: connecting.Context = None,
 ) -> None:

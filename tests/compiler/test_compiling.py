@@ -10,6 +10,8 @@ import yaml
 from smimesh.compiler import compiling, parsing
 from smimesh.proxyconfig import outbound, snapshots
 
+pytestmark = pytest.mark.fast
+
 GOLDEN = Path(__file__).resolve().parents[1] / "golden" / "compiler"
 
 

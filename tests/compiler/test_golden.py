@@ -18,6 +18,8 @@ import yaml
 
 from smimesh.compiler import compiling, parsing
 
+pytestmark = pytest.mark.fast
+
 GOLDEN = Path(__file__).resolve().parents[1] / "golden" / "compiler"
 SCENARIOS = sorted(path.name for path in GOLDEN.iterdir() if (path / "input.yaml").is_file())
 

@@ -11,6 +11,8 @@ import pytest
 from smimesh.compiler import parsing, state
 from smimesh.smi import access, specs, split
 
+pytestmark = pytest.mark.fast
+
 SERVICE: dict[str, Any] = {
     "apiVersion": "v1",
     "kind": "Service",

@@ -10,6 +10,8 @@ import pytest
 
 from smimesh.conformance import apps, deploying, profiles
 
+pytestmark = pytest.mark.fast
+
 
 def _render(mesh: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     spaces, rest = deploying.manifests(

@@ -15,6 +15,8 @@ from smimesh.cli import main
 from smimesh.conformance import reporting, running, stages
 from smimesh.conformance.cases import registry
 
+pytestmark = pytest.mark.fast
+
 
 def _case(name: str) -> registry.Case:
     def run(stage: stages.Stage) -> None:

@@ -87,12 +87,14 @@ def test_the_same_cases_run_where_the_profile_can_make_a_namespace_permissive() 
     assert (result.outcome, result.message) == ("passed", "")
 
 
+@pytest.mark.fast
 def test_without_status_conditions_shares_are_measured_until_they_settle() -> None:
     stage, caller = _stage(profiles.lookup("linkerd"), settle_after=2)
     splits.expect_measured(stage, {"b": 0.75, "c": 0.25})
     assert caller.calls == 3
 
 
+@pytest.mark.fast
 def test_with_status_conditions_a_wrong_share_fails_at_once() -> None:
     stage, caller = _stage(profiles.lookup("smimesh"), settle_after=2)
     with pytest.raises(stages.CaseFailedError, match=r"expected 0\.75"):

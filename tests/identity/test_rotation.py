@@ -75,6 +75,7 @@ def test_the_new_root_is_trusted_before_it_signs() -> None:
     assert _handshake_ok(preparing.bundle, _leaf(preparing.active, SERVER), early)
 
 
+@pytest.mark.fast
 def test_a_late_advance_still_keeps_the_old_root_for_a_whole_leaf_lifetime() -> None:
     old = authority.create("cluster.local", now=T0)
     preparing = rotation.begin(
@@ -87,6 +88,7 @@ def test_a_late_advance_still_keeps_the_old_root_for_a_whole_leaf_lifetime() -> 
     assert draining.next_step_at == much_later + DAY + authority.BACKDATE
 
 
+@pytest.mark.fast
 def test_only_one_rotation_at_a_time_and_only_to_a_different_root() -> None:
     old = authority.create("cluster.local", now=T0)
     preparing = rotation.begin(
@@ -100,11 +102,13 @@ def test_only_one_rotation_at_a_time_and_only_to_a_different_root() -> None:
         rotation.begin(rotation.stable(old), authority.create("other.example"), now=T0)
 
 
+@pytest.mark.fast
 def test_a_stable_ca_never_moves() -> None:
     state = rotation.stable(authority.create("cluster.local", now=T0))
     assert rotation.advance(state, now=T0 + 1000 * DAY) is state
 
 
+@pytest.mark.fast
 def test_inconsistent_states_cannot_be_built() -> None:
     ca = authority.create("cluster.local", now=T0)
     other = authority.create("cluster.local", now=T0)
@@ -114,6 +118,7 @@ def test_inconsistent_states_cannot_be_built() -> None:
         rotation.MeshCa(ca, rotation.stable(ca).bundle, rotation.Phase.PREPARING)
 
 
+@pytest.mark.fast
 def test_the_drain_margin_is_the_callers_so_short_lived_meshes_finish_quickly() -> None:
     old = authority.create("cluster.local", now=T0)
     new = authority.create("cluster.local", now=T0)

@@ -13,6 +13,8 @@ from cryptography.x509.oid import NameOID
 
 from smimesh.identity import authority, errors, keys, rotation, secretdata, spiffe
 
+pytestmark = pytest.mark.fast
+
 T0 = datetime.datetime.now(datetime.UTC).replace(microsecond=0)
 WEB = spiffe.SpiffeId("cluster.local", "shop", "web")
 

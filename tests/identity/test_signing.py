@@ -15,6 +15,8 @@ from hypothesis import strategies as st
 
 from smimesh.identity import authority, bundles, errors, keys, spiffe
 
+pytestmark = pytest.mark.fast
+
 HOUR = datetime.timedelta(hours=1)
 
 

@@ -8,6 +8,8 @@ from hypothesis import strategies as st
 
 from smimesh.identity import errors, spiffe
 
+pytestmark = pytest.mark.fast
+
 labels = st.from_regex(r"\A[a-z0-9]([-a-z0-9]{0,20}[a-z0-9])?\Z")
 domains = st.from_regex(r"\A[a-z0-9._-]{1,30}\Z")
 

@@ -125,6 +125,7 @@ def test_a_peer_from_another_trust_domain_is_named_but_not_accepted(
     assert any("not in trust domain 'cluster.local'" in str(exc) for exc in outcome.errors)
 
 
+@pytest.mark.fast
 def test_contexts_are_tls13_only_and_never_check_host_names(
     ca: authority.CertificateAuthority,
 ) -> None:

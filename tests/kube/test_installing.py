@@ -31,6 +31,7 @@ def test_a_local_mesh_installs_as_kubectl_smi_install_does(cluster: clusters.Clu
             assert established.stdout == "True", obj["metadata"]["name"]
 
 
+@pytest.mark.fast
 def test_missing_manifests_are_named(tmp_path: Path) -> None:
     with pytest.raises(installing.NoManifestsError, match="no manifests at"):
         installing.rendered(tmp_path / "nowhere")

@@ -9,6 +9,8 @@ import pytest
 
 from smimesh.kube import kustomizing
 
+pytestmark = pytest.mark.fast
+
 
 def write(directory: Path, files: dict[str, str]) -> Path:
     for name, text in files.items():

@@ -35,17 +35,20 @@ def test_builtin_renderer_agrees_with_kubectl_kustomize(kubectl: str, directory:
     assert kustomizing.render_builtin(directory) == kustomizing.render(directory, kubectl=kubectl)
 
 
+@pytest.mark.fast
 @pytest.mark.parametrize("directory", [BASE, HA], ids=["base", "ha"])
 def test_rendered_objects_are_valid_kubernetes(directory: Path) -> None:
     for obj in kustomizing.render_builtin(directory):
         kubernetes_validate.validate(obj, kubernetes_validate.latest_version(), strict=True)
 
 
+@pytest.mark.fast
 def test_crd_kustomization_lists_exactly_the_generated_crds() -> None:
     listed = yaml.safe_load((BASE / "crds" / "Kustomization").read_text())["resources"]
     assert sorted(listed) == sorted(crdgen.rendered())
 
 
+@pytest.mark.fast
 def test_the_operator_runs_hardened_with_its_identity_from_the_pod_name() -> None:
     objects = kustomizing.render_builtin(BASE)
     deployment = by_kind(objects, "Deployment")
@@ -78,6 +81,7 @@ def test_the_operator_runs_hardened_with_its_identity_from_the_pod_name() -> Non
     assert budget["spec"]["selector"] == deployment["spec"]["selector"]
 
 
+@pytest.mark.fast
 def test_the_ha_overlay_runs_two_operators_on_different_nodes() -> None:
     deployment = by_kind(kustomizing.render_builtin(HA), "Deployment")
     assert deployment["spec"]["replicas"] == 2

@@ -6,6 +6,8 @@ import pytest
 
 from smimesh.operator import apiresources
 
+pytestmark = pytest.mark.fast
+
 
 def test_discovery_announces_each_kind_with_its_edges_subresource() -> None:
     listed = apiresources.resource_list()

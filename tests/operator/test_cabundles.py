@@ -7,9 +7,12 @@ import base64
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 
 from smimesh.operator import cabundles
+
+pytestmark = pytest.mark.fast
 
 ROOT = Path(__file__).resolve().parents[2]
 BUNDLE = b"-----BEGIN CERTIFICATE-----\nroots\n-----END CERTIFICATE-----\n"

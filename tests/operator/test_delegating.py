@@ -13,6 +13,8 @@ import pytest
 from smimesh.operator import delegating
 from smimesh.testing import pki
 
+pytestmark = pytest.mark.fast
+
 SETTINGS = delegating.RequestHeaders.from_configmap(
     {
         "requestheader-client-ca-file": "-----BEGIN CERTIFICATE-----\n...",

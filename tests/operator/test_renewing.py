@@ -12,6 +12,7 @@ import ssl
 from collections.abc import Mapping
 
 import grpc
+import pytest
 
 from smimesh.identity import authority, keys, rotation, secretdata
 from smimesh.operator import authorities, renewing, webhooking
@@ -101,6 +102,7 @@ async def test_the_grpc_server_fetches_a_new_certificate_on_the_next_handshake()
         await server.stop(grace=None)
 
 
+@pytest.mark.fast
 def test_a_certificate_is_stale_once_past_its_renewal_time() -> None:
     ca = authority.create("cluster.local")
     holder = authorities.CaHolder(rotation.stable(ca))

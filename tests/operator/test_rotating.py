@@ -7,9 +7,13 @@ from __future__ import annotations
 import dataclasses
 import datetime
 
+import pytest
+
 from smimesh.identity import authority, rotation
 from smimesh.kube import names
 from smimesh.operator import rotating
+
+pytestmark = pytest.mark.fast
 
 T0 = datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC)
 SECOND = datetime.timedelta(seconds=1)

@@ -5,11 +5,15 @@ from __future__ import annotations
 
 import datetime
 
+import pytest
+
 from smimesh.operator import trafficmetrics
 from smimesh.proxyconfig import workloads
 from smimesh.sidecar import metrics
 from smimesh.smi import documents
 from smimesh.telemetry import trafficstats
+
+pytestmark = pytest.mark.fast
 
 WEB = workloads.Workload("shop", "Deployment", "web", "web-1")
 API1 = workloads.Workload("shop", "Deployment", "api", "api-1")

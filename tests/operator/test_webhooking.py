@@ -179,6 +179,7 @@ async def test_an_unexpected_failure_gets_500_without_details() -> None:
         await server.stop()
 
 
+@pytest.mark.fast
 def test_the_certificate_names_the_service_the_listen_ip_and_the_url_host() -> None:
     dns, ips = renewing.serving_names(
         namespace="mesh", address="0.0.0.0:9443", url="https://10.0.0.7:9443"
@@ -194,6 +195,7 @@ def test_the_certificate_names_the_service_the_listen_ip_and_the_url_host() -> N
     assert local == ("127.0.0.1",)
 
 
+@pytest.mark.fast
 async def test_namespace_labels_come_from_the_index_when_it_knows_the_namespace() -> None:
     index = indexing.MeshIndex()
     index.apply(

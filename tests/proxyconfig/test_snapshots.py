@@ -61,12 +61,14 @@ def _config(weight: int = 50) -> snapshots.ProxyConfig:
     )
 
 
+@pytest.mark.fast
 def test_equal_content_has_equal_versions_and_any_change_changes_it() -> None:
     assert _config().version == _config().version
     assert _config(50).version != _config(60).version
     assert len(_config().version) == 16
 
 
+@pytest.mark.fast
 def test_json_round_trip_is_lossless_and_keeps_the_version() -> None:
     config = _config()
     again = snapshots.ProxyConfig.from_json(config.to_json())
@@ -74,6 +76,7 @@ def test_json_round_trip_is_lossless_and_keeps_the_version() -> None:
     assert snapshots.content_version(again) == config.version
 
 
+@pytest.mark.fast
 def test_the_snapshot_message_carries_the_config() -> None:
     config = _config()
     wire = proxyconfig_pb2.ConfigSnapshot(
@@ -83,6 +86,7 @@ def test_the_snapshot_message_carries_the_config() -> None:
     assert snapshots.ProxyConfig.from_json(received.config_json) == config
 
 
+@pytest.mark.fast
 def test_models_are_frozen_and_refuse_unknown_fields() -> None:
     config = _config()
     with pytest.raises(ValidationError):
@@ -123,6 +127,7 @@ def test_generated_grpc_modules_are_current(tmp_path: Path) -> None:
     assert (mismatch, errors) == ([], []), "run `make proto` and commit the result"
 
 
+@pytest.mark.fast
 def test_a_shared_outbound_encoding_gives_the_same_bytes_and_version_as_encoding_it_alone() -> None:
     alone = _config()
     shared = snapshots.ProxyConfig.build(

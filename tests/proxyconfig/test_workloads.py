@@ -3,9 +3,13 @@ telemetry that reads them back use this one type (`smimesh.proxyconfig.workloads
 
 from __future__ import annotations
 
+import pytest
+
 from smimesh.proxyconfig import workloads
 from smimesh.sidecar import metrics
 from smimesh.telemetry import trafficstats
+
+pytestmark = pytest.mark.fast
 
 NS = "shop"
 

@@ -7,7 +7,11 @@ from __future__ import annotations
 import asyncio
 import collections
 
+import pytest
+
 from smimesh.sidecar import clusters, endpoints, settings
+
+pytestmark = pytest.mark.fast
 
 
 def _cluster(count: int) -> clusters.Cluster:

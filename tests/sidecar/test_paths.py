@@ -10,6 +10,8 @@ import pytest
 
 from smimesh.sidecar import paths
 
+pytestmark = pytest.mark.fast
+
 # RFC 3986 5.4.1 and 5.4.2: base `http://a/b/c/d;p?q`; each relative reference merged with
 # the base path (5.2.3) gives the input on the left, 5.2.4 must give the path on the right.
 RFC_5_4 = [

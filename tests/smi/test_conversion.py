@@ -12,6 +12,8 @@ from hypothesis import strategies as st
 from smimesh.smi import conversion, kinds, split
 from tests.smi import strategies
 
+pytestmark = pytest.mark.fast
+
 
 def _model(wire: strategies.Wire):  # type: ignore[no-untyped-def]
     model = kinds.lookup(wire["apiVersion"], wire["kind"])

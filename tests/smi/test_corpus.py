@@ -11,6 +11,8 @@ import yaml
 
 from smimesh.cli import validating
 
+pytestmark = pytest.mark.fast
+
 CORPUS = Path(__file__).parent.parent / "data" / "smi"
 INDEX: list[dict[str, Any]] = yaml.safe_load((CORPUS / "index.yaml").read_text())
 

@@ -24,6 +24,7 @@ from tests.smi import strategies
 ROOT = Path(__file__).parent.parent.parent
 
 
+@pytest.mark.fast
 def test_checked_in_crds_are_current() -> None:
     directory = ROOT / "manifests" / "crds"
     generated = crdgen.rendered()
@@ -31,6 +32,7 @@ def test_checked_in_crds_are_current() -> None:
     assert on_disk == generated, "run `make crds` and commit manifests/crds/"
 
 
+@pytest.mark.fast
 def test_every_version_is_served_and_the_hub_is_stored() -> None:
     for info in kinds.KINDS:
         if not info.crd:
@@ -43,6 +45,7 @@ def test_every_version_is_served_and_the_hub_is_stored() -> None:
         assert crd["spec"]["names"]["shortNames"] == list(info.short_names)
 
 
+@pytest.mark.fast
 def test_v1alpha1_split_weights_are_int_or_string() -> None:
     crd = crdgen.crd_for(kinds.KINDS[0])
     v1 = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
@@ -50,6 +53,7 @@ def test_v1alpha1_split_weights_are_int_or_string() -> None:
     assert weight["x-kubernetes-int-or-string"] is True
 
 
+@pytest.mark.fast
 def test_webhook_conversion_points_at_the_operator() -> None:
     crd = crdgen.crd_for(kinds.KINDS[0])
     service = crd["spec"]["conversion"]["webhook"]["clientConfig"]["service"]

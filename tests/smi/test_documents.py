@@ -15,6 +15,8 @@ from smimesh.smi import documents, kinds, metrics
 from smimesh.smi.problems import Problem
 from tests.smi import strategies
 
+pytestmark = pytest.mark.fast
+
 SPLIT_V1ALPHA1: dict[str, Any] = {
     "apiVersion": "split.smi-spec.io/v1alpha1",
     "kind": "TrafficSplit",

@@ -8,6 +8,8 @@ import pytest
 
 from smimesh.smi import quantities
 
+pytestmark = pytest.mark.fast
+
 
 @pytest.mark.parametrize(
     ("text", "value"),

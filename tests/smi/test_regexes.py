@@ -8,6 +8,8 @@ import pytest
 
 from smimesh.smi import regexes
 
+pytestmark = pytest.mark.fast
+
 
 @pytest.mark.parametrize(
     "pattern", ["/", "/api/.*", ".*a-book.*new", "/v[0-9]+/", r"\d+", "(a+)+$"]

@@ -11,6 +11,8 @@ from smimesh.proxyconfig import workloads
 from smimesh.sidecar import metrics
 from smimesh.telemetry import trafficstats
 
+pytestmark = pytest.mark.fast
+
 A = workloads.Workload("shop", "Deployment", "web", "web-1")
 B = workloads.Workload("shop", "Deployment", "api", "api-1")
 B2 = workloads.Workload("shop", "Deployment", "api", "api-2")

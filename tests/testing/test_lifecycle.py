@@ -64,6 +64,7 @@ def test_an_apiserver_that_is_not_ready_in_time_is_reported(found: binaries.Bina
     assert not plane._processes
 
 
+@pytest.mark.fast
 def test_a_machine_without_go_gets_a_clear_message(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -73,6 +74,7 @@ def test_a_machine_without_go_gets_a_clear_message(
         binaries.ensure_binaries(say=lambda message: None)
 
 
+@pytest.mark.fast
 def test_a_missing_wrapper_module_names_the_ways_out(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -85,6 +87,7 @@ def test_a_missing_wrapper_module_names_the_ways_out(
         binaries.ensure_binaries(say=lambda message: None)
 
 
+@pytest.mark.fast
 def test_cached_binaries_are_reused_without_go(
     found: binaries.Binaries, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:

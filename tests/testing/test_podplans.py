@@ -12,6 +12,8 @@ import pytest
 
 from smimesh.testing import podplans
 
+pytestmark = pytest.mark.fast
+
 IMAGE = "ghcr.io/smimesh/smimesh:0.1.0"
 
 

@@ -12,6 +12,8 @@ from smimesh.webhooks import converting, reviews
 
 from .reviewing import SPLIT_V1ALPHA1, conversion
 
+pytestmark = pytest.mark.fast
+
 
 def _converted(desired: str, *objects: dict[str, Any]) -> list[dict[str, Any]]:
     response = converting.review(conversion(desired, *objects))["response"]

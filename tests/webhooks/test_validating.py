@@ -11,6 +11,8 @@ from smimesh.webhooks import reviews, validating
 
 from .reviewing import admission, split
 
+pytestmark = pytest.mark.fast
+
 VALID = split([("web-v1", 90), ("web-v2", 10)])
 DUPLICATE = split([("web-v1", 50), ("web-v1", 50)])
 

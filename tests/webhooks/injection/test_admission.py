@@ -6,9 +6,13 @@ import base64
 import json
 from typing import Any
 
+import pytest
+
 from smimesh.webhooks.injection import admission, settings
 
 from .pods import annotated, app_pod, apply_patch
+
+pytestmark = pytest.mark.fast
 
 CONFIG = settings.InjectionSettings()
 ENABLED_NS = {"smimesh.dev/inject": "enabled"}

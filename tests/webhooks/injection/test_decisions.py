@@ -8,6 +8,8 @@ from smimesh.webhooks.injection import decisions, errors, settings
 
 from .pods import annotated, app_pod
 
+pytestmark = pytest.mark.fast
+
 CONFIG = settings.InjectionSettings()
 ENABLED_NS = {"smimesh.dev/inject": "enabled"}
 

@@ -12,6 +12,8 @@ from smimesh.webhooks.injection import errors, injecting, settings
 
 from .pods import annotated, app_pod, apply_patch
 
+pytestmark = pytest.mark.fast
+
 ENABLED_NS = {"smimesh.dev/inject": "enabled"}
 NATIVE = settings.InjectionSettings()
 CLASSIC = settings.InjectionSettings(native_sidecars=False)

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from smimesh.webhooks.injection import patches
 
 from .pods import apply_patch
+
+pytestmark = pytest.mark.fast
 
 keys = st.sampled_from(["a", "b", "c/d", "e~f", "smimesh.dev/injected"])
 json_values = st.recursive(

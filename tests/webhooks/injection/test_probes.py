@@ -4,7 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from smimesh.webhooks.injection import probes, settings
+
+pytestmark = pytest.mark.fast
 
 CONFIG = settings.InjectionSettings()
 

@@ -11,6 +11,8 @@ from smimesh.webhooks.injection import errors, settings, workloads
 
 from .manifests import KINDS, SERVICE, pod_spec, workload
 
+pytestmark = pytest.mark.fast
+
 CONFIG = settings.InjectionSettings()
 
 
