@@ -18,8 +18,6 @@ import yaml
 
 from smimesh.compiler import compiling, parsing
 
-pytestmark = pytest.mark.fast
-
 GOLDEN = Path(__file__).resolve().parents[1] / "golden" / "compiler"
 SCENARIOS = sorted(path.name for path in GOLDEN.iterdir() if (path / "input.yaml").is_file())
 
@@ -35,6 +33,7 @@ def compile_scenario(name: str) -> dict[str, Any]:
     }
 
 
+@pytest.mark.fast
 @pytest.mark.parametrize("name", SCENARIOS)
 def test_scenario_compiles_to_its_golden_output(name: str, update_golden: bool) -> None:
     actual = json.dumps(compile_scenario(name), indent=2, sort_keys=True) + "\n"
@@ -69,6 +68,7 @@ def _in_a_fresh_process(name: str, hash_seed: str) -> bytes:
     return done.stdout
 
 
+# Not in the fast tier: it compiles again in fresh interpreters (other hash seeds).
 @pytest.mark.parametrize("name", SCENARIOS)
 def test_compiling_twice_gives_byte_equal_output(name: str) -> None:
     here = canonical_bytes(name)
