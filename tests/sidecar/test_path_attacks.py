@@ -151,11 +151,12 @@ async def _server(
     return app, h1_port, h2_inbound, web, server
 
 
-async def _h1(port: int, context: ssl.SSLContext, target: str) -> int:
-    """One request over mTLS with the target sent byte for byte; the response's status."""
+async def _h1(port: int, context: ssl.SSLContext | None, target: str, host: str = "api") -> int:
+    """One request (over mTLS when `context` is given) with the target sent byte for byte;
+    the response's status."""
     reader, writer = await asyncio.open_connection("127.0.0.1", port, ssl=context)
     try:
-        request = f"GET {target} HTTP/1.1\r\nHost: api\r\nConnection: close\r\n\r\n"
+        request = f"GET {target} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
         writer.write(request.encode("latin-1"))
         async with asyncio.timeout(5):
             head = await reader.readuntil(b"\r\n")
@@ -269,19 +270,6 @@ async def test_http2_path_tricks_never_reach_the_app(
         assert not [record for record in caplog.records if record.exc_info]
 
 
-async def _proxy_get(port: int, target: str, host: str = "api") -> int:
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    try:
-        request = f"GET {target} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
-        writer.write(request.encode("latin-1"))
-        async with asyncio.timeout(5):
-            head = await reader.readuntil(b"\r\n")
-            await reader.read()
-        return int(head.split()[1])
-    finally:
-        writer.close()
-
-
 async def test_traffic_split_matches_route_by_the_normalized_path(apps: Any, sidecars: Any) -> None:
     main, admin = apps("main"), apps("admin")
     only_admin = (matches.HttpMatch(name="admin", path_regex="/admin"),)
@@ -301,12 +289,12 @@ async def test_traffic_split_matches_route_by_the_normalized_path(apps: Any, sid
         ("/./admin?q=1", "/admin?q=1"),
         ("http://api/public/%2e%2e/admin", "/admin"),
     ]:
-        assert await _proxy_get(port, target) == 200, target
+        assert await _h1(port, None, target) == 200, target
         assert admin.hits[-1][1] == seen, target
     assert [hit[1] for hit in main.hits] == []
-    assert await _proxy_get(port, "/public/./x") == 200
+    assert await _h1(port, None, "/public/./x") == 200
     assert [hit[1] for hit in main.hits] == ["/public/x"]
-    assert await _proxy_get(port, "/public%2fadmin") == 400
+    assert await _h1(port, None, "/public%2fadmin") == 400
     assert len(main.hits) + len(admin.hits) == 5
 
 
@@ -322,9 +310,9 @@ async def test_merge_slashes_is_a_sidecar_setting_used_for_matching_and_forwardi
     )  # fmt: skip
     kept = await sidecars(config(outbound_services=services))
     merging = await sidecars(config(outbound_services=services), merge_slashes=True)
-    assert await _proxy_get(kept.ports["outbound"], "/admin//x") == 200
+    assert await _h1(kept.ports["outbound"], None, "/admin//x") == 200
     assert [hit[1] for hit in main.hits] == ["/admin//x"]
-    assert await _proxy_get(merging.ports["outbound"], "/admin//x") == 200
+    assert await _h1(merging.ports["outbound"], None, "/admin//x") == 200
     assert [hit[1] for hit in admin.hits] == ["/admin/x"]
 
 
