@@ -371,13 +371,13 @@ class LocalMesh:
                 webhook_host=addresses.allocate_local(),
             )
             self.operators.append(self.operator)
-            if self.replicas > 1:
-                self._start_replicas(kubeconfig)
             if self.operator.webhook_address is not None:
                 with self.cluster.api_client() as api:
                     apiservices.register(api, self.operator.webhook_address)
             self.bundle = trust_bundle(self.cluster)
             wait_served(self.cluster, self.operator)
+            if self.replicas > 1:
+                self._start_replicas(kubeconfig)
             self.say(f"operator running (config server {self.operator.grpc_address})")
         except BaseException:
             self.close()
@@ -394,19 +394,21 @@ class LocalMesh:
 
     def _start_replicas(self, kubeconfig: Path) -> None:
         """The other replicas, once the first holds the Lease (so it stays the leader), and
-        the front that sends each sidecar connection to the first replica alive."""
+        the front that sends each sidecar connection to the first replica alive. In local
+        mode every replica points the webhooks at its own URL once, as it starts: each is
+        awaited before the next starts, so the last one started is the one they call."""
         assert self.operator is not None
         wait_leader(self.cluster, self.operator.identity)
         for number in range(1, self.replicas):
-            self.operators.append(
-                start_operator(
-                    kubeconfig,
-                    self.work_dir,
-                    identity=f"operator-{chr(ord('a') + number)}",
-                    extra_args=self.operator_args,
-                    webhook_host=addresses.allocate_local(),
-                )
+            replica = start_operator(
+                kubeconfig,
+                self.work_dir,
+                identity=f"operator-{chr(ord('a') + number)}",
+                extra_args=self.operator_args,
+                webhook_host=addresses.allocate_local(),
             )
+            self.operators.append(replica)
+            wait_served(self.cluster, replica)
         self.front = fronting.Front(
             lambda: [operator.grpc_address for operator in self.operators]
         ).start()
