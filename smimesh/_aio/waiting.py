@@ -135,7 +135,7 @@ def _attempt(
 
 @overload
 async def eventually(
-    probe: Callable[[], Awaitable[T]],
+    probe: Callable[[], Awaitable[T | None]],
     *,
     timeout: float,  # noqa: ASYNC109 - the stated bound is the point, and it names the failure
     message: Message,
@@ -147,7 +147,7 @@ async def eventually(
 
 @overload
 async def eventually(
-    probe: Callable[[], T],
+    probe: Callable[[], T | None],
     *,
     timeout: float,  # noqa: ASYNC109 - the stated bound is the point, and it names the failure
     message: Message,
@@ -166,9 +166,10 @@ async def eventually(
     ignoring: tuple[type[Exception], ...] = (),
     error: Failure = WaitTimeoutError,
 ) -> Any:
-    """Call `probe` (sync or async) every `interval` until it returns something true, and
-    return that; after `timeout` seconds raise `error(message)`. Exceptions in
-    `ignoring` count as "not yet" (a port that does not answer yet); others propagate."""
+    """Call `probe` (sync or async) every `interval` until it returns something true (so a
+    probe may answer None for "not yet"), and return that; after `timeout` seconds raise
+    `error(message)`. Exceptions in `ignoring` count as "not yet" (a port that does not
+    answer yet); others propagate."""
     polling = _Polling(timeout, message, error)
     while True:
         result, failed = _attempt(probe, ignoring)
@@ -180,7 +181,7 @@ async def eventually(
 
 
 def eventually_sync(
-    probe: Callable[[], T],
+    probe: Callable[[], T | None],
     *,
     timeout: float,
     message: Message,

@@ -10,10 +10,10 @@ deletes the namespaces. Used by `running.run_current`.
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Callable
 from typing import Any
 
+from smimesh._aio import waiting
 from smimesh.conformance import apps, profiles, stages
 from smimesh.testing import clusters
 
@@ -150,15 +150,24 @@ def deploy(
         if applied.returncode != 0:
             raise DeployError(f"applying the test app failed: {applied.stderr.strip()}")
     say(f"waiting for 6 test-app Pods ({image}) to be Ready")
-    deadline = time.monotonic() + timeout
-    while waiting := [line for ns in namespaces(prefix) for line in _not_ready(cluster, ns)]:
-        if any(": Failed" in line for line in waiting):  # a failed Pod never becomes Ready
-            raise DeployError("test-app Pods failed:\n  " + "\n  ".join(waiting))
-        if time.monotonic() > deadline:
-            raise DeployError(
-                f"test-app Pods not Ready within {timeout:.0f}s:\n  " + "\n  ".join(waiting)
-            )
-        time.sleep(1.0)
+    unready: list[str] = []
+
+    def ready() -> bool:
+        nonlocal unready
+        unready = [line for ns in namespaces(prefix) for line in _not_ready(cluster, ns)]
+        if any(": Failed" in line for line in unready):  # a failed Pod never becomes Ready
+            raise DeployError("test-app Pods failed:\n  " + "\n  ".join(unready))
+        return not unready
+
+    waiting.eventually_sync(
+        ready,
+        timeout=timeout,
+        message=lambda: (
+            f"test-app Pods not Ready within {timeout:.0f}s:\n  " + "\n  ".join(unready)
+        ),
+        interval=1.0,
+        error=DeployError,
+    )
     api = cluster.api_client()
     spaces = []
     for namespace in namespaces(prefix):

@@ -21,11 +21,11 @@ only by traffic, so cases poll with `eventually` and measurements are retried.
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from smimesh._aio import waiting
 from smimesh.conformance import apps, profiles
 from smimesh.testing import clusters, launching, meshes, workloads
 
@@ -164,15 +164,21 @@ class Stage:
     ) -> Tally:
         """Call once until the outcome is the expected one (configs take a moment to land);
         the last tally is returned, and a CaseFailedError raised if it never came."""
-        deadline = time.monotonic() + timeout
-        while True:
-            tally = self.call(source, url, method=method, headers=headers)
-            if (tally.ok == 1) == expect_ok:
-                return tally
-            if time.monotonic() > deadline:
-                wanted = "allowed" if expect_ok else "denied"
-                raise CaseFailedError(f"{method} {url} never {wanted} in {timeout:.0f}s: {tally}")
-            time.sleep(0.25)
+        last: Tally | None = None
+
+        def outcome() -> Tally | None:
+            nonlocal last
+            last = self.call(source, url, method=method, headers=headers)
+            return last if (last.ok == 1) == expect_ok else None
+
+        wanted = "allowed" if expect_ok else "denied"
+        return waiting.eventually_sync(
+            outcome,
+            timeout=timeout,
+            message=lambda: f"{method} {url} never {wanted} in {timeout:.0f}s: {last}",
+            interval=0.25,
+            error=CaseFailedError,
+        )
 
     def wait_programmed(self, namespace: Namespace, resource: str, name: str) -> None:
         """`wait_programmed` (the module function) in one of the stage's namespaces. A mesh
@@ -223,21 +229,27 @@ def wait_programmed(
     cluster: clusters.Cluster, namespace: str, resource: str, name: str, *, timeout: float = 30.0
 ) -> None:
     """Until the object's Programmed condition is True for its current generation."""
-    deadline = time.monotonic() + timeout
-    while True:
+    read = ""
+
+    def programmed() -> bool:
+        nonlocal read
         result = cluster.kubectl("-n", namespace, "get", resource, name, "-o", "json")
-        if result.returncode == 0:
-            raw = json.loads(result.stdout)
-            generation = raw["metadata"].get("generation")
-            for condition in (raw.get("status") or {}).get("conditions") or []:
-                if (
-                    condition["type"] == "Programmed"
-                    and condition["status"] == "True"
-                    and condition.get("observedGeneration") == generation
-                ):
-                    return
-        if time.monotonic() > deadline:
-            raise CaseFailedError(
-                f"{resource} {name} not Programmed in {timeout:.0f}s: {result.stdout[-500:]}"
-            )
-        time.sleep(0.2)
+        if result.returncode != 0:
+            return False
+        read = result.stdout
+        raw = json.loads(read)
+        generation = raw["metadata"].get("generation")
+        return any(
+            condition["type"] == "Programmed"
+            and condition["status"] == "True"
+            and condition.get("observedGeneration") == generation
+            for condition in (raw.get("status") or {}).get("conditions") or []
+        )
+
+    waiting.eventually_sync(
+        programmed,
+        timeout=timeout,
+        message=lambda: f"{resource} {name} not Programmed in {timeout:.0f}s: {read[-500:]}",
+        interval=0.2,
+        error=CaseFailedError,
+    )

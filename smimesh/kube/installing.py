@@ -11,7 +11,6 @@ and by the local meshes of tests and `make demo` (`smimesh.testing.meshes`, thro
 from __future__ import annotations
 
 import copy
-import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +20,7 @@ import yaml
 from kubernetes import client, dynamic
 from kubernetes.dynamic import exceptions
 
+from smimesh._aio import waiting
 from smimesh.kube import kustomizing, names
 
 Object = dict[str, Any]
@@ -202,16 +202,24 @@ def wait_established(
     """Until every CRD among `objects` is Established; InstallError after `timeout` seconds."""
     extensions = client.ApiextensionsV1Api(api.client)
     crds = [o["metadata"]["name"] for o in objects if o["kind"] == "CustomResourceDefinition"]
-    deadline = time.monotonic() + timeout
-    for name in crds:
-        while True:
-            crd = extensions.read_custom_resource_definition(name)
+    pending = list(crds)
+
+    def established() -> bool:
+        while pending:
+            crd = extensions.read_custom_resource_definition(pending[0])
             conditions = (crd.status.conditions if crd.status else None) or []
-            if any(c.type == "Established" and c.status == "True" for c in conditions):
-                break
-            if time.monotonic() > deadline:
-                raise InstallError(f"CRD {name} did not become Established")
-            time.sleep(0.2)
+            if not any(c.type == "Established" and c.status == "True" for c in conditions):
+                return False
+            pending.pop(0)
+        return True
+
+    waiting.eventually_sync(
+        established,
+        timeout=timeout,
+        message=lambda: f"CRD {pending[0]} did not become Established",
+        interval=0.2,
+        error=InstallError,
+    )
 
 
 def install(api: client.ApiClient, *, kubectl: str | None = None) -> int:

@@ -12,10 +12,10 @@ Used by `meshes.LocalMesh`; `wait_available` waits for the aggregator to agree.
 from __future__ import annotations
 
 import json
-import time
 
 from kubernetes import client
 
+from smimesh._aio import waiting
 from smimesh.kube import names
 from smimesh.testing import clusters, registering
 
@@ -72,19 +72,26 @@ def unregister(api: client.ApiClient, *, namespace: str = names.MESH_NAMESPACE) 
 
 def wait_available(cluster: clusters.Cluster, *, timeout: float = 30.0) -> None:
     """Until the aggregator reports the APIService Available (it probes discovery itself)."""
-    deadline = time.monotonic() + timeout
     last = "not read yet"
-    while True:
+
+    def available() -> bool:
+        nonlocal last
         found = cluster.kubectl("get", "apiservice", APISERVICE, "-o", "json")
-        if found.returncode == 0:
-            conditions = json.loads(found.stdout).get("status", {}).get("conditions") or []
-            for condition in conditions:
-                if condition.get("type") == "Available":
-                    if condition.get("status") == "True":
-                        return
-                    last = f"{condition.get('reason')}: {condition.get('message')}"
-        else:
+        if found.returncode != 0:
             last = found.stderr.strip()
-        if time.monotonic() > deadline:
-            raise ApiServiceError(f"{APISERVICE} not Available within {timeout:.0f}s ({last})")
-        time.sleep(0.3)
+            return False
+        conditions = json.loads(found.stdout).get("status", {}).get("conditions") or []
+        for condition in conditions:
+            if condition.get("type") == "Available":
+                if condition.get("status") == "True":
+                    return True
+                last = f"{condition.get('reason')}: {condition.get('message')}"
+        return False
+
+    waiting.eventually_sync(
+        available,
+        timeout=timeout,
+        message=lambda: f"{APISERVICE} not Available within {timeout:.0f}s ({last})",
+        interval=0.3,
+        error=ApiServiceError,
+    )

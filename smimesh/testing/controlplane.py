@@ -30,6 +30,7 @@ from typing import Literal
 import httpx
 import yaml
 
+from smimesh._aio import waiting
 from smimesh.testing import binaries as binaries_
 from smimesh.testing import pki as pki_
 from smimesh.testing import reaping
@@ -292,25 +293,31 @@ class ControlPlane:
     def _wait_ready(self, pki: pki_.ControlPlanePki) -> None:
         context = ssl.create_default_context(cafile=str(pki.ca_cert))
         context.load_cert_chain(str(pki.admin_cert), str(pki.admin_key))
-        deadline = time.monotonic() + self.ready_timeout
         last = "no answer yet"
+
+        def ready() -> bool:
+            nonlocal last
+            self._check_alive()
+            try:
+                response = client.get(f"{self.server}/readyz")
+            except httpx.TransportError as exc:
+                last = f"{type(exc).__name__}: {exc}"
+                return False
+            last = f"HTTP {response.status_code}: {response.text[-300:]}"
+            return response.status_code == 200
+
         with httpx.Client(verify=context, timeout=5.0) as client:
-            while time.monotonic() < deadline:
-                self._check_alive()
-                try:
-                    response = client.get(f"{self.server}/readyz")
-                except httpx.TransportError as exc:
-                    last = f"{type(exc).__name__}: {exc}"
-                else:
-                    if response.status_code == 200:
-                        return
-                    last = f"HTTP {response.status_code}: {response.text[-300:]}"
-                time.sleep(0.25)
-        apiserver = self._processes[-1]
-        raise ControlPlaneError(
-            f"kube-apiserver was not ready within {self.ready_timeout:.0f}s (last: {last}); "
-            f"raise the timeout on a slow machine. Its log ends with:\n{apiserver.tail()}"
-        )
+            waiting.eventually_sync(
+                ready,
+                timeout=self.ready_timeout,
+                message=lambda: (
+                    f"kube-apiserver was not ready within {self.ready_timeout:.0f}s (last: "
+                    f"{last}); raise the timeout on a slow machine. Its log ends with:\n"
+                    f"{self._processes[-1].tail()}"
+                ),
+                interval=0.25,
+                error=ControlPlaneError,
+            )
 
     def kubectl(self, *args: str, input: str | None = None) -> subprocess.CompletedProcess[str]:
         """Run the control plane's kubectl against it; the caller checks the return code."""

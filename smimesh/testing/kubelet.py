@@ -20,7 +20,6 @@ import os
 import socket
 import subprocess
 import threading
-import time
 from collections.abc import Callable, Collection
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -29,6 +28,7 @@ from typing import Any
 
 from kubernetes import client, watch
 
+from smimesh._aio import waiting
 from smimesh.testing import podplans, reaping, registering, workloads
 
 NODE_NAME = "smimesh-local-node"
@@ -41,18 +41,24 @@ class NodeError(RuntimeError):
 def _wait_ports(
     address: str, ports: Collection[int], *, timeout: float, log: Callable[[], str]
 ) -> None:
-    deadline = time.monotonic() + timeout
-    for port in ports:
-        while True:
+    silent = list(ports)
+
+    def listening() -> bool:
+        while silent:
             with socket.socket() as probe:
                 probe.settimeout(0.5)
-                if probe.connect_ex((address, port)) == 0:
-                    break
-            if time.monotonic() > deadline:
-                raise NodeError(
-                    f"nothing listens on {address}:{port} after {timeout:.0f}s:\n{log()}"
-                )
-            time.sleep(0.1)
+                if probe.connect_ex((address, silent[0])) != 0:
+                    return False
+            silent.pop(0)
+        return True
+
+    waiting.eventually_sync(
+        listening,
+        timeout=timeout,
+        message=lambda: f"nothing listens on {address}:{silent[0]} after {timeout:.0f}s:\n{log()}",
+        interval=0.1,
+        error=NodeError,
+    )
 
 
 @dataclass

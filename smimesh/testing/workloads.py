@@ -246,14 +246,17 @@ class LocalWorkload:
             self.resolver.refresh()
 
     def _wait_logged(self, name: str, text: str, *, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        while text not in self.log(name):
-            process = self.processes[name]
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise WorkloadError(
-                    f"{self.spec.name}: {name} did not start:\n{self.log(name)[-2000:]}"
-                )
-            time.sleep(0.05)
+        def logged() -> bool:
+            if self.processes[name].poll() is not None:
+                raise WorkloadError(f"{self.spec.name}: {name} exited:\n{self.log(name)[-2000:]}")
+            return text in self.log(name)
+
+        waiting.eventually_sync(
+            logged,
+            timeout=timeout,
+            message=lambda: f"{self.spec.name}: {name} did not start:\n{self.log(name)[-2000:]}",
+            error=WorkloadError,
+        )
 
     def refresh_endpoints(self) -> list[str]:
         """Join the Services that select the pod now and leave those that no longer do (what

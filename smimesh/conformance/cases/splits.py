@@ -16,7 +16,9 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Mapping
+from typing import Any
 
+from smimesh._aio import waiting
 from smimesh.conformance import objects, stages
 from smimesh.conformance.cases.registry import case, expect
 
@@ -88,16 +90,22 @@ def expect_measured(
 ) -> None:
     """`expect_shares(measure(...), wanted)`; on a mesh that only traffic can tell has
     programmed a change, measured again until it holds or `SETTLE_SECONDS` pass."""
-    deadline = time.monotonic() + (SETTLE_SECONDS if stage.programmed == "traffic" else 0.0)
-    while True:
-        try:
-            got = measure(stage, requests=requests, headers=headers, concurrency=concurrency)
-            expect_shares(got, wanted)
-            return
-        except stages.CaseFailedError:
-            if time.monotonic() >= deadline:
-                raise
-            time.sleep(1.0)
+    settle = SETTLE_SECONDS if stage.programmed == "traffic" else 0.0
+
+    def shares_hold() -> bool:
+        expect_shares(
+            measure(stage, requests=requests, headers=headers, concurrency=concurrency), wanted
+        )
+        return True
+
+    waiting.eventually_sync(
+        shares_hold,
+        timeout=settle,
+        message=f"the traffic did not split as {dict(wanted)} within {settle:.0f}s",
+        interval=1.0,
+        ignoring=(stages.CaseFailedError,),
+        error=stages.CaseFailedError,
+    )
 
 
 def apply_split(stage: stages.Stage, split: objects.Object) -> None:
@@ -230,16 +238,23 @@ def two_splits(stage: stages.Stage) -> None:
     apply_split(stage, objects.split("first", "backend", {"b": 100, "c": 0}))
     time.sleep(1.1)  # creationTimestamp has one-second resolution
     stage.apply(space, objects.split("second", "backend", {"b": 0, "c": 100}))
-    deadline = time.monotonic() + 20
-    while True:
+    conditions: dict[str, Any] = {}
+
+    def refused() -> dict[str, Any] | None:
+        nonlocal conditions
         raw = json.loads(
             stage.cluster.kubectl("-n", space.name, "get", RESOURCE, "second", "-o", "json").stdout
         )
         conditions = {c["type"]: c for c in (raw.get("status") or {}).get("conditions") or []}
-        accepted = conditions.get("Accepted", {})
-        if accepted.get("status") == "False":
-            expect(accepted.get("reason") == "Conflict", f"unexpected reason: {accepted}")
-            break
-        expect(time.monotonic() < deadline, f"the second split was never refused: {conditions}")
-        time.sleep(0.2)
+        accepted: dict[str, Any] = conditions.get("Accepted", {})
+        return accepted if accepted.get("status") == "False" else None
+
+    accepted = waiting.eventually_sync(
+        refused,
+        timeout=20,
+        message=lambda: f"the second split was never refused: {conditions}",
+        interval=0.2,
+        error=stages.CaseFailedError,
+    )
+    expect(accepted.get("reason") == "Conflict", f"unexpected reason: {accepted}")
     expect_measured(stage, {"b": 1.0, "c": 0.0}, requests=200)
