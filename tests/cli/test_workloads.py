@@ -8,7 +8,6 @@ import re
 import signal
 import subprocess
 import sys
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,6 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from smimesh._aio import waiting
 from smimesh.testing import clusters, meshes
 from tests.testing import support
 
@@ -64,13 +64,7 @@ def _exercise(
         assert "behind vm" in announced
         client = mesh.workload(namespace, "client-1", "client", {"app": "client"})
         url = f"http://vm.{namespace}.svc.cluster.local/echo"
-        deadline = time.monotonic() + 20
-        while True:
-            reply = httpx.post(f"{client.app_url(8080)}/call", json={"url": url}, timeout=30).json()
-            if reply["ok"] == 1:
-                break
-            assert time.monotonic() < deadline, reply
-            time.sleep(0.3)
+        _eventually_ok(client.app_url(8080), url)
         pod = json.loads(
             cluster.kubectl("-n", namespace, "get", "pod", "vm-1", "-o", "json").stdout
         )
@@ -124,13 +118,16 @@ def _namespaces() -> list[str]:
 
 def _eventually_ok(app: str, url: str) -> None:
     """The app at `app` calls `url` until one call succeeds (configs take a moment)."""
-    deadline = time.monotonic() + 20
-    while True:
+    reply: dict[str, object] = {}
+
+    def answered() -> bool:
+        nonlocal reply
         reply = httpx.post(f"{app}/call", json={"url": url}, timeout=30).json()
-        if reply["ok"] == 1:
-            return
-        assert time.monotonic() < deadline, reply
-        time.sleep(0.3)
+        return reply["ok"] == 1
+
+    waiting.eventually_sync(
+        answered, timeout=20, message=lambda: str(reply), interval=0.3, error=AssertionError
+    )
 
 
 def test_netns_on_a_host_without_ip_is_a_clear_error(tmp_path: Path) -> None:

@@ -4,11 +4,11 @@ Lease to the other, and proxies on the survivor never lose their config."""
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Callable
 
 import pytest
 
+from smimesh._aio import waiting
 from smimesh.testing import clusters
 from smimesh.testing.meshes import OperatorProcess
 from tests.operator.scenarios import (
@@ -34,12 +34,20 @@ def holder(cluster: clusters.Cluster) -> str | None:
 
 
 def wait_holder(cluster: clusters.Cluster, among: set[str], timeout: float = 30) -> str:
-    deadline = time.monotonic() + timeout
-    while (current := holder(cluster)) not in among:
-        assert time.monotonic() < deadline, f"lease held by {current!r}, expected one of {among}"
-        time.sleep(0.2)
-    assert current is not None
-    return current
+    current: str | None = None
+
+    def held() -> str | None:
+        nonlocal current
+        current = holder(cluster)
+        return current if current in among else None
+
+    return waiting.eventually_sync(
+        held,
+        timeout=timeout,
+        message=lambda: f"lease held by {current!r}, expected one of {among}",
+        interval=0.2,
+        error=AssertionError,
+    )
 
 
 def test_killing_the_leader_hands_over_status_writing_without_losing_proxies(

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import base64
 import json
-import time
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -22,6 +21,7 @@ from typing import Any
 import pytest
 import yaml
 
+from smimesh._aio import waiting
 from smimesh.kube import names
 from smimesh.operator import cabundles
 from smimesh.testing import clusters, controlplane, meshes
@@ -90,13 +90,26 @@ def _wait_until_converting(cluster: clusters.Cluster, namespace: str) -> None:
     for resource, (api_version, body) in PROBES.items():
         probe = {"apiVersion": api_version, "metadata": {"name": "probe"}, **body}
         scenarios.kubectl(cluster, "-n", namespace, "create", "-f", "-", input=json.dumps(probe))
-        deadline = time.monotonic() + 30
-        while True:
-            got = cluster.kubectl("-n", namespace, "get", resource, "probe", "-o", "name")
-            if got.returncode == 0:
-                break
-            assert time.monotonic() < deadline, f"{resource} does not convert: {got.stderr}"
-            time.sleep(0.3)
+        _until_served(cluster, namespace, resource)
+
+
+def _until_served(cluster: clusters.Cluster, namespace: str, resource: str) -> None:
+    """Until `resource` named probe reads back (through the conversion webhook)."""
+    stderr = ""
+
+    def converted() -> bool:
+        nonlocal stderr
+        got = cluster.kubectl("-n", namespace, "get", resource, "probe", "-o", "name")
+        stderr = got.stderr
+        return got.returncode == 0
+
+    waiting.eventually_sync(
+        converted,
+        timeout=30,
+        message=lambda: f"{resource} does not convert: {stderr}",
+        interval=0.3,
+        error=AssertionError,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -120,14 +133,17 @@ def served(
         extra_args=("--webhook-address", address, "--webhook-url", url),
     )
     try:
-        deadline = time.monotonic() + 30
-        while any(
-            not config.get("url", "").startswith(url) or not config.get("caBundle")
-            for configs in _client_configs(cluster).values()
-            for config in configs
-        ):
-            assert time.monotonic() < deadline, operator.logs()
-            time.sleep(0.2)
+        waiting.eventually_sync(
+            lambda: all(
+                config.get("url", "").startswith(url) and config.get("caBundle")
+                for configs in _client_configs(cluster).values()
+                for config in configs
+            ),
+            timeout=30,
+            message=operator.logs,
+            interval=0.2,
+            error=AssertionError,
+        )
         probes = f"probes-{uuid.uuid4().hex[:8]}"
         scenarios.kubectl(cluster, "create", "namespace", probes)
         _wait_until_converting(cluster, probes)

@@ -8,7 +8,6 @@ import http.server
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,6 +15,7 @@ import httpx
 import pytest
 from kubernetes import client
 
+from smimesh._aio import waiting
 from smimesh.sidecar import settings
 from smimesh.testing import addresses, isolating, launching, workloads
 from tests.testing import support
@@ -56,14 +56,15 @@ def _curl(space: isolating.Namespace, url: str) -> str:
 
 
 def _eventually_get(url: str) -> int:
-    deadline = time.monotonic() + 10
-    while True:
-        try:
-            return httpx.get(url, timeout=2).status_code
-        except httpx.TransportError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.1)
+    """The status of the first answer from `url` (its server may not listen yet)."""
+    return waiting.eventually_sync(
+        lambda: httpx.get(url, timeout=2).status_code,
+        timeout=10,
+        message=f"{url} never answered",
+        interval=0.1,
+        ignoring=(httpx.TransportError,),
+        error=AssertionError,
+    )
 
 
 def test_hosts_file_names_services_by_cluster_dns_and_short_names_in_own_namespace() -> None:

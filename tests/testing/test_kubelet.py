@@ -8,12 +8,11 @@ from __future__ import annotations
 
 import socket
 import sys
-import time
-from collections.abc import Callable
 
 import pytest
 from kubernetes import client
 
+from smimesh._aio import waiting
 from smimesh.conformance import apps
 from smimesh.testing import kubelet
 
@@ -48,13 +47,6 @@ def _pod(name: str, image: str = IMAGE, program: str = "smimesh") -> client.V1Po
     )
 
 
-def _until(condition: Callable[[], bool], what: str, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"never: {what}"
-        time.sleep(0.2)
-
-
 def test_a_pod_of_the_image_runs_is_served_by_the_pod_proxy_and_stops_when_deleted(
     api: client.ApiClient, namespace: str
 ) -> None:
@@ -79,7 +71,9 @@ def test_a_pod_of_the_image_runs_is_served_by_the_pod_proxy_and_stops_when_delet
             conditions = {c.type: c.status for c in (pod.status.conditions or [])}
             return conditions.get("Ready") == "True"
 
-        _until(ready, "the Pod is Ready")
+        waiting.eventually_sync(
+            ready, message="never: the Pod is Ready", timeout=60, interval=0.2, error=AssertionError
+        )
         pod = core.read_namespaced_pod("runs", namespace)
         assert pod.spec.node_name == node.name
         address = pod.status.pod_ip
@@ -87,8 +81,13 @@ def test_a_pod_of_the_image_runs_is_served_by_the_pod_proxy_and_stops_when_delet
         metrics = apps.PodApp(api, namespace, "runs").request("GET", "/metrics", timeout=10)
         assert metrics["name"] == "runs"  # the downward API filled SMIMESH_WORKLOAD
         assert core.read_namespaced_pod("other", namespace).spec.node_name is None
-        _until(lambda: core.read_namespaced_pod("broken", namespace).status.phase == "Failed",
-               "the Pod whose program is missing is reported Failed")  # fmt: skip
+        waiting.eventually_sync(
+            lambda: core.read_namespaced_pod("broken", namespace).status.phase == "Failed",
+            message="never: the Pod whose program is missing is reported Failed",
+            timeout=60,
+            interval=0.2,
+            error=AssertionError,
+        )
         assert "'no-such-program' is not installed" in (
             core.read_namespaced_pod("broken", namespace).status.message
         )
@@ -99,13 +98,25 @@ def test_a_pod_of_the_image_runs_is_served_by_the_pod_proxy_and_stops_when_delet
             names = [p.metadata.name for p in core.list_namespaced_pod(namespace).items]
             return "runs" not in names
 
-        _until(gone, "the deleted Pod is finalized by its node")
+        waiting.eventually_sync(
+            gone,
+            message="never: the deleted Pod is finalized by its node",
+            timeout=60,
+            interval=0.2,
+            error=AssertionError,
+        )
 
         def closed() -> bool:
             with socket.socket() as probe:
                 return probe.connect_ex((address, 9090)) != 0
 
-        _until(closed, "the Pod's process stopped")
+        waiting.eventually_sync(
+            closed,
+            message="never: the Pod's process stopped",
+            timeout=60,
+            interval=0.2,
+            error=AssertionError,
+        )
     assert list(node.failures.values()) == [
         "PlanError: 'no-such-program' is not installed on this node"
     ]

@@ -21,6 +21,7 @@ from typing import Any
 import httpx
 import pytest
 
+from smimesh._aio import waiting
 from smimesh.testing import clusters, isolating, meshes, workloads
 from tests.testing import support
 
@@ -88,11 +89,22 @@ def _leftovers(made: dict[str, Any], pids: Collection[int]) -> list[str]:
     return found
 
 
-def _await_reaped(made: dict[str, Any], pids: Collection[int]) -> list[str]:
-    deadline = time.monotonic() + REAPED_WITHIN
-    while (left := _leftovers(made, pids)) and time.monotonic() < deadline:
-        time.sleep(0.2)
-    return left
+def _assert_reaped(made: dict[str, Any], pids: Collection[int]) -> None:
+    """Until nothing of `made` is left; AssertionError listing what is after REAPED_WITHIN."""
+    left: list[str] = []
+
+    def reaped() -> bool:
+        nonlocal left
+        left = _leftovers(made, pids)
+        return not left
+
+    waiting.eventually_sync(
+        reaped,
+        timeout=REAPED_WITHIN,
+        message=lambda: f"left after {REAPED_WITHIN:.0f}s: {left}",
+        interval=0.2,
+        error=AssertionError,
+    )
 
 
 def _sweep(made: dict[str, Any], pids: Collection[int]) -> None:
@@ -139,11 +151,18 @@ def test_a_sigkilled_runner_leaves_no_process_address_route_namespace_or_directo
     made: dict[str, Any] = {"groups": [], "addresses": [], "directories": []}
     pids: set[int] = set()
     try:
-        deadline = time.monotonic() + 120
-        while not report.exists():
+
+        def reported() -> bool:
             assert runner.poll() is None, f"the runner exited:\n{log.read_text()[-4000:]}"
-            assert time.monotonic() < deadline, f"no workloads in 120s:\n{log.read_text()[-4000:]}"
-            time.sleep(0.2)
+            return report.exists()
+
+        waiting.eventually_sync(
+            reported,
+            timeout=120,
+            message=lambda: f"no workloads in 120s:\n{log.read_text()[-4000:]}",
+            interval=0.2,
+            error=AssertionError,
+        )
         made = json.loads(report.read_text())
         pids = _descendants(runner.pid)
         assert [_serves(address) for address in made["addresses"]] == [200, 200]
@@ -152,7 +171,7 @@ def test_a_sigkilled_runner_leaves_no_process_address_route_namespace_or_directo
         runner.kill()
         assert runner.wait(10) == -signal.SIGKILL
 
-        assert _await_reaped(made, pids) == []
+        _assert_reaped(made, pids)
     finally:
         if runner.poll() is None:
             runner.kill()
@@ -201,7 +220,7 @@ def test_a_sigkilled_workload_run_leaves_no_process_namespace_route_or_directory
             joined.kill()
             assert joined.wait(10) == -signal.SIGKILL
 
-            assert _await_reaped(made, pids) == []
+            _assert_reaped(made, pids)
         finally:
             if joined.poll() is None:
                 joined.kill()
@@ -277,7 +296,7 @@ def test_the_reaper_undoes_what_its_runner_held_and_exits(ending: str) -> None:
             runner.kill()
         started = time.monotonic()
         runner.wait(10)
-        assert _await_reaped(made, [made["reaper"]]) == []
+        _assert_reaped(made, [made["reaper"]])
         took = time.monotonic() - started
         # SIGTERM is ignored: SIGKILL after the 3 s grace; 10 s is slack for a loaded host.
         assert took < 10.0 if ending == "sigkill" else took < 5.0
@@ -320,7 +339,7 @@ def test_a_sigkilled_runner_leaves_no_control_plane_and_no_state_directory() -> 
             runner.kill()
             runner.wait(10)
 
-            assert _await_reaped(made, pids) == []
+            _assert_reaped(made, pids)
         finally:
             if runner.poll() is None:
                 runner.kill()

@@ -5,12 +5,12 @@ real apiserver)."""
 from __future__ import annotations
 
 import subprocess
-import time
 from collections.abc import Iterator
 
 import pytest
 from kubernetes import client
 
+from smimesh._aio import waiting
 from smimesh.testing import addresses, isolating, resolving
 from tests.testing import support
 
@@ -35,11 +35,21 @@ def _resolve(space: isolating.Namespace, name: str) -> str:
     return found.stdout.split()[0] if found.returncode == 0 else ""
 
 
-def _until(check: str, space: isolating.Namespace, name: str) -> None:
-    deadline = time.monotonic() + 10
-    while (seen := _resolve(space, name)) != check:
-        assert time.monotonic() < deadline, f"{name} resolves to {seen!r}, never {check!r}"
-        time.sleep(0.1)
+def _until_resolves(check: str, space: isolating.Namespace, name: str) -> None:
+    seen = ""
+
+    def resolved() -> bool:
+        nonlocal seen
+        seen = _resolve(space, name)
+        return seen == check
+
+    waiting.eventually_sync(
+        resolved,
+        timeout=10,
+        message=lambda: f"{name} resolves to {seen!r}, never {check!r}",
+        interval=0.1,
+        error=AssertionError,
+    )
 
 
 def test_services_made_and_deleted_later_are_followed(
@@ -62,9 +72,9 @@ def test_services_made_and_deleted_later_are_followed(
             ),
         )
         cluster_ip = str(made.spec.cluster_ip)
-        _until(cluster_ip, space, f"late.{namespace}.svc.cluster.local")
-        _until(cluster_ip, space, "late")  # the workload's own namespace: short name too
+        _until_resolves(cluster_ip, space, f"late.{namespace}.svc.cluster.local")
+        _until_resolves(cluster_ip, space, "late")  # the workload's own namespace: short name too
         core.delete_namespaced_service("late", namespace)
-        _until("", space, f"late.{namespace}.svc.cluster.local")
+        _until_resolves("", space, f"late.{namespace}.svc.cluster.local")
     finally:
         resolver.stop()
