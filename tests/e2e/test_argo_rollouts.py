@@ -29,7 +29,6 @@ deviations of the binomial at p = 0.5, the widest case): `cases.splits`.
 from __future__ import annotations
 
 import json
-import time
 import uuid
 from typing import Any
 
@@ -37,6 +36,7 @@ import httpx
 import pytest
 from kubernetes import client
 
+from smimesh._aio import waiting
 from smimesh.conformance import stages
 from smimesh.conformance.cases import splits
 from smimesh.testing import clusters, meshes, workloads
@@ -85,18 +85,25 @@ def follow_selectors(
     for pod in pods.values():
         for service in pod.refresh_endpoints():
             wanted.setdefault(service, set()).add(pod.spec.name)
-    deadline = time.monotonic() + 30
-    while True:
+    held: dict[str, set[str]] = {}
+
+    def followed() -> bool:
+        nonlocal held
         config = httpx.get(f"{caller.admin_url}/config", timeout=5).json()
         held = {
             s["service"]["name"]: {e["pod"] for e in s["endpoints"]}
             for s in config["outbound"]
             if s["service"]["namespace"] == namespace
         }
-        if all(held.get(name) == pods_ for name, pods_ in wanted.items()):
-            return
-        assert time.monotonic() < deadline, f"endpoints {held}, wanted {wanted}"
-        time.sleep(0.2)
+        return all(held.get(name) == pods_ for name, pods_ in wanted.items())
+
+    waiting.eventually_sync(
+        followed,
+        timeout=30,
+        message=lambda: f"endpoints {held}, wanted {wanted}",
+        interval=0.2,
+        error=AssertionError,
+    )
 
 
 def expect_step(

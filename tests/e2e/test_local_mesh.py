@@ -9,6 +9,7 @@ import uuid
 import httpx
 import pytest
 
+from smimesh._aio import waiting
 from smimesh.testing import clusters, meshes
 from tests.e2e import support
 
@@ -30,6 +31,18 @@ def call(
 def received(workload: meshes.workloads.LocalWorkload) -> dict[str, int]:
     metrics = httpx.get(f"{workload.app_url(8080)}/metrics", timeout=10).json()
     return dict(metrics["received"])
+
+
+def _until_allowed(client: meshes.workloads.LocalWorkload, url: str) -> None:
+    """Until one call from `client` to `url` answers 200 (the policy takes a moment); on
+    failure, what the sidecar answers instead."""
+    waiting.eventually_sync(
+        lambda: call(client, url)["codes"] == {"200": 1},
+        timeout=20,
+        message=lambda: httpx.get(url, proxy=client.proxy_url, timeout=5).text,
+        interval=0.3,
+        error=AssertionError,
+    )
 
 
 def test_a_workload_calls_another_through_both_sidecars_with_mtls(mesh: meshes.LocalMesh) -> None:
@@ -62,10 +75,7 @@ def test_strict_access_admits_callers_by_their_certificate_identity(mesh: meshes
     assert call(a, url)["codes"] == {"403": 1}  # deny by default
 
     support.allow_a_to_b(mesh, namespace)
-    deadline = time.monotonic() + 20
-    while call(a, url)["codes"] != {"200": 1}:
-        assert time.monotonic() < deadline, httpx.get(url, proxy=a.proxy_url, timeout=5).text
-        time.sleep(0.3)
+    _until_allowed(a, url)
     assert call(c, url)["codes"] == {"403": 1}  # another identity stays out
     assert received(b).get(f"{namespace}/c-1") is None
 
@@ -81,10 +91,7 @@ def test_certificates_renew_at_70_percent_without_failing_a_request(
         b = mesh.workload(namespace, "b-1", "service-b", {"app": "b"})
         support.allow_a_to_b(mesh, namespace)
         url = f"http://b.{namespace}.svc.cluster.local/echo"
-        deadline = time.monotonic() + 20
-        while call(a, url)["codes"] != {"200": 1}:
-            assert time.monotonic() < deadline
-            time.sleep(0.3)
+        _until_allowed(a, url)
         total, until = 0, time.monotonic() + 20
         while time.monotonic() < until:
             result = call(a, url, count=20)

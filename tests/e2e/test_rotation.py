@@ -23,6 +23,7 @@ import pytest
 from cryptography import x509
 from kubernetes import client
 
+from smimesh._aio import waiting
 from smimesh.identity import bundles, keys, secretdata
 from smimesh.kube import names
 from smimesh.operator import authorities
@@ -152,12 +153,16 @@ def test_a_requested_root_rotation_finishes_without_a_failed_request(
     traffic.start()
     try:
         # What the session's mesh holds before: one root, no rotation under way.
-        phases = [_ca(api).get(secretdata.PHASE, "stable")]
-        bundle_sizes = [len(_published(api))]
+        data = _ca(api)
+        published = _published(api)
+        phases = [data.get(secretdata.PHASE, "stable")]
+        bundle_sizes = [len(published)]
         asked = _smi(mesh.cluster, "ca", "rotate")
         assert asked.returncode == 0, asked.stderr
-        deadline = time.monotonic() + 4 * LIFETIME + 30
-        while True:
+
+        def rotated() -> bool:
+            """Record each phase and bundle size seen, until stable again on one root."""
+            nonlocal data, published
             data = _ca(api)
             phase = data.get(secretdata.PHASE, "stable")
             if phases[-1] != phase:
@@ -165,10 +170,15 @@ def test_a_requested_root_rotation_finishes_without_a_failed_request(
             published = _published(api)
             if bundle_sizes[-1] != len(published):
                 bundle_sizes.append(len(published))
-            if phases[-1] == "stable" and len(phases) > 1 and bundle_sizes[-1] == 1:
-                break
-            assert time.monotonic() < deadline, f"phases {phases}, bundle sizes {bundle_sizes}"
-            time.sleep(0.2)
+            return phases[-1] == "stable" and len(phases) > 1 and bundle_sizes[-1] == 1
+
+        waiting.eventually_sync(
+            rotated,
+            timeout=4 * LIFETIME + 30,
+            message=lambda: f"phases {phases}, bundle sizes {bundle_sizes}",
+            interval=0.2,
+            error=AssertionError,
+        )
         new_root = published[0]
         assert new_root != old_root
         assert phases == ["stable", "preparing", "draining", "stable"]
@@ -177,10 +187,13 @@ def test_a_requested_root_rotation_finishes_without_a_failed_request(
 
         # Sidecars renew well within a lifetime: b's inbound certificate chains to the new
         # root (and no longer verifies against the old one).
-        deadline = time.monotonic() + LIFETIME
-        while _server_chains_to(b_inbound, new_root) != b_identity:
-            assert time.monotonic() < deadline, "b never got a certificate under the new root"
-            time.sleep(0.5)
+        waiting.eventually_sync(
+            lambda: _server_chains_to(b_inbound, new_root) == b_identity,
+            timeout=LIFETIME,
+            message="b never got a certificate under the new root",
+            interval=0.5,
+            error=AssertionError,
+        )
         assert _server_chains_to(b_inbound, old_root) is None
         time.sleep(2)  # traffic keeps flowing after the old root is gone
     finally:

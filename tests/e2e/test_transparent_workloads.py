@@ -6,7 +6,6 @@ namespaces and iptables, a real operator and kube-apiserver."""
 from __future__ import annotations
 
 import subprocess
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,6 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from smimesh._aio import waiting
 from smimesh.conformance import objects, stages
 from smimesh.testing import clusters, meshes, workloads
 from tests.e2e import support as e2e
@@ -71,10 +71,21 @@ def samples(workload: workloads.LocalWorkload, metric: str) -> list[str]:
 
 
 def eventually(source: workloads.LocalWorkload, url: str, codes: dict[str, int]) -> None:
-    deadline = time.monotonic() + 20
-    while (seen := call(source, url)) != codes:
-        assert time.monotonic() < deadline, f"{url} answered {seen}, never {codes}"
-        time.sleep(0.3)
+    """Until one call from `source` to `url` sees `codes` (configs take a moment)."""
+    seen: dict[str, int] = {}
+
+    def answered() -> bool:
+        nonlocal seen
+        seen = call(source, url)
+        return seen == codes
+
+    waiting.eventually_sync(
+        answered,
+        timeout=20,
+        message=lambda: f"{url} answered {seen}, never {codes}",
+        interval=0.3,
+        error=AssertionError,
+    )
 
 
 def test_apps_without_proxy_settings_reach_services_by_name_with_mtls_identity(

@@ -18,6 +18,8 @@ from dataclasses import dataclass
 
 import httpx
 
+from smimesh._aio import waiting
+
 
 @dataclass(frozen=True)
 class Outcome:
@@ -130,26 +132,35 @@ class FixedRate:
     ) -> float:
         """Until the `last` requests sent after `since` all got their answer from `app`;
         returns when the first of them was sent. Raises AssertionError with who answered."""
-        deadline = time.monotonic() + timeout
-        while True:
+        recent: list[Outcome] = []
+
+        def answered() -> float | None:
+            nonlocal recent
             recent = sorted((o for o in self.snapshot() if o.sent >= since), key=lambda o: o.sent)[
                 -last:
             ]
             if len(recent) == last and all(o.answered_by == app for o in recent):
                 return recent[0].sent
-            if time.monotonic() > deadline:
-                who = Counter(o.answered_by or o.result for o in recent)
-                raise AssertionError(
-                    f"the last {last} requests were not all answered by {app} within "
-                    f"{timeout:.0f}s: {dict(who)}"
-                )
-            time.sleep(0.1)
+            return None
+
+        def who() -> str:
+            counts = Counter(o.answered_by or o.result for o in recent)
+            return (
+                f"the last {last} requests were not all answered by {app} within "
+                f"{timeout:.0f}s: {dict(counts)}"
+            )
+
+        return waiting.eventually_sync(
+            answered, timeout=timeout, message=who, interval=0.1, error=AssertionError
+        )
 
 
 def until(condition: Callable[[], bool], *, timeout: float, what: str) -> None:
     """Wait for `condition`, polling; AssertionError naming `what` after `timeout`."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what}: not within {timeout:.0f}s")
-        time.sleep(0.1)
+    waiting.eventually_sync(
+        condition,
+        timeout=timeout,
+        message=f"{what}: not within {timeout:.0f}s",
+        interval=0.1,
+        error=AssertionError,
+    )
