@@ -29,6 +29,7 @@ from pathlib import Path
 
 import httpx
 
+from smimesh._aio import waiting
 from smimesh.identity import authority, keys, spiffe
 from smimesh.proxyconfig import inbound, outbound, refs, snapshots
 
@@ -91,13 +92,14 @@ def rss_mb(pid: int) -> float | None:
 
 
 def wait_http(url: str, *, within: float = 20.0) -> None:
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
-        with contextlib.suppress(httpx.HTTPError):
-            if httpx.get(url, timeout=1.0).status_code == 200:
-                return
-        time.sleep(0.1)
-    raise RuntimeError(f"{url} never answered 200")
+    waiting.eventually_sync(
+        lambda: httpx.get(url, timeout=1.0).status_code == 200,
+        timeout=within,
+        message=f"{url} never answered 200",
+        interval=0.1,
+        ignoring=(httpx.HTTPError,),
+        error=RuntimeError,
+    )
 
 
 class Processes:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
@@ -14,6 +13,7 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
+from smimesh._aio import waiting
 from smimesh.cli import main
 from smimesh.testing import controlplane
 
@@ -91,14 +91,16 @@ def test_the_app_command_serves_one_tally_on_the_mesh_and_the_control_port() -> 
          "127.0.0.1", "--port", str(port), "--control-port", str(control), "--name", "ns/a-1"],
     )  # fmt: skip
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                httpx.get(f"http://127.0.0.1:{port}/echo", headers={"x-smimesh-caller": "ns/b-1"})
-                break
-            except httpx.TransportError:
-                assert time.monotonic() < deadline, "the app never listened"
-                time.sleep(0.1)
+        waiting.eventually_sync(
+            lambda: httpx.get(
+                f"http://127.0.0.1:{port}/echo", headers={"x-smimesh-caller": "ns/b-1"}
+            ),
+            timeout=30,
+            message="the app never listened",
+            interval=0.1,
+            ignoring=(httpx.TransportError,),
+            error=AssertionError,
+        )
         metrics = httpx.get(f"http://127.0.0.1:{control}/metrics").json()
         assert metrics["name"] == "ns/a-1"
         assert metrics["received"]["ns/b-1"] == 1

@@ -1,5 +1,6 @@
 """Fixtures for the sidecar tests: real apps on real sockets, real sidecars in-process or as
-`smimesh sidecar run` subprocesses, and a small builder for proxy configs."""
+`smimesh sidecar run` subprocesses (and the wait until one is ready), and a small builder
+for proxy configs."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import contextlib
 import itertools
 import json
 import socket
+import subprocess
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -18,8 +20,10 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import grpc
+import httpx
 import pytest
 
+from smimesh._aio import waiting
 from smimesh.identity import authority, keys
 from smimesh.identity import spiffe as spiffe_ids
 from smimesh.proxyconfig import inbound, matches, outbound, refs, snapshots
@@ -38,6 +42,37 @@ def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket() as sock:
         sock.bind((host, 0))
         return int(sock.getsockname()[1])
+
+
+def until_ready(
+    process: subprocess.Popen[Any],
+    admin: int,
+    *,
+    output: Callable[[], str],
+    inbound: int | None = None,
+    timeout: float = 20.0,
+) -> None:
+    """Until the `smimesh sidecar run` `process` answers 200 on its admin /ready (on
+    127.0.0.1) and, given `inbound`, that port accepts (it is bound once the config is
+    applied). AssertionError with `output()` (its log) if it exits first or is not ready
+    within `timeout`."""
+
+    def ready() -> bool:
+        assert process.poll() is None, f"the sidecar exited ({process.returncode}): {output()}"
+        if httpx.get(f"http://127.0.0.1:{admin}/ready", timeout=1).status_code != 200:
+            return False
+        if inbound is not None:
+            socket.create_connection(("127.0.0.1", inbound), timeout=1).close()
+        return True
+
+    waiting.eventually_sync(
+        ready,
+        timeout=timeout,
+        message=lambda: f"the sidecar never became ready in {timeout:.0f}s: {output()}",
+        interval=0.1,
+        ignoring=(httpx.HTTPError, OSError),
+        error=AssertionError,
+    )
 
 
 class _Handler(BaseHTTPRequestHandler):

@@ -8,7 +8,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +17,7 @@ import pytest
 import smimesh
 from smimesh.sidecar import probing, settings
 from smimesh.testing import addresses
-from tests.sidecar.conftest import NS, Pki, config, free_port, service, spiffe
+from tests.sidecar.conftest import NS, Pki, config, free_port, service, spiffe, until_ready
 
 
 async def test_admin_endpoints(apps: Any, sidecars: Any) -> None:
@@ -164,21 +163,15 @@ def test_admin_listener_binds_loopback_by_default(apps: Any, tmp_path: Path) -> 
         config(outbound_services=(service("web", [("127.0.0.1", app.port, "app")]),)).to_json()
     )
     outbound, admin = free_port(), free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "smimesh.sidecar", "run", "--config", str(path),
-         "--outbound-port", str(outbound), "--admin-port", str(admin)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
+    log = tmp_path / "sidecar.log"
+    with log.open("w") as sink:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "smimesh.sidecar", "run", "--config", str(path),
+             "--outbound-port", str(outbound), "--admin-port", str(admin)],
+            stdout=sink, stderr=subprocess.STDOUT, text=True,
+        )  # fmt: skip
     try:
-        deadline = time.monotonic() + 20
-        while True:
-            assert process.poll() is None, process.communicate()
-            assert time.monotonic() < deadline, "sidecar never became ready"
-            try:
-                if httpx.get(f"http://127.0.0.1:{admin}/ready", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.1)
+        until_ready(process, admin, output=log.read_text)
         elsewhere = addresses.allocate_local()  # local to this host, as a pod IP would be
         with pytest.raises(httpx.ConnectError):
             httpx.get(f"http://{elsewhere}:{admin}/config", timeout=2, trust_env=False)

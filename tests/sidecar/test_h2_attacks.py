@@ -13,7 +13,6 @@ import math
 import os
 import resource
 import signal
-import socket
 import ssl
 import subprocess
 import sys
@@ -32,7 +31,7 @@ import pytest
 
 from smimesh._aio import waiting
 from smimesh.proxyconfig import inbound
-from tests.sidecar.conftest import NS, Pki, config, free_port, service, spiffe
+from tests.sidecar.conftest import NS, Pki, config, free_port, service, spiffe, until_ready
 
 SMIMESH = str(Path(sys.executable).with_name("smimesh"))
 ROOT = Path(__file__).resolve().parents[2]
@@ -101,11 +100,14 @@ def _start_app(tmp_path: Path) -> Peer:
             [sys.executable, "-m", "tests.sidecar.h2peers", "app"],
             stdout=sink, stderr=subprocess.STDOUT, text=True, cwd=ROOT, preexec_fn=_dies_with_us,
         )  # fmt: skip
-    deadline = time.monotonic() + 20
-    while "port " not in out.read_text():
+
+    def listening() -> bool:
         assert process.poll() is None, out.read_text()
-        assert time.monotonic() < deadline, out.read_text()
-        time.sleep(0.05)
+        return "port " in out.read_text()
+
+    waiting.eventually_sync(
+        listening, timeout=20, message=out.read_text, interval=0.05, error=AssertionError
+    )
     return Peer(process, out)
 
 
@@ -160,25 +162,12 @@ def _sidecar_in_front_of(
         )  # fmt: skip
     item = Sidecar(process, outbound, inbound_port, admin, stderr, app, certs)
     try:
-        deadline = time.monotonic() + 20
-        while not _ready(item):
-            assert process.poll() is None, stderr.read_text()
-            assert time.monotonic() < deadline, stderr.read_text()
-            time.sleep(0.1)
+        until_ready(process, admin, inbound=inbound_port, output=stderr.read_text)
         yield item
     finally:
         if process.poll() is None:
             process.kill()
         process.wait()
-
-
-def _ready(item: Sidecar) -> bool:
-    try:
-        ready = httpx.get(f"http://127.0.0.1:{item.admin}/ready", timeout=1).status_code == 200
-        with socket.create_connection(("127.0.0.1", item.inbound), timeout=1):
-            return ready  # the inbound port is bound once the config was applied
-    except (httpx.HTTPError, OSError):
-        return False
 
 
 # -- measuring -------------------------------------------------------------------------------

@@ -7,11 +7,9 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 import ssl
 import subprocess
 import sys
-import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -20,7 +18,7 @@ import pytest
 
 from smimesh.proxyconfig import inbound, matches, refs
 from smimesh.sidecar import http1
-from tests.sidecar.conftest import NS, Pki, config, free_port, service, spiffe
+from tests.sidecar.conftest import NS, Pki, config, free_port, service, spiffe, until_ready
 
 API = refs.ProxyRef(namespace=NS, service_account="api", pod="api-6f9c8d7b5c-xyz12")
 SMUGGLED = http1.response_bytes(200, b'{"path": "/smuggled"}')
@@ -276,31 +274,20 @@ def api_process(apps: Any, pki: Pki, tmp_path: Path) -> Iterator[tuple[Any, int,
     path = tmp_path / "proxy.json"
     path.write_bytes(_guarded_config(app.port, port).to_json())
     cert, key, bundle = pki.files(NS, "api")
-    process = subprocess.Popen(
-        [SMIMESH, "sidecar", "run", "--config", str(path), "--outbound-port", str(free_port()),
-         "--admin-port", str(admin), "--admin-host", "127.0.0.1", "--inbound-host", "127.0.0.1",
-         "--cert", str(cert), "--key", str(key), "--trust-bundle", str(bundle)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
+    stderr = tmp_path / "sidecar.err"
+    with stderr.open("w") as sink:
+        process = subprocess.Popen(
+            [SMIMESH, "sidecar", "run", "--config", str(path), "--outbound-port", str(free_port()),
+             "--admin-port", str(admin), "--admin-host", "127.0.0.1", "--inbound-host", "127.0.0.1",
+             "--cert", str(cert), "--key", str(key), "--trust-bundle", str(bundle)],
+            stdout=subprocess.DEVNULL, stderr=sink, text=True,
+        )  # fmt: skip
     try:
-        deadline = time.monotonic() + 20
-        while not _accepts(port):
-            if time.monotonic() > deadline or process.poll() is not None:
-                process.kill()
-                pytest.fail(f"sidecar never listened: {process.communicate()[1][-2000:]}")
-            time.sleep(0.05)
+        until_ready(process, admin, inbound=port, output=lambda: stderr.read_text()[-2000:])
         yield app, port, process.pid
     finally:
         process.kill()
-        process.communicate()
-
-
-def _accepts(port: int) -> bool:
-    try:
-        socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-    except OSError:
-        return False
-    return True
+        process.wait()
 
 
 ATTEMPTS = 30

@@ -5,7 +5,6 @@ sidecar told to send it without TLS refuses to start. Against the operator's rea
 
 from __future__ import annotations
 
-import asyncio
 import os
 import socket
 import subprocess
@@ -20,6 +19,7 @@ import grpc
 import pytest
 from kubernetes import client
 
+from smimesh._aio import waiting
 from smimesh.compiler import compiling
 from smimesh.identity import authority, rotation
 from smimesh.operator import (
@@ -34,7 +34,6 @@ from smimesh.operator import (
 from smimesh.proxyconfig import refs
 from smimesh.testing import registering, tokens
 from tests.sidecar.conftest import config, free_port, service
-from tests.sidecar.test_config import _until
 from tests.sidecar.test_discovery import FakeOperator, _serve
 
 POD = "web-1"
@@ -143,7 +142,15 @@ async def test_a_rotated_token_is_used_once_the_old_one_is_no_longer_accepted(
         current = running.sidecar.ctx.table
         return current.version if current is not None else None
 
-    await _until(lambda: table() == first.version, within=20)
+    async def holding(version: str, within: float) -> None:
+        await waiting.eventually(
+            lambda: table() == version,
+            timeout=within,
+            message=lambda: f"the sidecar holds table {table()!r}, never {version!r}",
+            error=AssertionError,
+        )
+
+    await holding(first.version, within=20)
 
     # The operator goes away. Meanwhile the Pod is deleted and created again under the same
     # name, so the apiserver no longer accepts the old token (bound to the old uid); the
@@ -154,14 +161,21 @@ async def test_a_rotated_token_is_used_once_the_old_one_is_no_longer_accepted(
     new = tokens.bound_token(api, namespace, "web", POD, expiration_seconds=600)
     project(tmp_path / "projected", new)
     review = authenticating.TokenReviewAuthenticator(api)
-    deadline = time.monotonic() + 30  # the apiserver caches a good review for up to 10 s
-    while True:
+
+    async def refused() -> bool:
         try:
             await review.authenticate(old)
         except authenticating.AuthenticationError:
-            break
-        assert time.monotonic() < deadline, "the old token is still accepted"
-        await asyncio.sleep(0.25)
+            return True
+        return False
+
+    await waiting.eventually(  # the apiserver caches a good review for up to 10 s
+        refused,
+        timeout=30,
+        message="the old token is still accepted",
+        interval=0.25,
+        error=AssertionError,
+    )
 
     config_server.authenticator.presented.clear()
     config_server.publisher.compilation = compiling.Compilation(
@@ -169,7 +183,7 @@ async def test_a_rotated_token_is_used_once_the_old_one_is_no_longer_accepted(
     )
     await config_server.start()
     # The sidecar's reconnect backoff reaches 10 s while the operator is down.
-    await _until(lambda: table() == second.version, within=30)
+    await holding(second.version, within=30)
     assert config_server.authenticator.presented
     assert set(config_server.authenticator.presented) == {new}
 

@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from smimesh._aio import waiting
 from smimesh.proxyconfig import inbound, matches, refs
 from smimesh.sidecar import settings
 from smimesh.testing import addresses, isolating
@@ -68,15 +68,21 @@ class Pod:
         return int(code or 0), body
 
     def wait_ready(self, admin_port: int) -> None:
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            if self.curl(f"http://127.0.0.1:{admin_port}/ready")[0] == 200:
-                return
-            time.sleep(0.2)
-        logs = [
-            p.stdout.read() if p.poll() is not None and p.stdout else "" for p in self.processes
-        ]
-        raise AssertionError(f"sidecar in {self.name} never became ready: {logs}")
+        """Until the sidecar in this namespace answers 200 on /ready (curl from inside)."""
+
+        def logs() -> str:
+            exited = [
+                p.stdout.read() if p.poll() is not None and p.stdout else "" for p in self.processes
+            ]
+            return f"sidecar in {self.name} never became ready: {exited}"
+
+        waiting.eventually_sync(
+            lambda: self.curl(f"http://127.0.0.1:{admin_port}/ready")[0] == 200,
+            timeout=20,
+            message=logs,
+            interval=0.2,
+            error=AssertionError,
+        )
 
     def stop(self) -> None:
         for process in self.processes:
