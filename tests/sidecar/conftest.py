@@ -1,6 +1,6 @@
 """Fixtures for the sidecar tests: real apps on real sockets, real sidecars in-process or as
-`smimesh sidecar run` subprocesses (and the wait until one is ready), and a small builder
-for proxy configs."""
+`smimesh sidecar run` subprocesses (and the wait until one is ready), a strict reader of one
+raw HTTP/1.1 response, and a small builder for proxy configs."""
 
 from __future__ import annotations
 
@@ -73,6 +73,28 @@ def until_ready(
         ignoring=(httpx.HTTPError, OSError),
         error=AssertionError,
     )
+
+
+async def read_response(reader: asyncio.StreamReader, method: str) -> tuple[int, bytes]:
+    """One response as a strict client reads it: framing per RFC 9112 (HEAD, 204 and 304
+    have no body), nothing read past it."""
+    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+    assert head.startswith(b"HTTP/1.1 "), head[:80]
+    status = int(head[9:12])
+    fields = {
+        name.strip().lower(): value.strip()
+        for name, _, value in (line.partition(b":") for line in head.split(b"\r\n")[1:] if line)
+    }
+    if method == "HEAD" or status in (204, 304):
+        return status, b""
+    if fields.get(b"transfer-encoding") == b"chunked":
+        body = b""
+        while size := int((await reader.readuntil(b"\r\n")).strip(), 16):
+            body += await reader.readexactly(size + 2)
+            body = body[:-2]
+        await reader.readuntil(b"\r\n")
+        return status, body
+    return status, await asyncio.wait_for(reader.readexactly(int(fields[b"content-length"])), 5)
 
 
 class _Handler(BaseHTTPRequestHandler):

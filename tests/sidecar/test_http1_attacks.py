@@ -18,7 +18,16 @@ import pytest
 
 from smimesh.proxyconfig import inbound, matches, refs
 from smimesh.sidecar import http1
-from tests.sidecar.conftest import NS, Pki, config, free_port, service, spiffe, until_ready
+from tests.sidecar.conftest import (
+    NS,
+    Pki,
+    config,
+    free_port,
+    read_response,
+    service,
+    spiffe,
+    until_ready,
+)
 
 API = refs.ProxyRef(namespace=NS, service_account="api", pod="api-6f9c8d7b5c-xyz12")
 SMUGGLED = http1.response_bytes(200, b'{"path": "/smuggled"}')
@@ -98,28 +107,6 @@ async def lying_app() -> AsyncIterator[LyingApp]:
     app.close()
 
 
-async def _response(reader: asyncio.StreamReader, method: str) -> tuple[int, bytes]:
-    """One response as a strict client reads it: framing per RFC 9112 (HEAD, 204 and 304
-    have no body), nothing read past it."""
-    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
-    assert head.startswith(b"HTTP/1.1 "), head[:80]
-    status = int(head[9:12])
-    fields = {
-        name.strip().lower(): value.strip()
-        for name, _, value in (line.partition(b":") for line in head.split(b"\r\n")[1:] if line)
-    }
-    if method == "HEAD" or status in (204, 304):
-        return status, b""
-    if fields.get(b"transfer-encoding") == b"chunked":
-        body = b""
-        while size := int((await reader.readuntil(b"\r\n")).strip(), 16):
-            body += await reader.readexactly(size + 2)
-            body = body[:-2]
-        await reader.readuntil(b"\r\n")
-        return status, body
-    return status, await asyncio.wait_for(reader.readexactly(int(fields[b"content-length"])), 5)
-
-
 SHAPES: list[tuple[str, str, int, bytes]] = [  # method, path, status, body the caller gets
     ("GET", "/late", 200, _ours("/late")),
     ("HEAD", "/head", 200, b""),
@@ -168,12 +155,12 @@ async def test_bytes_past_a_response_never_reach_the_next_caller(
             method, path, status, body = SHAPES[round_ % len(SHAPES)]
             lying_app.late_written.clear()
             liar[1].write(f"{method} {path} HTTP/1.1\r\nHost: api.shop\r\n\r\n".encode())
-            assert await _response(liar[0], method) == (status, body), (round_, path)
+            assert await read_response(liar[0], method) == (status, body), (round_, path)
             if path == "/late":  # the late bytes now wait on the idle pooled connection
                 await asyncio.wait_for(lying_app.late_written.wait(), 5)
             mine = f"/n{round_}"
             honest[1].write(f"GET {mine} HTTP/1.1\r\nHost: api.shop\r\n\r\n".encode())
-            assert await _response(honest[0], "GET") == (200, _ours(mine)), (round_, path)
+            assert await read_response(honest[0], "GET") == (200, _ours(mine)), (round_, path)
     finally:
         for _, writer in (liar, honest):
             writer.close()
@@ -252,7 +239,7 @@ async def test_allowed_caller_gets_100_continue_and_its_upload_reaches_the_app(
         interim = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
         assert interim == b"HTTP/1.1 100 Continue\r\n\r\n"
         writer.write(b"hello world")
-        assert (await _response(reader, "POST"))[0] == 200
+        assert (await read_response(reader, "POST"))[0] == 200
     finally:
         writer.close()
     assert app.bodies == [b"hello world"]
@@ -368,8 +355,8 @@ async def test_a_refused_pipelined_request_is_answered_after_the_one_before_it(
     try:
         denied = b"DELETE /upload HTTP/1.1\r\nContent-Length: 5\r\n\r\nhello"
         writer.write(_upload_head(2, expect=False) + b"ok" + denied)
-        assert (await _response(reader, "POST"))[0] == 200
-        assert (await _response(reader, "DELETE"))[0] == 403
+        assert (await read_response(reader, "POST"))[0] == 200
+        assert (await read_response(reader, "DELETE"))[0] == 403
         assert await _until_closed(reader) == b""
     finally:
         writer.close()
@@ -390,9 +377,9 @@ async def test_the_proxys_own_answer_to_a_head_has_no_body(
     reader, writer = await asyncio.open_connection("127.0.0.1", proxy.ports["outbound"])
     try:
         writer.write(f"HEAD /a HTTP/1.1\r\nHost: {host}\r\n\r\n".encode())
-        assert (await _response(reader, "HEAD"))[0] == status
+        assert (await read_response(reader, "HEAD"))[0] == status
         writer.write(b"GET /b HTTP/1.1\r\nHost: web.shop\r\n\r\n")
-        status, body = await _response(reader, "GET")
+        status, body = await read_response(reader, "GET")
         assert (status, body.startswith(b"smimesh: ")) == (503, True)
     finally:
         writer.close()

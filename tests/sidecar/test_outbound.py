@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 
 from smimesh.proxyconfig import matches
-from tests.sidecar.conftest import config, service, split
+from tests.sidecar.conftest import config, read_response, service, split
 
 REQUESTS = 4000
 TOLERANCE = 0.03  # ±3 percentage points; a binomial sd at p=0.2, n=4000 is 0.63 pp
@@ -118,14 +118,8 @@ async def test_keep_alive_and_pipelined_requests_are_answered_in_order(
     writer.write(pipelined)
     seen = []
     for _ in range(5):
-        head = await reader.readuntil(b"\r\n\r\n")
-        length = int(
-            next(
-                line for line in head.split(b"\r\n") if line.lower().startswith(b"content-length")
-            ).split(b":")[1]
-        )
-        body = await reader.readexactly(length)
-        assert head.startswith(b"HTTP/1.1 200")
+        status, body = await read_response(reader, "GET")
+        assert status == 200
         seen.append(body)
     assert [b'"/n%d"' % i in s for i, s in enumerate(seen)] == [True] * 5
     writer.close()
