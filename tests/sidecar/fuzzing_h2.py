@@ -13,7 +13,6 @@ or a close, never an unhandled exception.
 
 from __future__ import annotations
 
-import os
 import socket
 import time
 from typing import Any
@@ -21,9 +20,10 @@ from typing import Any
 import hpack
 import hyperframe.frame as hf
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
+from tests import fuzzing
 from tests.sidecar.test_h2_attacks import Sidecar
 from tests.sidecar.test_h2_attacks import sidecar_process as sidecar_process
 
@@ -179,16 +179,11 @@ def _check(sidecar: Sidecar, payload: bytes) -> None:
 def test_fuzz_h2_codec(request: pytest.FixtureRequest) -> None:
     sidecar: Sidecar = request.getfixturevalue("sidecar_process")
 
-    @settings(max_examples=200, deadline=None, suppress_health_check=list(HealthCheck))
+    @fuzzing.examples(200, deadline=None)
     @given(payload=mutated())
     def fuzz_frames(payload: bytes) -> None:
         _check(sidecar, payload)
 
-    deadline = time.monotonic() + float(os.environ.get("SMIMESH_FUZZ_SECONDS", "60"))
-    rounds = 0
-    while time.monotonic() < deadline:
-        fuzz_frames()
-        rounds += 1
-    assert rounds > 0
+    assert fuzzing.rounds_within_budget(fuzz_frames) > 0
     # Still serving afterwards.
     _check(sidecar, b"")

@@ -18,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import secrets
 import socket
 import threading
@@ -28,11 +27,12 @@ from typing import Any, TypeVar
 
 import h11
 import httptools
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from smimesh.sidecar import http1, running
 from smimesh.sidecar import settings as sidecar_settings
+from tests import fuzzing
 from tests.sidecar.conftest import config, service
 
 T = TypeVar("T")
@@ -229,7 +229,7 @@ def mutated(draw: st.DrawFn) -> bytes:
     return bytes(data)
 
 
-@settings(max_examples=400, deadline=None, suppress_health_check=list(HealthCheck))
+@fuzzing.examples(400, deadline=None)
 @given(stream=st.lists(st.one_of(request_heads(), mutated()), min_size=1, max_size=3))
 def fuzz_request_streams(stream: list[bytes]) -> None:
     statuses = _statuses(_exchange(CODEC.port, b"".join(stream)))
@@ -237,7 +237,7 @@ def fuzz_request_streams(stream: list[bytes]) -> None:
     assert not BACKGROUND.problems, BACKGROUND.problems
 
 
-@settings(max_examples=20, deadline=None, suppress_health_check=list(HealthCheck))
+@fuzzing.examples(20, deadline=None)
 @given(size=st.integers(LIMITS.max_header_bytes, 4 * LIMITS.max_header_bytes))
 def fuzz_huge_heads(size: int) -> None:
     head = b"GET / HTTP/1.1\r\nX-Big: " + b"a" * size + b"\r\n\r\n"
@@ -348,7 +348,7 @@ def upstream_cases(draw: st.DrawFn) -> tuple[bytes, bytes, bytes]:
     return mark, draw(st.sampled_from([b"GET", b"HEAD"])), draw(responses(mark))
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
+@fuzzing.examples(150, deadline=None)
 @given(case=upstream_cases())
 def fuzz_upstream_responses(case: tuple[bytes, bytes, bytes]) -> None:
     mark, method, answer = case
@@ -383,11 +383,7 @@ def fuzz_upstream_responses(case: tuple[bytes, bytes, bytes]) -> None:
 
 
 def test_fuzz_http1_codec() -> None:
-    deadline = time.monotonic() + float(os.environ.get("SMIMESH_FUZZ_SECONDS", "60"))
-    rounds = 0
-    while time.monotonic() < deadline:
-        fuzz_request_streams()
-        fuzz_huge_heads()
-        fuzz_upstream_responses()
-        rounds += 1
-    assert rounds > 0
+    assert (
+        fuzzing.rounds_within_budget(fuzz_request_streams, fuzz_huge_heads, fuzz_upstream_responses)
+        > 0
+    )

@@ -9,16 +9,15 @@ that admits the normalized path admits what the app makes of it (fully decoded, 
 
 from __future__ import annotations
 
-import os
 import re
-import time
 from urllib.parse import unquote_to_bytes
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from smimesh.proxyconfig import matches
 from smimesh.sidecar import matching, paths
+from tests import fuzzing
 
 PIECES = [
     "/", "//", ".", "..", "%2e", "%2E", "%2f", "%2F", "%5c", "%5C", "\\", "%", "%4", "%41",
@@ -70,7 +69,7 @@ def _check(target: str, method: str, merge: bool, absolute: bool, prefix: str) -
         assert _app_view(path).startswith(literal), (target, path)
 
 
-@settings(max_examples=2000, deadline=500, suppress_health_check=list(HealthCheck))
+@fuzzing.examples(2000, deadline=500)
 @given(
     target=targets,
     method=st.sampled_from(["GET", "OPTIONS", "POST"]),
@@ -82,17 +81,11 @@ def fuzz_normalize(target: str, method: str, merge: bool, absolute: bool, prefix
     _check(target, method, merge, absolute, prefix)
 
 
-@settings(max_examples=50, deadline=500, suppress_health_check=list(HealthCheck))
+@fuzzing.examples(50, deadline=500)
 @given(piece=st.sampled_from(PIECES), count=st.integers(1, 20_000))
 def fuzz_long_targets_stay_linear(piece: str, count: int) -> None:
     _check("/" + piece * count, "GET", False, True, "/public")
 
 
 def test_fuzz_path_normalizer() -> None:
-    deadline = time.monotonic() + float(os.environ.get("SMIMESH_FUZZ_SECONDS", "60"))
-    rounds = 0
-    while time.monotonic() < deadline:
-        fuzz_normalize()
-        fuzz_long_targets_stay_linear()
-        rounds += 1
-    assert rounds > 0
+    assert fuzzing.rounds_within_budget(fuzz_normalize, fuzz_long_targets_stay_linear) > 0

@@ -7,15 +7,14 @@ come back as anything but problems with a path and a reason.
 
 from __future__ import annotations
 
-import os
-import time
 from typing import Any
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from smimesh.smi import documents, validating
 from smimesh.smi.problems import Problem
+from tests import fuzzing
 from tests.smi import strategies
 
 json_values = st.recursive(
@@ -65,13 +64,13 @@ def _check(raw: Any) -> None:
         assert problem.reason
 
 
-@settings(max_examples=500, deadline=2000, suppress_health_check=list(HealthCheck))
+@fuzzing.examples(500, deadline=2000)
 @given(raw=st.one_of(mutated(), json_values))
 def fuzz_objects(raw: Any) -> None:
     _check(raw)
 
 
-@settings(max_examples=300, deadline=2000, suppress_health_check=list(HealthCheck))
+@fuzzing.examples(300, deadline=2000)
 @given(text=st.text(max_size=200))
 def fuzz_yaml_text(text: str) -> None:
     try:
@@ -85,10 +84,4 @@ def fuzz_yaml_text(text: str) -> None:
 
 
 def test_fuzz_parser_and_validator() -> None:
-    deadline = time.monotonic() + float(os.environ.get("SMIMESH_FUZZ_SECONDS", "60"))
-    rounds = 0
-    while time.monotonic() < deadline:
-        fuzz_objects()
-        fuzz_yaml_text()
-        rounds += 1
-    assert rounds > 0
+    assert fuzzing.rounds_within_budget(fuzz_objects, fuzz_yaml_text) > 0
