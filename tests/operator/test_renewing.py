@@ -14,6 +14,7 @@ from collections.abc import Mapping
 import grpc
 import pytest
 
+from smimesh._aio import waiting
 from smimesh.identity import authority, keys, rotation, secretdata
 from smimesh.operator import authorities, renewing, webhooking
 from smimesh.proxyconfig import proxyconfig_pb2_grpc
@@ -65,12 +66,13 @@ async def test_the_https_server_presents_a_certificate_under_the_new_ca_after_a_
     try:
         assert await asyncio.to_thread(_presented_under, server.port, old)
         _swap(holder, new)
-        for _ in range(200):  # the renewal task wakes on the swap and reloads the context
-            if await asyncio.to_thread(_presented_under, server.port, new):
-                break
-            await asyncio.sleep(0.05)
-        else:
-            raise AssertionError("the HTTPS server kept its certificate under the old root")
+        await waiting.eventually(  # the renewal task wakes on the swap and reloads the context
+            lambda: asyncio.to_thread(_presented_under, server.port, new),
+            timeout=10,
+            message="the HTTPS server kept its certificate under the old root",
+            interval=0.05,
+            error=AssertionError,
+        )
         assert not await asyncio.to_thread(_presented_under, server.port, old)
     finally:
         renewal.cancel()

@@ -4,13 +4,13 @@ trace by W3C traceparent, and the app receives the server span as its parent."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 from typing import Any
 
 import grpc
 import httpx
 
+from smimesh._aio import waiting
 from smimesh.proxyconfig import inbound, refs
 from smimesh.sidecar import settings
 from tests.sidecar.conftest import NS, Pki, config, free_port, grpc_echo_server, service, spiffe
@@ -53,17 +53,7 @@ async def test_spans_join_the_callers_trace_across_both_sidecars(
             "http://api.shop/orders", headers={"traceparent": f"00-{TRACE_ID}-{CALLER_SPAN}-01"}
         )
     assert response.status_code == 200
-    spans: list[dict[str, Any]] = []
-    async with asyncio.timeout(10):
-        while len(spans) < 2:
-            await asyncio.sleep(0.1)
-            spans = [
-                span
-                for body in list(collector.bodies)
-                for resource in json.loads(body)["resourceSpans"]
-                for scope in resource["scopeSpans"]
-                for span in scope["spans"]
-            ]
+    spans = await _both_spans(collector)
     by_kind = {span["kind"]: span for span in spans}
     client_span, server_span = by_kind[3], by_kind[2]
     assert {client_span["traceId"], server_span["traceId"]} == {TRACE_ID}
@@ -82,6 +72,18 @@ def _spans(collector: Any) -> list[dict[str, Any]]:
         for scope in resource["scopeSpans"]
         for span in scope["spans"]
     ]
+
+
+async def _both_spans(collector: Any) -> list[dict[str, Any]]:
+    """Until the collector holds two spans (the client's and the server's; it has no event
+    to wait on)."""
+    return await waiting.eventually(
+        lambda: spans if len(spans := _spans(collector)) >= 2 else None,
+        timeout=10,
+        message=lambda: f"the collector never got both spans: {_spans(collector)}",
+        interval=0.1,
+        error=AssertionError,
+    )
 
 
 async def test_grpc_calls_are_traced_too(apps: Any, sidecars: Any, pki: Pki) -> None:
@@ -116,10 +118,7 @@ async def test_grpc_calls_are_traced_too(apps: Any, sidecars: Any, pki: Pki) -> 
         )  # fmt: skip
         async with grpc.aio.insecure_channel(f"127.0.0.1:{local}") as channel:
             assert await channel.unary_unary("/test.Echo/Unary")(b"hi") == b"echo:hi:"
-        async with asyncio.timeout(10):
-            while len(_spans(collector)) < 2:  # noqa: ASYNC110 - the collector has no event
-                await asyncio.sleep(0.1)
-        by_kind = {span["kind"]: span for span in _spans(collector)}
+        by_kind = {span["kind"]: span for span in await _both_spans(collector)}
         assert by_kind[2]["parentSpanId"] == by_kind[3]["spanId"]
         assert by_kind[2]["traceId"] == by_kind[3]["traceId"]
         assert by_kind[3]["name"] == "POST shop/api:50051"
