@@ -1,7 +1,7 @@
 """`kubectl smi inject -f FILE|DIR|-`: add the smimesh sidecar to manifests, offline.
 
-Registered by `smimesh.cli.main`. Reads YAML or JSON (multi-document, `-` for stdin,
-directories recursively), runs the same builder as the mutating webhook
+Registered by `smimesh.cli.main`. Reads YAML or JSON with `inputs` (multi-document, `-` for
+stdin, directories recursively), runs the same builder as the mutating webhook
 (`smimesh.webhooks.injection.workloads`) on every document, writes YAML to stdout and reports
 each object to stderr. All or nothing: if any object cannot be injected, stdout stays empty.
 Exit 0: done; 1: some object cannot be injected; 2: some input unreadable.
@@ -9,46 +9,18 @@ Exit 0: done; 1: some object cannot be injected; 2: some input unreadable.
 
 from __future__ import annotations
 
-import sys
 from dataclasses import replace
-from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 import yaml
 
+from smimesh.cli import inputs
 from smimesh.webhooks.injection import errors, settings, workloads
-
-SUFFIXES = (".yaml", ".yml", ".json")
 
 
 class UnreadableError(Exception):
     """An input cannot be read or is not Kubernetes YAML; the message names the file."""
-
-
-def _read(paths: list[str]) -> list[tuple[str, str]]:
-    """(label, text) for each file, in order; directories are walked in sorted order."""
-    found: list[tuple[str, str]] = []
-    for given in paths:
-        if given.startswith("=") and not Path(given).exists():
-            given = given[1:]  # `-f=FILE`: click keeps the "=" of short options
-        if given == "-":
-            found.append(("<stdin>", sys.stdin.read()))
-            continue
-        path = Path(given)
-        targets = (
-            sorted(p for p in path.rglob("*") if p.suffix in SUFFIXES and p.is_file())
-            if path.is_dir()
-            else [path]
-        )
-        for target in targets:
-            try:
-                found.append((str(target), target.read_text(encoding="utf-8")))
-            except FileNotFoundError:
-                raise UnreadableError(f"{target}: no such file or directory") from None
-            except (OSError, UnicodeDecodeError) as exc:
-                raise UnreadableError(f"{target}: cannot read: {exc}") from None
-    return found
 
 
 def _documents(label: str, text: str) -> list[dict[str, Any]]:
@@ -71,8 +43,13 @@ def run(
     outputs: list[dict[str, Any]] = []
     reports: list[workloads.Report] = []
     failures: list[str] = []
-    for label, text in _read(paths):
-        for index, document in enumerate(_documents(label, text), start=1):
+    read = inputs.read(paths)
+    for unreadable in read:  # all or nothing: nothing is injected if any input is unreadable
+        if unreadable.text is None:
+            raise UnreadableError(f"{unreadable.label}: {unreadable.error}")
+    for source in read:
+        label = source.label
+        for index, document in enumerate(_documents(label, source.text or ""), start=1):
             try:
                 injected, found = workloads.inject_manifest(
                     document, config=config, namespace=namespace

@@ -1,7 +1,7 @@
 """`kubectl smi validate -f FILE_OR_DIR`: schema and semantic checks of SMI manifests.
 
-Registered by `smimesh.cli.main`. Reads YAML (multi-document, `-` for stdin, directories
-recursively), types each document with `smimesh.smi.documents`, checks it with
+Registered by `smimesh.cli.main`. Reads YAML with `inputs` (multi-document, `-` for stdin,
+directories recursively), types each document with `smimesh.smi.documents`, checks it with
 `smimesh.smi.validating`, and prints a text or JSON report. Exit 0: all valid; 1: something
 invalid; 2: some input unreadable.
 """
@@ -9,18 +9,16 @@ invalid; 2: some input unreadable.
 from __future__ import annotations
 
 import json
-import sys
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import typer
 
+from smimesh.cli import inputs
 from smimesh.smi import documents, problems, validating
 from smimesh.smi.objects import Resource
 
 Verdict = Literal["valid", "invalid", "ignored", "unreadable"]
-SUFFIXES = (".yaml", ".yml", ".json")
 
 
 @dataclass
@@ -40,36 +38,12 @@ class Entry:
         return data
 
 
-def _sources(paths: list[str]) -> list[tuple[str, str | None, str | None]]:
-    """(label, text, error) for each file to read."""
-    found: list[tuple[str, str | None, str | None]] = []
-    for given in paths:
-        if given.startswith("=") and not Path(given).exists():
-            given = given[1:]  # kubectl style `-f=FILE` (click keeps the "=" for short options)
-        if given == "-":
-            found.append(("<stdin>", sys.stdin.read(), None))
-            continue
-        path = Path(given)
-        targets = (
-            sorted(p for p in path.rglob("*") if p.suffix in SUFFIXES and p.is_file())
-            if path.is_dir()
-            else [path]
-        )
-        for target in targets:
-            try:
-                found.append((str(target), target.read_text(encoding="utf-8"), None))
-            except FileNotFoundError:
-                found.append((str(target), None, "no such file or directory"))
-            except (OSError, UnicodeDecodeError) as error:
-                found.append((str(target), None, f"cannot read: {error}"))
-    return found
-
-
 def run(paths: list[str]) -> list[Entry]:
     """Validate every document of every path; the entries in input order."""
     entries: list[Entry] = []
     typed: list[tuple[Entry, Resource]] = []
-    for label, text, error in _sources(paths):
+    for source in inputs.read(paths):
+        label, text, error = source.label, source.text, source.error
         if text is None:
             entries.append(
                 Entry(

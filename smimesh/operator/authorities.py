@@ -150,8 +150,9 @@ class TrustBundlePublisher:
         """Publish the holder's bundle wherever the ConfigMap does not hold it yet, and again
         in every namespace when the bundle changes (tracked per namespace: what we wrote)."""
         published: dict[str, str] = {}
+        leadership = self.elector.leadership
         while True:
-            generation = self.holder.generation
+            generation, seen = self.holder.generation, leadership.version
             if self.elector.is_leader:
                 bundle = self.holder.ca.bundle.pem().decode()
                 for namespace in self.namespaces():
@@ -167,5 +168,5 @@ class TrustBundlePublisher:
                 published.clear()
             # Wake at once when leadership or the CA changes, else look again after `period`.
             await waiting.first(
-                self.elector.changed.wait(), self.holder.wait_changed(generation), timeout=period
+                leadership.wait_newer(seen), self.holder.wait_changed(generation), timeout=period
             )

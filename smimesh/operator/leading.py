@@ -1,7 +1,9 @@
 """Leader election on a coordination.k8s.io Lease: of several operator replicas, one writes
 status and Events; all of them watch and serve config.
 
-Used by `running` (starts `LeaderElector.run`) and `statuses` (asks `is_leader`). The
+Used by `running` (starts `LeaderElector.run`); `statuses`, `maintaining` and `authorities`
+read `leadership`, a versioned value: each remembers the version it acted on and waits for a
+newer one, so no reader clears a flag another one waits on and none spins on it. The
 classic client-go algorithm: hold the Lease by renewing it every `retry_period`; a replica
 takes it over once the holder's `renewTime + leaseDurationSeconds` has passed; writes use the
 Lease's resourceVersion, so two replicas can never both win. A round that cannot reach the
@@ -19,6 +21,7 @@ from dataclasses import dataclass, field
 import urllib3
 from kubernetes import client
 
+from smimesh._aio import waiting
 from smimesh.kube import names
 
 log = logging.getLogger(__name__)
@@ -39,8 +42,12 @@ class LeaderElector:
     name: str = names.OPERATOR_LEASE
     lease_duration: float = 15.0
     retry_period: float = 2.0
-    is_leader: bool = False
-    changed: asyncio.Event = field(default_factory=asyncio.Event)
+    leadership: waiting.Versioned[bool] = field(default_factory=lambda: waiting.Versioned(False))
+    """Whether this replica holds the Lease; its version counts the transitions."""
+
+    @property
+    def is_leader(self) -> bool:
+        return self.leadership.value
 
     def _spec(self, transitions: int, acquired: datetime.datetime) -> client.V1LeaseSpec:
         return client.V1LeaseSpec(
@@ -103,10 +110,9 @@ class LeaderElector:
             log.warning("could not release lease %s: %s", self.name, exc.reason)
         except UNREACHABLE as exc:
             log.warning("could not release lease %s: apiserver unreachable (%s)", self.name, exc)
-        self.is_leader = False
 
     async def run(self) -> None:
-        """Keep trying; flip `is_leader` (and set `changed`) on every transition."""
+        """Keep trying; set `leadership` on every transition (the Lease given up last)."""
         try:
             while True:
                 try:
@@ -118,9 +124,10 @@ class LeaderElector:
                     log.warning("lease %s: apiserver unreachable (%s)", self.name, exc)
                     held = False
                 if held != self.is_leader:
-                    self.is_leader = held
+                    self.leadership.set(held)
                     log.info("%s %s leadership", self.identity, "took" if held else "lost")
-                    self.changed.set()
                 await asyncio.sleep(self.retry_period)
         finally:
             await asyncio.shield(asyncio.to_thread(self.release))
+            if self.is_leader:  # set here, on the loop: `release` runs in a worker thread
+                self.leadership.set(False)

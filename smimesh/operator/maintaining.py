@@ -174,7 +174,9 @@ class CaMaintainer:
 
     async def run(self) -> None:
         """A round every `period` seconds (at once when leadership changes), until cancelled."""
+        leadership = self.elector.leadership
         while True:
+            seen = leadership.version  # the round reads leadership; a later change wakes us
             try:
                 found = await asyncio.to_thread(self.round)
                 if found.swap is not None:
@@ -185,6 +187,4 @@ class CaMaintainer:
                 await asyncio.to_thread(self.report, list(found.steps))
             except (client.ApiException, urllib3.exceptions.HTTPError) as exc:
                 log.warning("mesh CA maintenance: %s", exc)
-            await waiting.first(self.elector.changed.wait(), timeout=self.period)
-            # `changed` stays set until the status writer clears it: never spin on it.
-            await asyncio.sleep(min(1.0, self.period))
+            await waiting.first(leadership.wait_newer(seen), timeout=self.period)

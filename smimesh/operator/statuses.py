@@ -221,15 +221,17 @@ class StatusWriter:
 
     async def run(self, acks_changed: asyncio.Event, *, period: float = 5.0) -> None:
         """Reconcile after compilations, ACKs and leadership changes, and every `period`."""
+        leadership = self.elector.leadership
+        seen = leadership.version
         while True:
             await waiting.first(
                 self.publisher.compiled.wait(),
                 acks_changed.wait(),
-                self.elector.changed.wait(),
+                leadership.wait_newer(seen),
                 timeout=period,
             )
             acks_changed.clear()
-            self.elector.changed.clear()
+            seen = leadership.version  # before acting: a change from here on wakes the next wait
             if not self.elector.is_leader:
                 self.written.clear()
                 self._written_generation.clear()

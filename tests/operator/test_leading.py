@@ -23,9 +23,9 @@ async def test_an_unreachable_apiserver_costs_the_lease_not_the_operator() -> No
         elector = leading.LeaderElector(
             api, namespace="smimesh-system", identity="a", retry_period=0.05
         )
-        elector.is_leader = True  # it held the Lease when the apiserver went away
+        elector.leadership.set(True)  # it held the Lease when the apiserver went away
         with pytest.raises(TimeoutError):  # still running after many rounds
             async with asyncio.timeout(1.0):
                 await elector.run()
         assert elector.is_leader is False
-        assert elector.changed.is_set()
+        assert elector.leadership.version == 2  # taken, then lost

@@ -38,7 +38,8 @@ def _secret(api: client.ApiClient, namespace: str, **annotations: str) -> rotati
 def _maintainer(
     api: client.ApiClient, namespace: str, state: rotation.MeshCa, *, leader: bool = True
 ) -> maintaining.CaMaintainer:
-    elector = leading.LeaderElector(api, namespace, "test", is_leader=leader)
+    elector = leading.LeaderElector(api, namespace, "test")
+    elector.leadership.set(leader)
     return maintaining.CaMaintainer(
         api, authorities.CaHolder(state), elector, namespace, "cluster.local", policy=POLICY
     )
