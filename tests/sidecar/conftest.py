@@ -1,6 +1,7 @@
 """Fixtures for the sidecar tests: real apps on real sockets, real sidecars in-process or as
-`smimesh sidecar run` subprocesses (and the wait until one is ready), a strict reader of one
-raw HTTP/1.1 response, and a small builder for proxy configs."""
+`smimesh sidecar run` subprocesses (and the wait until one is ready), a raw connection to a
+sidecar's outbound port and a strict reader of one HTTP/1.1 response on it, and a small
+builder for proxy configs."""
 
 from __future__ import annotations
 
@@ -73,6 +74,19 @@ def until_ready(
         ignoring=(httpx.HTTPError, OSError),
         error=AssertionError,
     )
+
+
+async def raw_outbound(
+    apps: Callable[..., App], sidecars: Callable[..., Any]
+) -> tuple[App, asyncio.StreamReader, asyncio.StreamWriter]:
+    """An app `one` behind Service `web`, an in-process sidecar routing to it, and a raw
+    connection to that sidecar's outbound port (for bytes no HTTP client would send)."""
+    app = apps("one")
+    proxy = await sidecars(
+        config(outbound_services=(service("web", [("127.0.0.1", app.port, "p")]),))
+    )
+    reader, writer = await asyncio.open_connection("127.0.0.1", proxy.ports["outbound"])
+    return app, reader, writer
 
 
 async def read_response(reader: asyncio.StreamReader, method: str) -> tuple[int, bytes]:

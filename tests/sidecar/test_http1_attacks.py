@@ -23,6 +23,7 @@ from tests.sidecar.conftest import (
     Pki,
     config,
     free_port,
+    raw_outbound,
     read_response,
     service,
     spiffe,
@@ -330,11 +331,7 @@ async def test_denied_bodies_are_never_read_into_memory(
 async def test_outbound_refuses_an_oversized_upload_before_inviting_it(
     apps: Any, sidecars: Any
 ) -> None:
-    app = apps("one")
-    proxy = await sidecars(
-        config(outbound_services=(service("web", [("127.0.0.1", app.port, "p")]),))
-    )
-    reader, writer = await asyncio.open_connection("127.0.0.1", proxy.ports["outbound"])
+    app, reader, writer = await raw_outbound(apps, sidecars)
     try:
         writer.write(_upload_head(17 * MIB, expect=True).replace(b"Host: api", b"Host: web"))
         head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)

@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 
 from smimesh.proxyconfig import matches
-from tests.sidecar.conftest import config, read_response, service, split
+from tests.sidecar.conftest import config, raw_outbound, read_response, service, split
 
 REQUESTS = 4000
 TOLERANCE = 0.03  # ±3 percentage points; a binomial sd at p=0.2, n=4000 is 0.63 pp
@@ -109,11 +109,7 @@ async def test_hosts_outside_the_mesh_pass_through_without_mesh_headers(
 async def test_keep_alive_and_pipelined_requests_are_answered_in_order(
     apps: Any, sidecars: Any
 ) -> None:
-    app = apps("one")
-    proxy = await sidecars(
-        config(outbound_services=(service("web", [("127.0.0.1", app.port, "p")]),))
-    )
-    reader, writer = await asyncio.open_connection("127.0.0.1", proxy.ports["outbound"])
+    app, reader, writer = await raw_outbound(apps, sidecars)
     pipelined = b"".join(f"GET /n{i} HTTP/1.1\r\nHost: web.shop\r\n\r\n".encode() for i in range(5))
     writer.write(pipelined)
     seen = []
@@ -161,11 +157,7 @@ async def test_malformed_and_oversized_requests_get_400_and_431(sidecars: Any) -
 async def test_expect_100_continue_is_answered_before_the_body_is_sent(
     apps: Any, sidecars: Any
 ) -> None:
-    app = apps("one")
-    proxy = await sidecars(
-        config(outbound_services=(service("web", [("127.0.0.1", app.port, "p")]),))
-    )
-    reader, writer = await asyncio.open_connection("127.0.0.1", proxy.ports["outbound"])
+    app, reader, writer = await raw_outbound(apps, sidecars)
     writer.write(
         b"POST /upload HTTP/1.1\r\nHost: web\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n"
     )
