@@ -35,17 +35,29 @@ def http_match(match: specs.HTTPMatch) -> matches.HttpMatch:
 
 
 class RouteGroups:
-    """Index of a mesh's route objects by (namespace, name)."""
+    """Index of a mesh's route objects by (namespace, name); `incremental` keeps one and
+    updates it (`put`, `drop`)."""
 
     def __init__(self, mesh: state.MeshState) -> None:
-        self.http = {
-            (group.metadata.namespace or "", group.metadata.name or ""): group
-            for group in mesh.route_groups
-        }
-        self.tcp = {
-            (route.metadata.namespace or "", route.metadata.name or ""): route
-            for route in mesh.tcp_routes
-        }
+        self.http: dict[tuple[str, str], specs.HTTPRouteGroup] = {}
+        self.tcp: dict[tuple[str, str], specs.TCPRoute] = {}
+        routes: list[specs.HTTPRouteGroup | specs.TCPRoute] = [*mesh.route_groups, *mesh.tcp_routes]
+        for route in routes:
+            self.put(route)
+
+    def put(self, route: specs.HTTPRouteGroup | specs.TCPRoute) -> None:
+        key = (route.metadata.namespace or "", route.metadata.name or "")
+        if isinstance(route, specs.HTTPRouteGroup):
+            self.http[key] = route
+        else:
+            self.tcp[key] = route
+
+    def drop(self, route: specs.HTTPRouteGroup | specs.TCPRoute) -> None:
+        key = (route.metadata.namespace or "", route.metadata.name or "")
+        if isinstance(route, specs.HTTPRouteGroup):
+            self.http.pop(key, None)
+        else:
+            self.tcp.pop(key, None)
 
     def http_matches(
         self, namespace: str, name: str, *, names: Collection[str] | None

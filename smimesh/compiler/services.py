@@ -8,7 +8,7 @@ pod serves). Reads `state.MeshState`; yields `proxyconfig.outbound` parts. Pure.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 
 from smimesh.compiler import state
 from smimesh.identity import spiffe
@@ -50,31 +50,67 @@ def hostnames(ref: refs.ServiceRef, *, cluster_domain: str = "cluster.local") ->
 
 
 class ServiceIndex:
-    """Lookups over one MeshState, built once per compilation."""
+    """Lookups over one MeshState: built once per compilation, or kept and updated object by
+    object (`put`, `drop`) by `incremental`. Answers never depend on input order."""
 
     def __init__(self, mesh: state.MeshState) -> None:
         self.mesh = mesh
-        self.services: dict[refs.ServiceRef, state.Service] = {s.ref: s for s in mesh.services}
-        self.pods: dict[tuple[str, str], state.Pod] = {
-            (pod.namespace, pod.name): pod for pod in mesh.pods
-        }
-        slices: dict[refs.ServiceRef, list[state.EndpointSlice]] = defaultdict(list)
-        # (namespace, pod) -> the Services whose endpoints name it: built once, so that
-        # asking for every pod costs the endpoints once, not pods x Services.
-        backing: dict[tuple[str, str], set[refs.ServiceRef]] = defaultdict(set)
-        for endpoint_slice in mesh.endpoint_slices:
-            ref = refs.ServiceRef(namespace=endpoint_slice.namespace, name=endpoint_slice.service)
-            slices[ref].append(endpoint_slice)
-            for endpoint in endpoint_slice.endpoints:
-                if endpoint.pod:
-                    backing[(ref.namespace, endpoint.pod)].add(ref)
-        self.slices: Mapping[refs.ServiceRef, list[state.EndpointSlice]] = slices
-        self._backing: Mapping[tuple[str, str], set[refs.ServiceRef]] = backing
+        self.services: dict[refs.ServiceRef, state.Service] = {}
+        self.pods: dict[tuple[str, str], state.Pod] = {}
+        self._slices: dict[refs.ServiceRef, dict[str, state.EndpointSlice]] = defaultdict(dict)
+        # (namespace, pod) -> the Services whose endpoints name it, each with how many
+        # endpoints do: built once, so that asking for every pod costs the endpoints once,
+        # not pods x Services, and a dropped slice takes back exactly what it gave.
+        self._backing: dict[tuple[str, str], dict[refs.ServiceRef, int]] = defaultdict(dict)
+        objects: list[state.Service | state.EndpointSlice | state.Pod] = [
+            *mesh.services,
+            *mesh.endpoint_slices,
+            *mesh.pods,
+        ]
+        for obj in objects:
+            self.put(obj)
+
+    def put(self, obj: state.Service | state.EndpointSlice | state.Pod) -> None:
+        """Add or replace one object (drop the one it replaces first)."""
+        if isinstance(obj, state.Service):
+            self.services[obj.ref] = obj
+        elif isinstance(obj, state.Pod):
+            self.pods[(obj.namespace, obj.name)] = obj
+        else:
+            ref = slice_service(obj)
+            self._slices[ref][obj.name] = obj
+            for pod in slice_pods(obj):
+                counts = self._backing[(ref.namespace, pod)]
+                counts[ref] = counts.get(ref, 0) + 1
+
+    def drop(self, obj: state.Service | state.EndpointSlice | state.Pod) -> None:
+        """Forget an object given earlier to `put` (or to the constructor)."""
+        if isinstance(obj, state.Service):
+            self.services.pop(obj.ref, None)
+        elif isinstance(obj, state.Pod):
+            self.pods.pop((obj.namespace, obj.name), None)
+        else:
+            ref = slice_service(obj)
+            self._slices[ref].pop(obj.name, None)
+            if not self._slices[ref]:
+                del self._slices[ref]
+            for pod in slice_pods(obj):
+                counts = self._backing[(ref.namespace, pod)]
+                counts[ref] -= 1
+                if not counts[ref]:
+                    del counts[ref]
+                if not counts:
+                    del self._backing[(ref.namespace, pod)]
+
+    def slices(self, ref: refs.ServiceRef) -> list[state.EndpointSlice]:
+        """The Service's EndpointSlices, sorted by name."""
+        found = self._slices.get(ref, {})
+        return [found[name] for name in sorted(found)]
 
     def ready_pods(self, ref: refs.ServiceRef) -> list[tuple[str, state.Pod | None]]:
         """(address, pod) of the Service's ready endpoints, sorted by address."""
         found: dict[str, state.Pod | None] = {}
-        for endpoint_slice in self.slices.get(ref, []):
+        for endpoint_slice in self.slices(ref):
             for endpoint in endpoint_slice.endpoints:
                 if not endpoint.ready:
                     continue
@@ -86,7 +122,7 @@ class ServiceIndex:
         """The numeric target port: as written, or resolved by name through the slices."""
         if isinstance(port.target_port, int):
             return port.target_port
-        for endpoint_slice in self.slices.get(ref, []):
+        for endpoint_slice in self.slices(ref):
             for slice_port in endpoint_slice.ports:
                 if slice_port.name == port.name:
                     return slice_port.port
@@ -139,6 +175,25 @@ class ServiceIndex:
 
     def services_of_pod(self, pod: state.Pod) -> list[state.Service]:
         """The Services whose endpoints include this pod, sorted."""
-        refs_ = self._backing.get((pod.namespace, pod.name), set())
+        refs_ = self._backing.get((pod.namespace, pod.name), {})
         found = [self.services[ref] for ref in refs_ if ref in self.services]
         return sorted(found, key=lambda service: str(service.ref))
+
+    def served_ports(self, pod: state.Pod) -> list[outbound.ServicePort]:
+        """The target ports the pod serves, sorted, each once: with the protocol of the first
+        of its Services (by namespace/name) that has it."""
+        ports: dict[int, outbound.ServicePort] = {}
+        for service in self.services_of_pod(pod):
+            for port in self.ports(service):
+                ports.setdefault(port.target_port, port)
+        return [ports[number] for number in sorted(ports)]
+
+
+def slice_service(endpoint_slice: state.EndpointSlice) -> refs.ServiceRef:
+    """The Service an EndpointSlice belongs to (its `kubernetes.io/service-name` label)."""
+    return refs.ServiceRef(namespace=endpoint_slice.namespace, name=endpoint_slice.service)
+
+
+def slice_pods(endpoint_slice: state.EndpointSlice) -> list[str]:
+    """The pod names the slice's endpoints give, one per endpoint that names one."""
+    return [endpoint.pod for endpoint in endpoint_slice.endpoints if endpoint.pod]

@@ -50,38 +50,58 @@ def _root_name(service: str, namespace: str) -> str:
     return service
 
 
+def root_of(item: split.TrafficSplit) -> refs.ServiceRef:
+    """The root Service a TrafficSplit divides."""
+    namespace = item.metadata.namespace or ""
+    return refs.ServiceRef(namespace=namespace, name=_root_name(item.spec.service, namespace))
+
+
+def backends_of(item: split.TrafficSplit) -> list[refs.ServiceRef]:
+    """The Services a TrafficSplit names as backends."""
+    namespace = item.metadata.namespace or ""
+    return [refs.ServiceRef(namespace=namespace, name=b.service) for b in item.spec.backends]
+
+
 def compile_splits(mesh: state.MeshState, index: services.ServiceIndex) -> SplitRoutes:
     result = SplitRoutes()
     by_root: dict[refs.ServiceRef, list[split.TrafficSplit]] = defaultdict(list)
     for item in mesh.splits:
-        namespace = item.metadata.namespace or ""
-        root = refs.ServiceRef(namespace=namespace, name=_root_name(item.spec.service, namespace))
-        by_root[root].append(item)
+        by_root[root_of(item)].append(item)
     groups = matching.RouteGroups(mesh)
     for root in sorted(by_root, key=str):
-        candidates = sorted(by_root[root], key=lambda s: (matching.created(s), _key(s)))
-        winner, losers = candidates[0], candidates[1:]
-        for loser in losers:
-            result.findings.append(
-                _finding(
-                    loser,
-                    "Accepted",
-                    "Conflict",
-                    f"TrafficSplit {_key(winner)} is older and already splits service "
-                    f"{root.name}; only one split per root service applies",
-                )
-            )
-        if root not in index.services:
-            result.findings.append(
-                _finding(
-                    winner, "ResolvedRefs", "RootNotFound", f"root service {root.name} not found"
-                )
-            )
-            continue
-        route = _route(winner, root, index, groups, result)
+        route, found = compile_root(root, by_root[root], index, groups)
+        result.findings.extend(found)
         if route is not None:
             result.routes[root] = [route]
     return result
+
+
+def compile_root(
+    root: refs.ServiceRef,
+    candidates: list[split.TrafficSplit],
+    index: services.ServiceIndex,
+    groups: matching.RouteGroups,
+) -> tuple[outbound.SplitRoute | None, list[findings.Finding]]:
+    """The route of the splits on one root (the oldest wins), and their findings."""
+    result = SplitRoutes()
+    candidates = sorted(candidates, key=lambda s: (matching.created(s), _key(s)))
+    winner, losers = candidates[0], candidates[1:]
+    for loser in losers:
+        result.findings.append(
+            _finding(
+                loser,
+                "Accepted",
+                "Conflict",
+                f"TrafficSplit {_key(winner)} is older and already splits service "
+                f"{root.name}; only one split per root service applies",
+            )
+        )
+    if root not in index.services:
+        result.findings.append(
+            _finding(winner, "ResolvedRefs", "RootNotFound", f"root service {root.name} not found")
+        )
+        return None, result.findings
+    return _route(winner, root, index, groups, result), result.findings
 
 
 def _route(

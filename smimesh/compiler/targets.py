@@ -14,35 +14,75 @@ from collections import defaultdict
 
 from smimesh.compiler import findings, matching, services, state
 from smimesh.identity import errors
-from smimesh.proxyconfig import inbound, matches
+from smimesh.proxyconfig import inbound, matches, outbound
 from smimesh.smi import access
+
+_Finding = findings.Finding
 
 
 def _key(target: access.TrafficTarget) -> str:
     return f"{target.metadata.namespace}/{target.metadata.name}"
 
 
-class Authorizer:
-    """Compiles inbound ports for pods of one MeshState; collects findings once per target."""
+def destination_of(target: access.TrafficTarget) -> tuple[str, str]:
+    """(namespace, ServiceAccount) of the pods a TrafficTarget guards."""
+    destination = target.spec.destination
+    return (destination.namespace or target.metadata.namespace or "", destination.name)
 
-    def __init__(self, mesh: state.MeshState, index: services.ServiceIndex) -> None:
+
+class Authorizer:
+    """Compiles inbound ports for pods of one MeshState; collects findings once per target.
+    `incremental` keeps one and updates it target by target (`put`, `drop`)."""
+
+    def __init__(
+        self,
+        mesh: state.MeshState,
+        index: services.ServiceIndex,
+        *,
+        groups: matching.RouteGroups | None = None,
+    ) -> None:
         self.mesh = mesh
         self.index = index
-        self.groups = matching.RouteGroups(mesh)
-        self.findings: list[findings.Finding] = []
-        self._by_destination: dict[tuple[str, str], list[access.TrafficTarget]] = defaultdict(list)
-        for target in sorted(mesh.targets, key=_key):
-            namespace = target.metadata.namespace or ""
-            destination = target.spec.destination
-            if destination.kind != "ServiceAccount":
-                self._report(target, "UnsupportedKind", f"destination kind {destination.kind}")
-                continue
-            dest_namespace = destination.namespace or namespace
-            self._by_destination[(dest_namespace, destination.name)].append(target)
-            self._check_refs(target)
+        self.groups = groups if groups is not None else matching.RouteGroups(mesh)
+        self._findings: dict[str, list[_Finding]] = {}
+        self._sources: dict[str, tuple[str, ...]] = {}
+        self._by_destination: dict[tuple[str, str], dict[str, access.TrafficTarget]] = defaultdict(
+            dict
+        )
+        for target in mesh.targets:
+            self.put(target)
+
+    @property
+    def findings(self) -> list[_Finding]:
+        return [found for key in sorted(self._findings) for found in self._findings[key]]
+
+    def findings_of(self, target: access.TrafficTarget) -> list[_Finding]:
+        return self._findings.get(_key(target), [])
+
+    def put(self, target: access.TrafficTarget) -> None:
+        """Add a target (drop the one it replaces first); its findings are checked now,
+        against the route objects `groups` holds."""
+        key = _key(target)
+        self._findings[key] = []
+        destination = target.spec.destination
+        if destination.kind != "ServiceAccount":
+            self._report(target, "UnsupportedKind", f"destination kind {destination.kind}")
+            return
+        self._by_destination[destination_of(target)][key] = target
+        self._check_refs(target)
+        self._sources[key] = self._sources_of(target)
+
+    def drop(self, target: access.TrafficTarget) -> None:
+        key = _key(target)
+        self._findings.pop(key, None)
+        self._sources.pop(key, None)
+        held = self._by_destination.get(destination_of(target), {})
+        held.pop(key, None)
+        if not held:
+            self._by_destination.pop(destination_of(target), None)
 
     def _report(self, target: access.TrafficTarget, reason: str, message: str) -> None:
-        self.findings.append(
+        self._findings[_key(target)].append(
             findings.Finding(
                 kind="TrafficTarget",
                 namespace=target.metadata.namespace or "",
@@ -65,7 +105,7 @@ class Authorizer:
                     f"{rule.kind} {rule.name} not found; the rule allows nothing",
                 )
 
-    def _sources(self, target: access.TrafficTarget) -> tuple[str, ...]:
+    def _sources_of(self, target: access.TrafficTarget) -> tuple[str, ...]:
         namespace = target.metadata.namespace or ""
         trust_domain = self.mesh.settings.trust_domain
         sources = []
@@ -99,28 +139,29 @@ class Authorizer:
             return None
         return inbound.InboundRule(
             target=_key(target),
-            sources=self._sources(target),
+            sources=self._sources[_key(target)],
             http_matches=() if whole_port else tuple(http),
         )
 
+    def policy(
+        self, namespace: str, service_account: str, port: int, protocol: outbound.Protocol
+    ) -> inbound.InboundPolicy:
+        """Who may call `port` (speaking `protocol`) on pods of the ServiceAccount."""
+        held = self._by_destination.get((namespace, service_account), {})
+        rules = [
+            rule for key in sorted(held) if (rule := self._rule_for_port(held[key], port, protocol))
+        ]
+        return inbound.InboundPolicy(
+            port=port,
+            protocol=protocol,
+            permissive=self.mesh.access_of(namespace) == "permissive",
+            rules=tuple(rules),
+        )
+
     def inbound_ports(self, pod: state.Pod) -> tuple[inbound.InboundPort, ...]:
-        permissive = self.mesh.access_of(pod.namespace) == "permissive"
-        ports: dict[int, inbound.InboundPort] = {}
-        targets = self._by_destination.get((pod.namespace, pod.service_account), [])
-        for service in self.index.services_of_pod(pod):
-            for port in self.index.ports(service):
-                if port.target_port in ports:
-                    continue
-                rules = [
-                    rule
-                    for target in targets
-                    if (rule := self._rule_for_port(target, port.target_port, port.protocol))
-                ]
-                ports[port.target_port] = inbound.InboundPort(
-                    port=port.target_port,
-                    app_port=pod.app_ports.get(port.target_port, port.target_port),
-                    protocol=port.protocol,
-                    permissive=permissive,
-                    rules=tuple(rules),
-                )
-        return tuple(ports[number] for number in sorted(ports))
+        return tuple(
+            self.policy(pod.namespace, pod.service_account, port.target_port, port.protocol).bind(
+                pod.app_ports.get(port.target_port, port.target_port)
+            )
+            for port in self.index.served_ports(pod)
+        )
