@@ -3,6 +3,8 @@ which requests they may make (TrafficTarget + HTTPRouteGroup/TCPRoute, compiled)
 
 Produced by the compiler; enforced by the sidecar's authorization filter. Deny by default:
 a port whose `rules` match nothing refuses the caller, unless the port is permissive.
+`InboundPolicy` is the part pods of one ServiceAccount share (a `resources` body); `bind`
+adds the pod's own app port.
 """
 
 from __future__ import annotations
@@ -33,3 +35,23 @@ class InboundPort(Frozen):
         default=False, description="Allow every caller, including plaintext ones."
     )
     rules: tuple[InboundRule, ...] = ()
+
+
+class InboundPolicy(Frozen):
+    """An `InboundPort` without the pod's app port: what every pod of one ServiceAccount
+    serving `port` with `protocol` shares."""
+
+    port: int = Field(ge=1, le=65535, description="The port callers connect to.")
+    protocol: Protocol
+    permissive: bool = False
+    rules: tuple[InboundRule, ...] = ()
+
+    def bind(self, app_port: int) -> InboundPort:
+        """The port as one pod exposes it: this policy, with its app listening on `app_port`."""
+        return InboundPort(
+            port=self.port,
+            app_port=app_port,
+            protocol=self.protocol,
+            permissive=self.permissive,
+            rules=self.rules,
+        )

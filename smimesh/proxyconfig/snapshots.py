@@ -13,9 +13,10 @@ serialising the section again for every proxy.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterable
 from typing import Final, Literal
 
-from pydantic import Field, PrivateAttr, TypeAdapter
+from pydantic import BaseModel, Field, PrivateAttr, TypeAdapter
 
 from smimesh.proxyconfig.inbound import InboundPort
 from smimesh.proxyconfig.outbound import OutboundService
@@ -29,6 +30,23 @@ _OUTBOUND: Final = TypeAdapter(tuple[OutboundService, ...])
 def encode_outbound(outbound: tuple[OutboundService, ...]) -> bytes:
     """The outbound section's canonical JSON, as `ProxyConfig.to_json` embeds it."""
     return _OUTBOUND.dump_json(outbound, by_alias=True)
+
+
+def canonical_json(model: BaseModel) -> bytes:
+    """One contract model's canonical JSON: the bytes it has inside `ProxyConfig.to_json`."""
+    return model.model_dump_json(by_alias=True).encode()
+
+
+def join_outbound(encoded: Iterable[bytes]) -> bytes:
+    """`encode_outbound` of services already encoded one by one (`canonical_json`), in
+    order: compact JSON, so the array is its items joined by commas."""
+    return b"[" + b",".join(encoded) + b"]"
+
+
+def digest(*parts: bytes) -> str:
+    """A short, stable content hash of `parts` (NUL-separated): every version in the
+    contract is one."""
+    return hashlib.sha256(b"\x00".join(parts)).hexdigest()[:16]
 
 
 class MeshSettings(Frozen):
@@ -106,7 +124,4 @@ class ProxyConfig(Frozen):
 def content_version(config: ProxyConfig) -> str:
     """A short, stable hash of a config's content (its version field excluded)."""
     head = config.model_dump_json(by_alias=True, exclude={"version", "outbound"}).encode()
-    digest = hashlib.sha256(head)
-    digest.update(b"\x00")
-    digest.update(config.outbound_json())
-    return digest.hexdigest()[:16]
+    return digest(head, config.outbound_json())
