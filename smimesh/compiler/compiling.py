@@ -51,8 +51,6 @@ def compile_mesh(mesh: state.MeshState) -> Compilation:
             inbound=authorizer.inbound_ports(pod),
             outbound_json=shared,
         )
-    problems = sorted(
-        [*routes.findings, *authorizer.findings],
-        key=lambda f: (f.key, f.condition, f.reason, f.message),
+    return Compilation(
+        configs=configs, findings=findings.ordered([*routes.findings, *authorizer.findings])
     )
-    return Compilation(configs=configs, findings=tuple(problems))

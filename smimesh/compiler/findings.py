@@ -6,6 +6,7 @@ condition on the named object and, when it changes, an Event. Pure data.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
@@ -30,3 +31,8 @@ class Finding(BaseModel):
     @property
     def key(self) -> tuple[str, str, str]:
         return (self.kind, self.namespace, self.name)
+
+
+def ordered(found: Iterable[Finding]) -> tuple[Finding, ...]:
+    """Findings in the compiler's output order: by object, then condition, reason, message."""
+    return tuple(sorted(found, key=lambda f: (f.key, f.condition, f.reason, f.message)))

@@ -173,9 +173,13 @@ class ServiceIndex:
             routes=tuple(routes),
         )
 
+    def backing(self, namespace: str, pod: str) -> list[refs.ServiceRef]:
+        """The Services whose endpoints name the pod, whether they exist or not."""
+        return list(self._backing.get((namespace, pod), {}))
+
     def services_of_pod(self, pod: state.Pod) -> list[state.Service]:
         """The Services whose endpoints include this pod, sorted."""
-        refs_ = self._backing.get((pod.namespace, pod.name), {})
+        refs_ = self.backing(pod.namespace, pod.name)
         found = [self.services[ref] for ref in refs_ if ref in self.services]
         return sorted(found, key=lambda service: str(service.ref))
 

@@ -139,6 +139,25 @@ class MeshState(Frozen):
         return self.default_access
 
 
+Key = tuple[str, str, str, str]
+"""(kind, API group, namespace, name): how the operator's index (`operator.indexing.key_of`)
+and `incremental` name one object."""
+
+_GROUPS: dict[type[MeshObject], str] = {EndpointSlice: "discovery.k8s.io"}
+
+
+def key_of(obj: MeshObject) -> Key:
+    """The object's key, as `operator.indexing.key_of` gives it for the raw object."""
+    if isinstance(obj, Namespace):
+        return ("Namespace", "", "", obj.name)
+    if isinstance(obj, Service):
+        return ("Service", "", obj.ref.namespace, obj.ref.name)
+    if isinstance(obj, EndpointSlice | Pod):
+        return (type(obj).__name__, _GROUPS.get(type(obj), ""), obj.namespace, obj.name)
+    group = obj.api_version.rpartition("/")[0]
+    return (obj.kind, group, obj.metadata.namespace or "", obj.metadata.name or "")
+
+
 _FIELDS: dict[type[MeshObject], str] = {
     Namespace: "namespaces",
     Service: "services",

@@ -143,13 +143,19 @@ class Authorizer:
             http_matches=() if whole_port else tuple(http),
         )
 
+    def targets_of(self, namespace: str, service_account: str) -> list[access.TrafficTarget]:
+        """The targets whose destination is the ServiceAccount, sorted by namespace/name."""
+        held = self._by_destination.get((namespace, service_account), {})
+        return [held[key] for key in sorted(held)]
+
     def policy(
         self, namespace: str, service_account: str, port: int, protocol: outbound.Protocol
     ) -> inbound.InboundPolicy:
         """Who may call `port` (speaking `protocol`) on pods of the ServiceAccount."""
-        held = self._by_destination.get((namespace, service_account), {})
         rules = [
-            rule for key in sorted(held) if (rule := self._rule_for_port(held[key], port, protocol))
+            rule
+            for target in self.targets_of(namespace, service_account)
+            if (rule := self._rule_for_port(target, port, protocol))
         ]
         return inbound.InboundPolicy(
             port=port,
