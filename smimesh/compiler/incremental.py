@@ -284,7 +284,7 @@ class IncrementalCompiler:
             bindings.append(
                 resources.PortBinding(
                     port=port.target_port,
-                    app_port=pod.app_ports.get(port.target_port, port.target_port),
+                    app_port=pod.app_port(port.target_port),
                     policy=policy,
                 )
             )

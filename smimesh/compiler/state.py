@@ -70,6 +70,11 @@ class Pod(Frozen):
         default_factory=dict, description="Service target port -> where the app listens."
     )
 
+    def app_port(self, port: int) -> int:
+        """Where the app listens for the Service target port `port` (the same, unless the
+        pod's annotation maps it)."""
+        return self.app_ports.get(port, port)
+
     @property
     def proxy(self) -> refs.ProxyRef:
         return refs.ProxyRef(

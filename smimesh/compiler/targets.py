@@ -167,7 +167,7 @@ class Authorizer:
     def inbound_ports(self, pod: state.Pod) -> tuple[inbound.InboundPort, ...]:
         return tuple(
             self.policy(pod.namespace, pod.service_account, port.target_port, port.protocol).bind(
-                pod.app_ports.get(port.target_port, port.target_port)
+                pod.app_port(port.target_port)
             )
             for port in self.index.served_ports(pod)
         )

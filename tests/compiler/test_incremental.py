@@ -248,8 +248,14 @@ def test_incremental_resources_always_equal_a_full_compilation(
         _assert_matches_reference(compiler, objects, mesh)
 
 
-def _endpoints(*pairs: tuple[str, str | None]) -> tuple[state.SliceEndpoint, ...]:
-    return tuple(state.SliceEndpoint(address=address, pod=pod) for address, pod in pairs)
+def _slice(service: str, *pairs: tuple[str, str | None]) -> state.EndpointSlice:
+    """The Service's one EndpointSlice (`<service>-x` in shop): (address, pod) endpoints."""
+    return state.EndpointSlice(
+        namespace="shop",
+        name=f"{service}-x",
+        service=service,
+        endpoints=tuple(state.SliceEndpoint(address=address, pod=pod) for address, pod in pairs),
+    )
 
 
 def _split(weights: dict[str, int]) -> split.TrafficSplit:
@@ -295,30 +301,10 @@ def _shop() -> list[state.MeshObject]:
         state.Namespace(name="shop", access="strict"),
         *service.values(),
         admin,
-        state.EndpointSlice(
-            namespace="shop",
-            name="admin-x",
-            service="admin",
-            endpoints=_endpoints(("10.9.0.2", None)),
-        ),
-        state.EndpointSlice(
-            namespace="shop",
-            name="web-x",
-            service="web",
-            endpoints=_endpoints(("10.0.0.1", "web-1")),
-        ),
-        state.EndpointSlice(
-            namespace="shop",
-            name="api-x",
-            service="api",
-            endpoints=_endpoints(("10.0.0.2", "api-1")),
-        ),
-        state.EndpointSlice(
-            namespace="shop",
-            name="api-v2-x",
-            service="api-v2",
-            endpoints=_endpoints(("10.0.0.3", "api-v2-1")),
-        ),
+        _slice("admin", ("10.9.0.2", None)),
+        _slice("web", ("10.0.0.1", "web-1")),
+        _slice("api", ("10.0.0.2", "api-1")),
+        _slice("api-v2", ("10.0.0.3", "api-v2-1")),
         state.Pod(
             namespace="shop", name="web-1", service_account="web", ip="10.0.0.1", meshed=True
         ),
@@ -356,32 +342,17 @@ def test_a_weight_change_changes_exactly_one_outbound_resource() -> None:
 
 
 def test_an_endpoint_change_touches_only_its_services_outbound() -> None:
-    moved = state.EndpointSlice(
-        namespace="shop",
-        name="web-x",
-        service="web",
-        endpoints=_endpoints(("10.0.0.1", "web-1"), ("10.9.0.1", None)),
-    )
+    moved = _slice("web", ("10.0.0.1", "web-1"), ("10.9.0.1", None))
     assert _changed_by(moved) == {"outbound/shop/web"}
 
 
 def test_an_endpoint_naming_a_pod_that_serves_the_port_already_leaves_its_inbound() -> None:
-    moved = state.EndpointSlice(
-        namespace="shop",
-        name="web-x",
-        service="web",
-        endpoints=_endpoints(("10.0.0.1", "web-1"), ("10.0.0.2", "api-1")),
-    )
+    moved = _slice("web", ("10.0.0.1", "web-1"), ("10.0.0.2", "api-1"))
     assert _changed_by(moved) == {"outbound/shop/web"}
 
 
 def test_an_endpoint_that_gives_a_pod_a_new_port_also_changes_that_pods_inbound() -> None:
-    moved = state.EndpointSlice(
-        namespace="shop",
-        name="admin-x",
-        service="admin",
-        endpoints=_endpoints(("10.9.0.2", None), ("10.0.0.2", "api-1")),
-    )
+    moved = _slice("admin", ("10.9.0.2", None), ("10.0.0.2", "api-1"))
     assert _changed_by(moved) == {
         "outbound/shop/admin",
         "proxy/shop/api-1",  # its workload binds one more port, to the policy of its
