@@ -131,7 +131,10 @@ def traffic_targets(draw: st.DrawFn) -> access.TrafficTarget:
             "metadata": _meta(draw(namespaces), draw(st.sampled_from(["tt1", "tt2"]))),
             "spec": {
                 "destination": _subject(draw),
-                "sources": [_subject(draw) for _ in range(draw(st.integers(0, 2)))],
+                "sources": [
+                    _subject(draw) | draw(st.sampled_from([{}, {}, {"name": "Not_An_Identity"}]))
+                    for _ in range(draw(st.integers(0, 2)))
+                ],
                 "rules": rules,
             },
         }
