@@ -193,8 +193,10 @@ def change_sets(draw: st.DrawFn) -> dict[state.Key, state.MeshObject | None]:
     return changes
 
 
-settings_changes = st.sampled_from(
-    [None, None, None, None, snapshots.MeshSettings(trust_domain="example.org")]
+Reconfiguring = tuple[snapshots.MeshSettings | None, state.AccessMode | None]
+reconfigurings: st.SearchStrategy[Reconfiguring] = st.tuples(
+    st.sampled_from([None, None, None, None, snapshots.MeshSettings(trust_domain="example.org")]),
+    st.sampled_from([None, None, None, None, "strict", "permissive"]),
 )
 
 
@@ -224,30 +226,34 @@ def _assert_matches_reference(
 @fuzzing.examples(80, deadline=None)
 @given(
     initial=st.lists(mesh_objects, min_size=10, max_size=30),
-    steps=st.lists(st.tuples(change_sets(), settings_changes), min_size=1, max_size=4),
+    steps=st.lists(st.tuples(change_sets(), reconfigurings), min_size=1, max_size=4),
 )
 def test_incremental_resources_always_equal_a_full_compilation(
     initial: list[state.MeshObject],
-    steps: list[tuple[dict[state.Key, state.MeshObject | None], snapshots.MeshSettings | None]],
+    steps: list[tuple[dict[state.Key, state.MeshObject | None], Reconfiguring]],
 ) -> None:
     objects: Objects = {state.key_of(obj): obj for obj in initial}
     settings = snapshots.MeshSettings()
+    default_access: state.AccessMode = "permissive"
     compiler = incremental.IncrementalCompiler(state.MeshState.of(objects.values()))
-    for changes, new_settings in steps:
+    for changes, (new_settings, new_access) in steps:
         before = dict(compiler.resources)
-        update = compiler.apply(changes, settings=new_settings)
+        update = compiler.apply(changes, settings=new_settings, default_access=new_access)
         for key, obj in changes.items():
             if obj is None:
                 objects.pop(key, None)
             else:
                 objects[key] = obj
         settings = new_settings or settings
+        default_access = new_access or default_access
         after = {**before, **update.delta.changed}
         for name in update.delta.removed:
             del after[name]
         assert after == compiler.resources  # the delta is exactly what changed
         assert all(before.get(n) != r for n, r in update.delta.changed.items())
-        mesh = state.MeshState.of(objects.values(), settings=settings)
+        mesh = state.MeshState.of(
+            objects.values(), settings=settings, default_access=default_access
+        )
         _assert_matches_reference(compiler, objects, mesh)
 
 
