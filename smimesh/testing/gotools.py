@@ -1,0 +1,124 @@
+"""Builds outside tools from their Go modules once and caches them, with progress.
+
+The one place `go` is run: `binaries` builds the Kubernetes tools from the wrapper module
+through `run_go`, and `ensure_tool` installs a published tool (`go install module@version`,
+e.g. helm, CoreDNS) into `<cache root>/tools/<name>-<version>/`. The cache root is
+`$SMIMESH_CACHE`, default `~/.cache/smimesh`. A build killed with its runner stops too.
+Imports nothing of ours but `reaping`.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from smimesh.testing import reaping
+
+PROGRESS_SECONDS = 30.0
+"""How often a long build says it is still running."""
+
+
+class GoToolError(RuntimeError):
+    """A tool cannot be found or built; the message says what to do."""
+
+
+@dataclass(frozen=True)
+class GoTool:
+    """A command built from a published Go module with `go install package@version`."""
+
+    name: str
+    """The executable's name."""
+    package: str
+    """The main package, e.g. `helm.sh/helm/v3/cmd/helm`."""
+    version: str
+    """The module version, e.g. `v3.22.0`."""
+    tags: tuple[str, ...] = ()
+    ldflags: str = "-s -w"
+
+
+def say(message: str) -> None:
+    """Progress on stderr, prefixed as all of the testing package's messages are."""
+    print(f"[smimesh] {message}", file=sys.stderr, flush=True)
+
+
+def cache_root() -> Path:
+    """`$SMIMESH_CACHE`, default `~/.cache/smimesh`."""
+    root = os.environ.get("SMIMESH_CACHE") or str(Path.home() / ".cache" / "smimesh")
+    return Path(root)
+
+
+def tool_path(tool: GoTool) -> Path:
+    """Where `ensure_tool` puts the tool's executable."""
+    return cache_root() / "tools" / f"{tool.name}-{tool.version}" / tool.name
+
+
+def go_executable(what: str, target: Path) -> str:
+    """The machine's `go`, or a `GoToolError` saying what it was needed for."""
+    go = shutil.which("go")
+    if go is None:
+        raise GoToolError(
+            f"Go is not on PATH; it is needed once to build {what} (install Go >= 1.26, "
+            f"or put prebuilt binaries into {target})"
+        )
+    return go
+
+
+def run_go(
+    command: Sequence[str],
+    *,
+    cwd: Path | None,
+    what: str,
+    say: Callable[[str], None] = say,
+    env: dict[str, str] | None = None,
+) -> None:
+    """Run a `go build`/`go install`, saying every `PROGRESS_SECONDS` that it still runs and
+    raising `GoToolError` with the output's tail if it fails."""
+    environment = {**os.environ, "GOFLAGS": "-buildvcs=false", **(env or {})}
+    started = time.monotonic()
+    with subprocess.Popen(
+        list(command), cwd=cwd, env=environment, stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT, text=True,
+        preexec_fn=reaping.die_with_parent,  # a killed runner's build does not go on for minutes
+    ) as proc:  # fmt: skip
+        output: list[str] = []
+        assert proc.stdout is not None
+        last_report = started
+        for line in proc.stdout:
+            output.append(line)
+            now = time.monotonic()
+            if now - last_report > PROGRESS_SECONDS:
+                say(f"  still building {what} ({now - started:.0f}s): {line.strip()[:100]}")
+                last_report = now
+        code = proc.wait()
+    if code != 0:
+        tail = "".join(output[-30:])
+        raise GoToolError(f"`go` failed (exit {code}) building {what}:\n{tail}")
+    say(f"built {what} in {time.monotonic() - started:.0f}s")
+
+
+def ensure_tool(tool: GoTool, *, say: Callable[[str], None] = say) -> Path:
+    """The tool's cached executable, built once with `go install` if missing."""
+    path = tool_path(tool)
+    if os.access(path, os.X_OK):
+        return path
+    go = go_executable(f"{tool.name} {tool.version}", path.parent)
+    staging = path.parent.with_name(path.parent.name + ".building")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    say(f"building {tool.name} {tool.version} with {go} (once per machine; minutes on 2 cores)")
+    command = [go, "install", "-trimpath", f"-ldflags={tool.ldflags}"]
+    if tool.tags:
+        command.append(f"-tags={','.join(tool.tags)}")
+    command.append(f"{tool.package}@{tool.version}")
+    run_go(command, cwd=None, what=f"{tool.name} {tool.version}", say=say,
+           env={"GOBIN": str(staging)})  # fmt: skip
+    path.parent.mkdir(parents=True, exist_ok=True)
+    (staging / tool.name).replace(path)
+    shutil.rmtree(staging, ignore_errors=True)
+    return path
