@@ -9,10 +9,12 @@ Imports nothing of ours but `reaping`.
 
 from __future__ import annotations
 
+import collections
 import os
 import shutil
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -81,25 +83,34 @@ def run_go(
     raising `GoToolError` with the output's tail if it fails."""
     environment = {**os.environ, "GOFLAGS": "-buildvcs=false", **(env or {})}
     started = time.monotonic()
+    output: collections.deque[str] = collections.deque(maxlen=30)
     with subprocess.Popen(
         list(command), cwd=cwd, env=environment, stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT, text=True,
         preexec_fn=reaping.die_with_parent,  # a killed runner's build does not go on for minutes
     ) as proc:  # fmt: skip
-        output: list[str] = []
-        assert proc.stdout is not None
-        last_report = started
-        for line in proc.stdout:
-            output.append(line)
-            now = time.monotonic()
-            if now - last_report > PROGRESS_SECONDS:
-                say(f"  still building {what} ({now - started:.0f}s): {line.strip()[:100]}")
-                last_report = now
-        code = proc.wait()
+        # `go build` is silent while it compiles: a reader thread keeps the output's tail and
+        # this loop says, every PROGRESS_SECONDS, that the build still runs.
+        reader = threading.Thread(target=_keep_tail, args=(proc, output), daemon=True)
+        reader.start()
+        while True:
+            try:
+                code = proc.wait(timeout=PROGRESS_SECONDS)
+                break
+            except subprocess.TimeoutExpired:
+                last = output[-1].strip()[:100] if output else ""
+                say(f"  still building {what} ({time.monotonic() - started:.0f}s) {last}")
+        reader.join()
     if code != 0:
-        tail = "".join(output[-30:])
+        tail = "".join(output)
         raise GoToolError(f"`go` failed (exit {code}) building {what}:\n{tail}")
     say(f"built {what} in {time.monotonic() - started:.0f}s")
+
+
+def _keep_tail(proc: subprocess.Popen[str], output: collections.deque[str]) -> None:
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        output.append(line)
 
 
 def ensure_tool(tool: GoTool, *, say: Callable[[str], None] = say) -> Path:
