@@ -15,9 +15,9 @@ ENV PIP_NO_CACHE_DIR=1 \
     PYTHONDONTWRITEBYTECODE=1
 WORKDIR /src
 RUN python -m venv /opt/smimesh
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md LICENSE constraints.txt ./
 COPY smimesh ./smimesh
-RUN /opt/smimesh/bin/pip install --no-compile . \
+RUN /opt/smimesh/bin/pip install --no-compile -c constraints.txt . \
  && /opt/smimesh/bin/python -m compileall -q /opt/smimesh/lib \
  && find /opt/smimesh -name '*.pyi' -delete
 

@@ -7,10 +7,10 @@ STAMP := $(VENV)/.installed
 
 .PHONY: test test-fast demo lint typecheck layers pytest binaries proto crds fuzz bench sidecar-deps clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml constraints.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m pip install --quiet -c constraints.txt -e '.[dev]'
 	@touch $(STAMP)
 
 ## Build (once per machine, cached in ~/.cache/smimesh) kube-apiserver and kubectl.
@@ -48,7 +48,7 @@ test-fast: $(STAMP)
 demo: binaries
 	$(VENV)/bin/smimesh demo
 
-## Regenerate the SMI CRDs in manifests/crds/ from smimesh.smi (checked in; a test diffs them).
+## Regenerate the SMI CRDs in smimesh/manifests/crds/ from smimesh.smi (checked in; a test diffs them).
 crds: $(STAMP)
 	$(VENV)/bin/smimesh crds
 

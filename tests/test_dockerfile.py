@@ -85,6 +85,6 @@ def test_the_sidecar_init_and_test_app_entrypoints_exist() -> None:
 
 @pytest.mark.fast
 def test_the_manifests_run_this_version_of_the_image() -> None:
-    operator = (ROOT / "manifests" / "base" / "operator.yaml").read_text()
+    operator = (ROOT / "smimesh" / "manifests" / "base" / "operator.yaml").read_text()
     assert f"image: ghcr.io/smimesh/smimesh:{smimesh.__version__}\n" in operator
     assert f"ghcr.io/smimesh/smimesh:{smimesh.__version__}" in DOCKERFILE.read_text()

@@ -1,4 +1,4 @@
-"""`smimesh crds`: write (or `--check`) the generated SMI CRDs in manifests/crds/.
+"""`smimesh crds`: write (or `--check`) the generated SMI CRDs in smimesh/manifests/crds/.
 
 Registered by `smimesh.cli.main`; the CRDs come from `smimesh.smi.crdgen`.
 """
@@ -12,7 +12,8 @@ import typer
 
 from smimesh.smi import crdgen
 
-DEFAULT_DIR = Path("manifests/crds")
+DEFAULT_DIR = Path("smimesh/manifests/crds")
+"""This checkout's copy, from its root (the package data `kubectl smi install` reads)."""
 
 
 def crds(

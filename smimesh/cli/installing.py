@@ -1,5 +1,5 @@
 """`kubectl smi install` and `kubectl smi uninstall`: apply (or delete) the rendered
-manifests/ kustomization server-side, as field manager `smimesh`.
+smimesh/manifests/ kustomization server-side, as field manager `smimesh`.
 
 Registered by `smimesh.cli.main`. The install itself is `smimesh.kube.installing`, the same
 path the tests' local meshes take; this module adds the options, one line of output per
@@ -24,7 +24,7 @@ from smimesh.kube import installing, names
 Manifests = Annotated[
     Path | None,
     typer.Option(
-        "--manifests", help="A kustomization directory (default: this checkout's manifests/)."
+        "--manifests", help="A kustomization directory (default: the manifests shipped in the package, smimesh/manifests/)."
     ),
 ]
 MeshNamespace = Annotated[
@@ -98,7 +98,7 @@ def install(
 ) -> None:
     """Install smimesh: namespace, SMI CRDs, RBAC, operator Deployment, Service and PDB.
 
-    Renders the manifests/ kustomization (overlays/ha with --ha) and applies every object
+    Renders the smimesh/manifests/ kustomization (overlays/ha with --ha) and applies every object
     server-side as field manager "smimesh", taking over fields other managers set.
     Running it again upgrades in place. Exit code 0 when applied, 1 if the apiserver
     refused an object, 2 for bad arguments or an unreachable cluster.

@@ -2,7 +2,7 @@
 
 `run_cases` is environment-agnostic (any `stages.Stage`); `run_local` builds the local
 environment: the embedded control plane (or another cluster from `smimesh.testing.clusters`),
-the mesh from `manifests/` and the test app as local workloads. `run_current` grades the
+the mesh from `smimesh/manifests/` and the test app as local workloads. `run_current` grades the
 mesh already running in a cluster (`connect`: a kubeconfig and context), with the test app
 deployed as Pods for a mesh profile (`deploying`, `profiles`). Called by
 `smimesh conformance run` and by our own tests; results go to `reporting`.

@@ -1,7 +1,9 @@
-"""The one way smimesh is installed: render the manifests/ kustomization (`kustomizing`), move
-it to another mesh namespace when asked (`relocate`), apply every object server-side as field
-manager `smimesh`, and wait until its CRDs are Established; uninstalling deletes the same
-objects in reverse order.
+"""The one way smimesh is installed: render the kustomization shipped in the package,
+`smimesh/manifests/` (`kustomizing`; reached through `importlib.resources`, so an installed
+wheel carries it), move it to another mesh namespace when asked (`relocate`), point the
+operator at another image (`with_image`), apply every object server-side as field manager
+`smimesh`, and wait until its CRDs are Established; uninstalling deletes the same objects in
+reverse order.
 
 Used by `kubectl smi install|uninstall` (`smimesh.cli.installing`, which reports each `Step`)
 and by the local meshes of tests and `make demo` (`smimesh.testing.meshes`, through
@@ -11,6 +13,7 @@ and by the local meshes of tests and `make demo` (`smimesh.testing.meshes`, thro
 from __future__ import annotations
 
 import copy
+import importlib.resources
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,8 +27,9 @@ from smimesh._aio import waiting
 from smimesh.kube import kustomizing, names
 
 Object = dict[str, Any]
-MANIFESTS = Path(__file__).resolve().parents[2] / "manifests"
-"""This checkout's kustomize base (its HA overlay is `overlays/ha` below it)."""
+MANIFESTS = Path(str(importlib.resources.files("smimesh") / "manifests"))
+"""The kustomize base shipped as package data (its HA overlay is `overlays/ha` below it): in
+a checkout `smimesh/manifests/`, in an installed wheel the copy in site-packages."""
 
 Outcome = Literal["applied", "unchecked", "deleted", "gone", "kept", "refused"]
 """What became of one object: `unchecked` is a server dry run into a namespace not created
@@ -223,9 +227,9 @@ def wait_established(
 
 
 def install(api: client.ApiClient, *, kubectl: str | None = None) -> int:
-    """Install this checkout's manifests/ into smimesh-system, as `kubectl smi install` does,
-    and wait for the CRDs; the number of objects applied. InstallError names every object the
-    apiserver refused."""
+    """Install the packaged manifests (`MANIFESTS`) into smimesh-system, as `kubectl smi
+    install` does, and wait for the CRDs; the number of objects applied. InstallError names
+    every object the apiserver refused."""
     objects = rendered(kubectl=kubectl)
     applier = dynamic.DynamicClient(api)  # type: ignore[no-untyped-call]
     refused = [

@@ -1,6 +1,6 @@
 """CustomResourceDefinitions generated from the models: every version served, hub stored.
 
-Read by `smimesh.cli.crds` (which writes `manifests/crds/`) and by the tests that diff the
+Read by `smimesh.cli.crds` (which writes `smimesh/manifests/crds/`) and by the tests that diff the
 checked-in files and apply them to a real apiserver. Schemas are structural: v1alpha1 split
 weights are int-or-string Quantities, header matches (a map or a list of one-key maps) keep
 unknown fields and are checked by `validating`. Conversion goes to the operator's webhook;
@@ -195,5 +195,5 @@ def render(crd: Schema) -> str:
 
 
 def rendered(*, strategy: Strategy = "Webhook") -> dict[str, str]:
-    """File name -> file text, as checked in under manifests/crds/."""
+    """File name -> file text, as checked in under smimesh/manifests/crds/."""
     return {name: render(crd) for name, crd in crds(strategy=strategy).items()}

@@ -317,7 +317,7 @@ def wait_leader(cluster: clusters.Cluster, identity: str, *, timeout: float = 30
 
 
 def install(cluster: clusters.Cluster) -> None:
-    """Install `manifests/` as `kubectl smi install` does (`smimesh.kube.installing`: server-side
+    """Install `smimesh/manifests/` as `kubectl smi install` does (`smimesh.kube.installing`: server-side
     apply as field manager smimesh) and wait for the CRDs."""
     with cluster.api_client() as api:
         try:
@@ -358,7 +358,7 @@ class LocalMesh:
     def __enter__(self) -> LocalMesh:
         try:
             install(self.cluster)
-            self.say("installed CRDs, RBAC and the mesh namespace from manifests/")
+            self.say("installed CRDs, RBAC and the mesh namespace from smimesh/manifests/")
             kubeconfig = self.cluster.kubeconfig_for(
                 names.MESH_NAMESPACE, names.OPERATOR_SERVICE, self.work_dir / "operator.kubeconfig"
             )

@@ -17,7 +17,7 @@ from tests.cli.conftest import Run, run_smi
 pytestmark = pytest.mark.cluster
 
 ROOT = Path(__file__).resolve().parents[2]
-RENDERED = kustomizing.render_builtin(ROOT / "manifests")
+RENDERED = kustomizing.render_builtin(ROOT / "smimesh" / "manifests")
 
 
 def test_install_applies_everything_server_side_as_smimesh(

@@ -1,4 +1,4 @@
-"""manifests/: the kustomize base and the HA overlay render, validate against the Kubernetes
+"""smimesh/manifests/: the kustomize base and the HA overlay render, validate against the Kubernetes
 schemas (kubernetes-validate, strict) and are accepted by the real apiserver (server-side
 apply, server dry run); the operator's Deployment is hardened as DESIGN.md asks; the
 built-in renderer of `kubectl smi install` agrees with `kubectl kustomize`."""
@@ -17,7 +17,7 @@ from smimesh.smi import crdgen
 from smimesh.testing import binaries, clusters
 
 ROOT = Path(__file__).resolve().parents[2]
-BASE = ROOT / "manifests"
+BASE = ROOT / "smimesh" / "manifests"
 HA = BASE / "overlays" / "ha"
 
 

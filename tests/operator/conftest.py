@@ -1,4 +1,4 @@
-"""Fixtures for operator tests: the mesh installed from manifests/, and operators running
+"""Fixtures for operator tests: the mesh installed from smimesh/manifests/, and operators running
 as real processes (`python -m smimesh.operator`) under their own ServiceAccount's RBAC."""
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ operator writes at start.
 
 One operator (a process, under its own RBAC) serves this module in local mode
 (`--webhook-url`): it patches the CA bundle and its URL into the CRDs and the webhook
-configurations, which the fixture re-applies from manifests/ first (other suites apply the
+configurations, which the fixture re-applies from smimesh/manifests/ first (other suites apply the
 `None` conversion variant of the CRDs). Afterwards `scenarios.forget_webhooks` removes the
 webhook configurations and points the CRDs back at the Service: a stopped operator must not
 keep refusing pods, and the manifests must apply again.

@@ -26,10 +26,10 @@ ROOT = Path(__file__).parent.parent.parent
 
 @pytest.mark.fast
 def test_checked_in_crds_are_current() -> None:
-    directory = ROOT / "manifests" / "crds"
+    directory = ROOT / "smimesh" / "manifests" / "crds"
     generated = crdgen.rendered()
     on_disk = {path.name: path.read_text() for path in directory.glob("*.yaml")}
-    assert on_disk == generated, "run `make crds` and commit manifests/crds/"
+    assert on_disk == generated, "run `make crds` and commit smimesh/manifests/crds/"
 
 
 @pytest.mark.fast
