@@ -5,7 +5,9 @@ Registered by `smimesh.cli.main`. The install itself is `smimesh.kube.installing
 path the tests' local meshes take; this module adds the options, one line of output per
 object and the exit codes, and talks to the apiserver through a dynamic client built on
 `smimesh.cli.connecting`. `--dry-run` asks the apiserver to check every write without
-persisting it; `--render` prints the YAML and contacts nothing.
+persisting it; `--render` prints the YAML and contacts nothing; `--image` runs another
+operator image and `--wait` waits for the operator's rollout, saying each step. docs/install.md
+says what install and uninstall leave.
 """
 
 from __future__ import annotations
@@ -24,7 +26,8 @@ from smimesh.kube import installing, names
 Manifests = Annotated[
     Path | None,
     typer.Option(
-        "--manifests", help="A kustomization directory (default: the manifests shipped in the package, smimesh/manifests/)."
+        "--manifests",
+        help="A kustomization directory (default: the one shipped in the package).",
     ),
 ]
 MeshNamespace = Annotated[
@@ -33,15 +36,33 @@ MeshNamespace = Annotated[
 Ha = Annotated[
     bool, typer.Option("--ha", help="Two operator replicas on different nodes (overlays/ha).")
 ]
+Image = Annotated[
+    str,
+    typer.Option(
+        "--image", help="The operator image (default: this version's, see docs/image.md)."
+    ),
+]
+Wait = Annotated[
+    bool,
+    typer.Option("--wait", help="Wait until the operator Deployment has rolled out."),
+]
+Timeout = Annotated[
+    float, typer.Option("--timeout", min=1, help="Seconds --wait waits before it fails.")
+]
 DryRun = Annotated[
     bool, typer.Option("--dry-run", help="Let the apiserver check every write; persist nothing.")
 ]
 
 
-def rendered(manifests: Path | None, *, ha: bool, namespace: str) -> list[dict[str, Any]]:
+def rendered(
+    manifests: Path | None, *, ha: bool, namespace: str, image: str = installing.DEFAULT_IMAGE
+) -> list[dict[str, Any]]:
     """The objects to install; exits 2 if the manifests cannot be found or rendered."""
     try:
-        return installing.rendered(manifests, ha=ha, namespace=namespace)
+        objects = installing.rendered(manifests, ha=ha, namespace=namespace)
+        if image == installing.DEFAULT_IMAGE:
+            return objects
+        return installing.with_image(objects, image)
     except installing.NoManifestsError as exc:
         connecting.fail(f"{exc}; pass --manifests DIR")
     except installing.InstallError as exc:
@@ -93,6 +114,9 @@ def install(
         bool, typer.Option("--render", help="Print the manifests as YAML; contact no cluster.")
     ] = False,
     manifests: Manifests = None,
+    image: Image = installing.DEFAULT_IMAGE,
+    wait: Wait = False,
+    timeout: Timeout = 300,
     kubeconfig: connecting.Kubeconfig = None,
     context: connecting.Context = None,
 ) -> None:
@@ -100,12 +124,13 @@ def install(
 
     Renders the smimesh/manifests/ kustomization (overlays/ha with --ha) and applies every object
     server-side as field manager "smimesh", taking over fields other managers set.
-    Running it again upgrades in place. Exit code 0 when applied, 1 if the apiserver
-    refused an object, 2 for bad arguments or an unreachable cluster.
+    Running it again upgrades in place. With --wait it returns once the operator Deployment
+    has rolled out. Exit code 0 when applied, 1 if the apiserver refused an object or the
+    rollout failed or timed out, 2 for bad arguments or an unreachable cluster.
 
-    Example: kubectl smi install --dry-run && kubectl smi install --ha
+    Example: kubectl smi install --dry-run && kubectl smi install --ha --wait
     """
-    objects = rendered(manifests, ha=ha, namespace=namespace)
+    objects = rendered(manifests, ha=ha, namespace=namespace, image=image)
     if render:
         typer.echo(yaml.safe_dump_all(objects, sort_keys=False, explicit_start=True), nl=False)
         return
@@ -117,8 +142,15 @@ def install(
     if not dry_run:
         try:
             installing.wait_established(api, objects)
+            if wait:
+                typer.echo(f"waiting for deployment/{namespace}/{names.OPERATOR_DEPLOYMENT}")
+                installing.wait_rollout(
+                    api, namespace, timeout=timeout, say=lambda text: typer.echo(f"  {text}")
+                )
         except installing.InstallError as exc:
             connecting.fail(str(exc), connecting.FAILED)
+        except connecting.UNREACHABLE as exc:
+            connecting.fail(f"waiting for the install: {connecting.describe(exc)}")
     typer.echo(
         f"{len(objects)} objects {'checked' if dry_run else 'applied'} in {namespace}; "
         "next: kubectl smi check"
@@ -138,10 +170,13 @@ def uninstall(
     kubeconfig: connecting.Kubeconfig = None,
     context: connecting.Context = None,
 ) -> None:
-    """Remove what `install` created, in reverse order.
+    """Remove what `install` created, in reverse order, and the trust-bundle ConfigMaps the
+    operator wrote into meshed namespaces.
 
     The SMI CRDs stay unless --crds is given: deleting them deletes every TrafficSplit,
     TrafficTarget and route in the cluster, including those Flagger or Argo Rollouts own.
+    The mesh namespace goes last, and with it the CA Secret and the leader Lease; labels
+    and annotations you put on your own namespaces and workloads stay.
     Exit code 0 when deleted (or already gone), 1 if a deletion was refused, 2 for bad
     arguments or an unreachable cluster.
 
@@ -150,8 +185,13 @@ def uninstall(
     objects = rendered(manifests, ha=False, namespace=namespace)
     api = _dynamic(kubeconfig, context)
     suffix = " (server dry run)" if dry_run else ""
-    steps = installing.delete(api, objects, dry_run=dry_run, crds=crds)
-    failed = _report(steps, objects[::-1], suffix)
+    try:
+        made = installing.leftovers(api)
+    except connecting.UNREACHABLE as exc:
+        connecting.fail(f"listing the trust bundles: {connecting.describe(exc)}")
+    order = [*made, *objects]  # deleted in reverse: the trust bundles after the operator
+    steps = installing.delete(api, order, dry_run=dry_run, crds=crds)
+    failed = _report(steps, order[::-1], suffix)
     if failed:
         connecting.fail(f"{failed} deletions were refused", connecting.FAILED)
 

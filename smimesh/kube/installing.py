@@ -2,8 +2,9 @@
 `smimesh/manifests/` (`kustomizing`; reached through `importlib.resources`, so an installed
 wheel carries it), move it to another mesh namespace when asked (`relocate`), point the
 operator at another image (`with_image`), apply every object server-side as field manager
-`smimesh`, and wait until its CRDs are Established; uninstalling deletes the same objects in
-reverse order.
+`smimesh`, wait until its CRDs are Established and, when asked, until the operator's
+Deployment has rolled out (`wait_rollout`, `rollout_state`); uninstalling deletes the same
+objects in reverse order, then what the operator made outside its namespace (`leftovers`).
 
 Used by `kubectl smi install|uninstall` (`smimesh.cli.installing`, which reports each `Step`)
 and by the local meshes of tests and `make demo` (`smimesh.testing.meshes`, through
@@ -14,7 +15,7 @@ from __future__ import annotations
 
 import copy
 import importlib.resources
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -23,6 +24,7 @@ import yaml
 from kubernetes import client, dynamic
 from kubernetes.dynamic import exceptions
 
+import smimesh
 from smimesh._aio import waiting
 from smimesh.kube import kustomizing, names
 
@@ -30,6 +32,9 @@ Object = dict[str, Any]
 MANIFESTS = Path(str(importlib.resources.files("smimesh") / "manifests"))
 """The kustomize base shipped as package data (its HA overlay is `overlays/ha` below it): in
 a checkout `smimesh/manifests/`, in an installed wheel the copy in site-packages."""
+
+DEFAULT_IMAGE = f"{names.IMAGE_REPOSITORY}:{smimesh.__version__}"
+"""The image the manifests name: this version's."""
 
 Outcome = Literal["applied", "unchecked", "deleted", "gone", "kept", "refused"]
 """What became of one object: `unchecked` is a server dry run into a namespace not created
@@ -87,6 +92,28 @@ def relocate(objects: list[Object], namespace: str) -> list[Object]:
             if service.get("namespace") == old:
                 service["namespace"] = namespace
         moved.append(obj)
+    return moved
+
+
+def with_image(objects: list[Object], image: str) -> list[Object]:
+    """The objects with the operator Deployment's container running `image`; InstallError if
+    the manifests have no such Deployment."""
+    moved = copy.deepcopy(objects)
+    containers = [
+        container
+        for obj in moved
+        if obj.get("kind") == "Deployment"
+        and obj.get("metadata", {}).get("name") == names.OPERATOR_DEPLOYMENT
+        for container in obj["spec"]["template"]["spec"].get("containers") or []
+        if container.get("name") == names.OPERATOR_CONTAINER
+    ]
+    if not containers:
+        raise InstallError(
+            f"the manifests have no Deployment {names.OPERATOR_DEPLOYMENT} with a container "
+            f"{names.OPERATOR_CONTAINER!r} to set the image of"
+        )
+    for container in containers:
+        container["image"] = image
     return moved
 
 
@@ -241,3 +268,95 @@ def install(api: client.ApiClient, *, kubectl: str | None = None) -> int:
         raise InstallError(f"{len(refused)} of {len(objects)} objects refused: {refused}")
     wait_established(applier, objects)
     return len(objects)
+
+
+@dataclass(frozen=True)
+class Rollout:
+    """Where a Deployment's rollout stands, as `kubectl rollout status` judges it."""
+
+    done: bool
+    text: str
+    """What it waits for, or `rolled out`."""
+    failed: bool = False
+    """The Deployment's controller gave up (its progress deadline passed)."""
+
+
+def rollout_state(deployment: Object) -> Rollout:
+    """The rollout of a Deployment (a dict as the API returns it): done once its controller has
+    seen the latest spec and every replica is updated and available, none old left."""
+    meta = deployment.get("metadata") or {}
+    spec = deployment.get("spec") or {}
+    status = deployment.get("status") or {}
+    for condition in status.get("conditions") or []:
+        if condition.get("type") == "Progressing" and (
+            condition.get("reason") == "ProgressDeadlineExceeded"
+        ):
+            return Rollout(False, str(condition.get("message") or "progress deadline exceeded"),
+                           failed=True)  # fmt: skip
+    if int(status.get("observedGeneration") or 0) < int(meta.get("generation") or 0):
+        return Rollout(False, "waiting for the Deployment controller to see the new spec")
+    wanted = int(spec.get("replicas", 1))
+    updated = int(status.get("updatedReplicas") or 0)
+    total = int(status.get("replicas") or 0)
+    available = int(status.get("availableReplicas") or 0)
+    if updated < wanted:
+        return Rollout(False, f"{updated} of {wanted} replicas updated")
+    if total > updated:
+        return Rollout(False, f"{total - updated} old replicas pending termination")
+    if available < updated:
+        return Rollout(False, f"{available} of {updated} updated replicas available")
+    return Rollout(True, "rolled out")
+
+
+def wait_rollout(
+    api: dynamic.DynamicClient,
+    namespace: str,
+    *,
+    timeout: float,
+    say: Callable[[str], None],
+    name: str = names.OPERATOR_DEPLOYMENT,
+) -> None:
+    """Until Deployment `namespace/name` has rolled out, saying each new state; InstallError
+    if its controller gives up or `timeout` seconds pass."""
+    deployments = api.resources.get(api_version="apps/v1", kind="Deployment")
+    said: list[str] = []
+
+    def rolled_out() -> bool:
+        state = rollout_state(deployments.get(name=name, namespace=namespace).to_dict())
+        if not said or said[-1] != state.text:
+            said.append(state.text)
+            say(state.text)
+        if state.failed:
+            raise InstallError(f"deployment {namespace}/{name} failed: {state.text}")
+        return state.done
+
+    waiting.eventually_sync(
+        rolled_out,
+        timeout=timeout,
+        message=lambda: (
+            f"deployment {namespace}/{name} did not roll out in {timeout:.0f}s: "
+            f"{said[-1] if said else 'not found'}"
+        ),
+        interval=0.5,
+        ignoring=(exceptions.NotFoundError,),
+        error=InstallError,
+    )
+
+
+def leftovers(api: dynamic.DynamicClient) -> list[Object]:
+    """What a running operator made outside the mesh namespace and uninstalling removes: the
+    trust-bundle ConfigMaps of meshed namespaces (labelled part of smimesh). What it made
+    inside (the CA Secret, its Lease) goes with the namespace."""
+    config_maps = api.resources.get(api_version="v1", kind="ConfigMap")
+    found = config_maps.get(
+        label_selector=f"{names.PART_OF_LABEL}={names.PART_OF}",
+        field_selector=f"metadata.name={names.TRUST_BUNDLE_CONFIGMAP}",
+    )
+    return [
+        {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {"name": item.metadata.name, "namespace": item.metadata.namespace},
+        }
+        for item in found.items
+    ]

@@ -15,6 +15,15 @@ OPERATOR_LEASE: Final = "smimesh-operator"
 """The coordination.k8s.io Lease the operator replicas elect their leader on."""
 # The source component of the operator's Events.
 EVENT_COMPONENT: Final = "smimesh-operator"
+# The one image of the operator, the sidecar, its init container and the test app
+# (docs/image.md); its tag is `smimesh.__version__`.
+IMAGE_REPOSITORY: Final = "ghcr.io/smimesh/smimesh"
+# The operator's Deployment and its container in the manifests (`kubectl smi install --image`).
+OPERATOR_DEPLOYMENT: Final = "smimesh-operator"
+OPERATOR_CONTAINER: Final = "operator"
+# The label every object smimesh installs or the operator creates carries.
+PART_OF_LABEL: Final = "app.kubernetes.io/part-of"
+PART_OF: Final = "smimesh"
 # The field manager of everything smimesh applies server-side (install, `kubectl smi split`).
 FIELD_MANAGER: Final = "smimesh"
 
