@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: test test-fast demo lint typecheck layers pytest binaries proto crds fuzz bench sidecar-deps clean
+.PHONY: test test-fast demo lint typecheck layers pytest binaries helm proto crds fuzz bench sidecar-deps clean
 
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -16,6 +16,11 @@ $(STAMP): pyproject.toml constraints.txt
 ## Build (once per machine, cached in ~/.cache/smimesh) kube-apiserver and kubectl.
 binaries: $(STAMP)
 	$(PY) -m smimesh.testing.binaries >/dev/null
+
+## Build (once per machine, cached in ~/.cache/smimesh/tools) the helm the chart is tested
+## with (charts/smimesh/, docs/install.md); prints its path.
+helm: $(STAMP)
+	@$(PY) -m smimesh.testing.helm
 
 ## Regenerate the gRPC modules of the proxy-config contract (checked in; a test diffs them).
 proto: $(STAMP)
@@ -48,9 +53,11 @@ test-fast: $(STAMP)
 demo: binaries
 	$(VENV)/bin/smimesh demo
 
-## Regenerate the SMI CRDs in smimesh/manifests/crds/ from smimesh.smi (checked in; a test diffs them).
+## Regenerate the SMI CRDs from smimesh.smi into the manifests and the Helm chart (both
+## checked in; a test diffs them).
 crds: $(STAMP)
 	$(VENV)/bin/smimesh crds
+	$(VENV)/bin/smimesh crds --dir charts/smimesh/files/crds
 
 ## Hypothesis fuzzing, 60 s per target: the SMI parser and validator, the sidecar's path
 ## normalizer, the HTTP/2 codec of a real sidecar process fed random and mutated frame
