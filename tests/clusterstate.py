@@ -19,9 +19,14 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+import pytest
+
 from smimesh._aio import waiting
 from smimesh.testing import clusters
 
+AUTOMANAGED = "kube-aggregator.kubernetes.io/automanaged"
+"""The label of the APIServices the apiserver registers by itself for the groups of CRDs: they
+come and go with the CRDs."""
 SKIPPED = frozenset({"events", "events.events.k8s.io", "leases.coordination.k8s.io"})
 """Kinds whose objects come and go by themselves (the apiserver's own Leases, Events)."""
 
@@ -31,12 +36,14 @@ def _say(message: str) -> None:
 
 
 @contextlib.contextmanager
-def own(session: clusters.Cluster) -> Iterator[clusters.Cluster]:
-    """A cluster for tests that install and uninstall smimesh as a whole (see the module)."""
-    if session.mode == "local":
+def own(request: pytest.FixtureRequest) -> Iterator[clusters.Cluster]:
+    """A cluster for tests that install and uninstall smimesh as a whole (see the module);
+    `request` gives the session's `cluster` fixture when it is not the local control plane."""
+    if clusters.mode_from_env() == "local":
         with clusters.provide("local", say=_say) as cluster:
             yield cluster
         return
+    session: clusters.Cluster = request.getfixturevalue("cluster")
     try:
         yield session
     finally:
@@ -67,6 +74,7 @@ def snapshot(cluster: clusters.Cluster, types: list[str]) -> dict[str, dict[str,
             "metadata"
         ]
         for item in items
+        if AUTOMANAGED not in (item["metadata"].get("labels") or {})
     }
 
 

@@ -18,6 +18,11 @@ SOURCES = ("pyproject.toml", "README.md", "LICENSE", "constraints.txt", "smimesh
 """What the Dockerfile copies into its build stage, so what the wheel is built from."""
 
 
+def _clean_env() -> dict[str, str]:
+    """This environment without PYTHONPATH (the checkout must not be importable)."""
+    return {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+
+
 @dataclass(frozen=True)
 class Built:
     wheel: Path
@@ -61,7 +66,7 @@ class Venv:
 
     def run(self, *argv: str, cwd: Path) -> subprocess.CompletedProcess[str]:
         """A command of the venv, as a user runs it: no PYTHONPATH, the venv's bin first."""
-        env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+        env = _clean_env()
         env |= {"PATH": f"{self.bin}:{env.get('PATH', '')}", "COLUMNS": "200", "NO_COLOR": "1"}
         return subprocess.run(
             list(argv), capture_output=True, text=True, check=False, timeout=180, env=env, cwd=cwd
@@ -78,12 +83,14 @@ def venv(built: Built, tmp_path_factory: pytest.TempPathFactory) -> Venv:
     subprocess.run(
         [sys.executable, "-m", "venv", "--without-pip", str(root)], check=True, timeout=120
     )
-    site = Path(sysconfig.get_path("purelib", vars={"base": str(root), "platbase": str(root)}))
-    (site / "zz-dependencies.pth").write_text(sysconfig.get_path("purelib") + "\n")
     installed = subprocess.run(
         [sys.executable, "-m", "pip", "--python", str(root / "bin" / "python"), "install",
          "--no-deps", "--no-index", "--quiet", str(built.wheel)],
-        capture_output=True, text=True, check=False, timeout=300,
+        capture_output=True, text=True, check=False, timeout=300, env=_clean_env(),
     )  # fmt: skip
     assert installed.returncode == 0, installed.stderr
+    # After the install: else pip would find the checkout's editable smimesh there.
+    site = Path(sysconfig.get_path("purelib", vars={"base": str(root), "platbase": str(root)}))
+    assert (site / "smimesh" / "manifests").is_dir()
+    (site / "zz-dependencies.pth").write_text(sysconfig.get_path("purelib") + "\n")
     return Venv(root)

@@ -40,8 +40,8 @@ CRDS = frozenset(
 
 
 @pytest.fixture(scope="module")
-def own(cluster: clusters.Cluster) -> Iterator[clusters.Cluster]:
-    with clusterstate.own(cluster) as mine:
+def own(request: pytest.FixtureRequest) -> Iterator[clusters.Cluster]:
+    with clusterstate.own(request) as mine:
         yield mine
 
 
@@ -100,8 +100,12 @@ def test_install_from_the_wheel_then_uninstall_leaves_nothing(
 
     kept = venv.run(*smi, "uninstall", kubeconfig, cwd=tmp_path)
     assert kept.returncode == 0, kept.stderr
-    assert f"✔ configmap/{meshed}/{names.TRUST_BUNDLE_CONFIGMAP} deleted" in kept.stdout
-    assert kept.stdout.splitlines()[-1] == f"✔ namespace/{names.MESH_NAMESPACE} deleted"
+    lines = kept.stdout.splitlines()
+    # The operator's Deployment first (so it writes no bundle again), the bundles last.
+    assert lines.index("✔ deployment/smimesh-system/smimesh-operator deleted") < lines.index(
+        f"✔ namespace/{names.MESH_NAMESPACE} deleted"
+    )
+    assert lines[-1] == f"✔ configmap/{meshed}/{names.TRUST_BUNDLE_CONFIGMAP} deleted"
     clusterstate.assert_nothing_left(
         own, types, before, names.MESH_NAMESPACE, kept=CRDS | {f"Namespace//{meshed}"}
     )
