@@ -82,20 +82,21 @@ def assert_nothing_left(
     cluster: clusters.Cluster,
     types: list[str],
     before: dict[str, dict[str, object]],
-    namespace: str,
+    namespaces: tuple[str, ...],
     *,
     kept: frozenset[str] = frozenset(),
 ) -> None:
-    """Every object absent `before` is gone again but the mesh `namespace`, which may still
-    be terminating (the local control plane runs no namespace controller to finish it), and
+    """Every object absent `before` is gone again but the mesh `namespaces`, which may still
+    be terminating (the local control plane runs no namespace controller to finish them), and
     `kept` (keys as `snapshot` gives them)."""
-    terminating = f"Namespace//{namespace}"
 
     def left() -> bool:
         now = snapshot(cluster, types)
         extra = {key: meta for key, meta in now.items() if key not in before and key not in kept}
-        if cluster.mode == "local" and "deletionTimestamp" in extra.get(terminating, {}):
-            del extra[terminating]
+        for namespace in namespaces:
+            terminating = f"Namespace//{namespace}"
+            if cluster.mode == "local" and "deletionTimestamp" in extra.get(terminating, {}):
+                del extra[terminating]
         state["extra"] = sorted(extra)
         return not extra
 

@@ -130,7 +130,9 @@ def test_the_crds_that_convert_are_those_with_several_versions() -> None:
 
 
 def test_rbac_lets_the_operator_patch_exactly_the_converting_crds() -> None:
-    documents = yaml.safe_load_all((ROOT / "smimesh" / "manifests" / "base" / "rbac.yaml").read_text())
+    documents = yaml.safe_load_all(
+        (ROOT / "smimesh" / "manifests" / "base" / "rbac.yaml").read_text()
+    )
     role = next(d for d in documents if d["kind"] == "ClusterRole")
     patchable = [
         rule
@@ -152,7 +154,9 @@ def test_the_apiservice_gets_the_bundle_and_loses_any_insecure_skip() -> None:
 
 
 def test_rbac_lets_the_operator_patch_only_its_own_apiservice() -> None:
-    documents = yaml.safe_load_all((ROOT / "smimesh" / "manifests" / "base" / "rbac.yaml").read_text())
+    documents = yaml.safe_load_all(
+        (ROOT / "smimesh" / "manifests" / "base" / "rbac.yaml").read_text()
+    )
     role = next(d for d in documents if d["kind"] == "ClusterRole")
     [rule] = [r for r in role["rules"] if "apiservices" in r["resources"]]
     assert rule["resourceNames"] == [cabundles.APISERVICE]

@@ -107,7 +107,7 @@ def test_install_from_the_wheel_then_uninstall_leaves_nothing(
     )
     assert lines[-1] == f"✔ configmap/{meshed}/{names.TRUST_BUNDLE_CONFIGMAP} deleted"
     clusterstate.assert_nothing_left(
-        own, types, before, names.MESH_NAMESPACE, kept=CRDS | {f"Namespace//{meshed}"}
+        own, types, before, (names.MESH_NAMESPACE,), kept=CRDS | {f"Namespace//{meshed}"}
     )
     # --crds removes the CRDs too; what is already gone is said so, not an error.
     removed = venv.run(*smi, "uninstall", "--crds", kubeconfig, cwd=tmp_path)
@@ -115,7 +115,7 @@ def test_install_from_the_wheel_then_uninstall_leaves_nothing(
     assert "- deployment/smimesh-system/smimesh-operator: already gone" in removed.stdout
     assert "✔ customresourcedefinition/trafficsplits.split.smi-spec.io deleted" in removed.stdout
     clusterstate.assert_nothing_left(
-        own, types, before, names.MESH_NAMESPACE, kept=frozenset({f"Namespace//{meshed}"})
+        own, types, before, (names.MESH_NAMESPACE,), kept=frozenset({f"Namespace//{meshed}"})
     )
     assert own.kubectl("delete", "namespace", meshed, "--wait=false").returncode == 0
 
