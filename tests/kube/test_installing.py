@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from smimesh.kube import installing, names
+from smimesh.kube import installing, kustomizing, names
 from smimesh.testing import clusters, meshes
 
 
@@ -35,3 +35,79 @@ def test_a_local_mesh_installs_as_kubectl_smi_install_does(cluster: clusters.Clu
 def test_missing_manifests_are_named(tmp_path: Path) -> None:
     with pytest.raises(installing.NoManifestsError, match="no manifests at"):
         installing.rendered(tmp_path / "nowhere")
+
+
+def _deployment(generation: int = 2, wanted: int = 2, **status: object) -> dict[str, object]:
+    return {
+        "metadata": {"name": names.OPERATOR_DEPLOYMENT, "generation": generation},
+        "spec": {"replicas": wanted},
+        "status": status,
+    }
+
+
+@pytest.mark.fast
+@pytest.mark.parametrize(
+    ("deployment", "text"),
+    [
+        (_deployment(observedGeneration=1), "waiting for the Deployment controller to see"),
+        (
+            _deployment(observedGeneration=2, updatedReplicas=1, replicas=2),
+            "1 of 2 replicas updated",
+        ),
+        (
+            _deployment(observedGeneration=2, updatedReplicas=2, replicas=3, availableReplicas=2),
+            "1 old replicas pending termination",
+        ),
+        (
+            _deployment(observedGeneration=2, updatedReplicas=2, replicas=2, availableReplicas=1),
+            "1 of 2 updated replicas available",
+        ),
+    ],
+)
+def test_a_rollout_in_progress_says_what_it_waits_for(
+    deployment: dict[str, object], text: str
+) -> None:
+    state = installing.rollout_state(deployment)
+    assert not state.done
+    assert not state.failed
+    assert state.text.startswith(text)
+
+
+@pytest.mark.fast
+def test_a_rollout_is_done_once_every_replica_is_updated_and_available() -> None:
+    done = _deployment(observedGeneration=2, updatedReplicas=2, replicas=2, availableReplicas=2)
+    assert installing.rollout_state(done) == installing.Rollout(True, "rolled out")
+
+
+@pytest.mark.fast
+def test_a_rollout_past_its_deadline_failed_with_the_controllers_reason() -> None:
+    stuck = _deployment(
+        observedGeneration=2,
+        conditions=[
+            {"type": "Progressing", "status": "False", "reason": "ProgressDeadlineExceeded",
+             "message": 'ReplicaSet "smimesh-operator-1" has timed out progressing.'}
+        ],
+    )  # fmt: skip
+    state = installing.rollout_state(stuck)
+    assert state.failed
+    assert not state.done
+    assert state.text == 'ReplicaSet "smimesh-operator-1" has timed out progressing.'
+
+
+@pytest.mark.fast
+def test_with_image_sets_the_operator_container_only() -> None:
+    objects = kustomizing.render_builtin(installing.MANIFESTS)
+    changed = installing.with_image(objects, "registry.example/smimesh:dev")
+    images = [
+        (obj["metadata"]["name"], container["image"])
+        for obj in changed
+        if obj["kind"] == "Deployment"
+        for container in obj["spec"]["template"]["spec"]["containers"]
+    ]
+    assert images == [(names.OPERATOR_DEPLOYMENT, "registry.example/smimesh:dev")]
+    assert [o for o in changed if o["kind"] != "Deployment"] == [
+        o for o in objects if o["kind"] != "Deployment"
+    ]
+    assert installing.DEFAULT_IMAGE in json.dumps(objects)  # the input is left as it was
+    with pytest.raises(installing.InstallError, match="no Deployment smimesh-operator"):
+        installing.with_image([o for o in objects if o["kind"] != "Deployment"], "x")
