@@ -1,9 +1,9 @@
 """`smimesh demo`: the main job on the embedded local control plane, step by step.
 
-Starts etcd + kube-apiserver (`smimesh.testing.controlplane`), installs `smimesh/manifests/`, runs the
-operator and three local workloads (a client and two versions of `podinfo` behind one Service)
-with sidecars, applies a TrafficSplit and walks it through a canary's weights, measuring the
-share each version really gets. Registered by `smimesh.cli.main`.
+Starts etcd + kube-apiserver (`smimesh.testing.controlplane`), installs `smimesh/manifests/`,
+runs the operator and three local workloads (a client and two versions of `podinfo` behind one
+Service) with sidecars, applies a TrafficSplit and walks it through a canary's weights,
+measuring the share each version really gets. Registered by `smimesh.cli.main`.
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""Renders a kustomization (smimesh/manifests/ or an overlay) into a list of objects, in apply order.
+"""Renders a kustomization (smimesh/manifests/ or an overlay) into a list of objects, in apply
+order.
 
 Used by `installing`, the one install path of `kubectl smi install` and the tests' local
 meshes. Uses `kubectl kustomize` when given a kubectl or one is on PATH, else a built-in

@@ -21,7 +21,8 @@ from smimesh.testing import clusters, registering
 
 SLICE = f"{names.OPERATOR_SERVICE}-local"
 PORT_NAME = "https-webhooks"
-"""The operator Service's port 443 (`smimesh/manifests/base/operator.yaml`), the APIService's port."""
+"""The operator Service's port 443 (`smimesh/manifests/base/operator.yaml`), the APIService's
+port."""
 APISERVICE = "v1alpha1.metrics.smi-spec.io"
 
 

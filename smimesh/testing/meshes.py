@@ -317,8 +317,8 @@ def wait_leader(cluster: clusters.Cluster, identity: str, *, timeout: float = 30
 
 
 def install(cluster: clusters.Cluster) -> None:
-    """Install `smimesh/manifests/` as `kubectl smi install` does (`smimesh.kube.installing`: server-side
-    apply as field manager smimesh) and wait for the CRDs."""
+    """Install `smimesh/manifests/` as `kubectl smi install` does (`smimesh.kube.installing`:
+    server-side apply as field manager smimesh) and wait for the CRDs."""
     with cluster.api_client() as api:
         try:
             installing.install(api, kubectl=cluster.kubectl_binary)
