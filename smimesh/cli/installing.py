@@ -130,6 +130,8 @@ def install(
 
     Example: kubectl smi install --dry-run && kubectl smi install --ha --wait
     """
+    if wait and (dry_run or render):
+        connecting.fail("--wait waits for a real install: drop --dry-run and --render")
     objects = rendered(manifests, ha=ha, namespace=namespace, image=image)
     if render:
         typer.echo(yaml.safe_dump_all(objects, sort_keys=False, explicit_start=True), nl=False)

@@ -152,3 +152,20 @@ def test_missing_manifests_exit_2(smi: Run, tmp_path: Path) -> None:
     result = smi("install", f"--manifests={tmp_path / 'nowhere'}")
     assert result.returncode == 2
     assert "no manifests at" in result.stderr
+
+
+def test_wait_with_a_dry_run_is_a_usage_error(tmp_path: Path) -> None:
+    result = run_smi("install", "--dry-run", "--wait", f"--kubeconfig={tmp_path / 'absent'}")
+    assert result.returncode == 2
+    assert "--wait waits for a real install: drop --dry-run and --render" in result.stderr
+
+
+def test_render_with_an_image_runs_that_image_and_names_no_other() -> None:
+    result = run_smi("install", "--render", "--image", "registry.example/smimesh:dev")
+    assert result.returncode == 0, result.stderr
+    objects = list(yaml.safe_load_all(result.stdout))
+    deployment = next(o for o in objects if o["kind"] == "Deployment")
+    assert deployment["spec"]["template"]["spec"]["containers"][0]["image"] == (
+        "registry.example/smimesh:dev"
+    )
+    assert "ghcr.io/smimesh" not in result.stdout
