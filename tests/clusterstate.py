@@ -6,8 +6,8 @@ differs (`assert_nothing_left`).
 Used by tests/packaging/ and tests/charts/. Cluster-scoped names (CRDs, ClusterRoles, webhook
 configurations) are one per cluster, so those tests cannot share the session's cluster, where
 other suites keep smimesh installed: on the local control plane they start their own; on any
-other (`SMIMESH_CLUSTER=node|kind|existing`) they use the session's and put the session's
-install back afterwards (`kubectl smi install`).
+other (`SMIMESH_CLUSTER=node|kind|existing`) they use the session's, uninstalled first (the
+CRDs stay, and the chart test's Helm release takes them over) and installed again afterwards.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from pathlib import Path
 import pytest
 
 from smimesh._aio import waiting
+from smimesh.kube import names
 from smimesh.testing import clusters
 
 AUTOMANAGED = "kube-aggregator.kubernetes.io/automanaged"
@@ -44,16 +45,23 @@ def own(request: pytest.FixtureRequest) -> Iterator[clusters.Cluster]:
             yield cluster
         return
     session: clusters.Cluster = request.getfixturevalue("cluster")
+    kubectl_smi = str(Path(sys.executable).parent / "kubectl-smi")
+    kubeconfig = f"--kubeconfig={session.kubeconfig}"
+    # The session's install goes first (but its CRDs: other suites' SMI objects stay).
+    removed = subprocess.run(
+        [kubectl_smi, "uninstall", kubeconfig], capture_output=True, text=True, timeout=180
+    )
+    assert removed.returncode == 0, removed.stderr
+    waiting.eventually_sync(  # a real namespace controller finishes the mesh namespace
+        lambda: session.kubectl("get", "namespace", names.MESH_NAMESPACE).returncode != 0,
+        timeout=180,
+        message=f"namespace {names.MESH_NAMESPACE} was not deleted",
+        interval=1,
+    )
     try:
         yield session
     finally:
-        kubectl_smi = Path(sys.executable).parent / "kubectl-smi"
-        subprocess.run(
-            [str(kubectl_smi), "install", f"--kubeconfig={session.kubeconfig}"],
-            capture_output=True,
-            check=False,
-            timeout=180,
-        )
+        subprocess.run([kubectl_smi, "install", kubeconfig], capture_output=True, timeout=180)
 
 
 def resource_types(cluster: clusters.Cluster) -> list[str]:

@@ -46,7 +46,10 @@ def test_install_upgrade_uninstall_leave_nothing_behind(
     before = clusterstate.snapshot(own, types)
     kubeconfig = f"--kubeconfig={own.kubeconfig}"
     # The release's own record lives in `default`; the mesh in its namespace.
-    installed = run_helm("install", RELEASE, str(CHART), "-n", "default", kubeconfig)
+    # --take-ownership: on a shared cluster the CRDs may be there, applied by kubectl smi.
+    installed = run_helm(
+        "install", RELEASE, str(CHART), "-n", "default", kubeconfig, "--take-ownership"
+    )
     assert installed.returncode == 0, installed.stderr
     now = clusterstate.snapshot(own, types)
     for obj in RENDERED:
