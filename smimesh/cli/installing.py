@@ -21,7 +21,7 @@ import yaml
 from kubernetes import dynamic
 
 from smimesh.cli import connecting
-from smimesh.kube import installing, names
+from smimesh.kube import installing, names, rollouts
 
 Manifests = Annotated[
     Path | None,
@@ -146,10 +146,10 @@ def install(
             installing.wait_established(api, objects)
             if wait:
                 typer.echo(f"waiting for deployment/{namespace}/{names.OPERATOR_DEPLOYMENT}")
-                installing.wait_rollout(
+                rollouts.wait_rollout(
                     api, namespace, timeout=timeout, say=lambda text: typer.echo(f"  {text}")
                 )
-        except installing.InstallError as exc:
+        except (installing.InstallError, rollouts.RolloutError) as exc:
             connecting.fail(str(exc), connecting.FAILED)
         except connecting.UNREACHABLE as exc:
             connecting.fail(f"waiting for the install: {connecting.describe(exc)}")

@@ -2,9 +2,9 @@
 `smimesh/manifests/` (`kustomizing`; reached through `importlib.resources`, so an installed
 wheel carries it), move it to another mesh namespace when asked (`relocate`), point the
 operator at another image (`with_image`), apply every object server-side as field manager
-`smimesh`, wait until its CRDs are Established and, when asked, until the operator's
-Deployment has rolled out (`wait_rollout`, `rollout_state`); uninstalling deletes the same
-objects in reverse order, then what the operator made outside its namespace (`leftovers`).
+`smimesh`, and wait until its CRDs are Established (`rollouts` waits for the operator itself);
+uninstalling deletes the same objects in reverse order, then what the operator made outside
+its namespace (`leftovers`).
 
 Used by `kubectl smi install|uninstall` (`smimesh.cli.installing`, which reports each `Step`)
 and by the local meshes of tests and `make demo` (`smimesh.testing.meshes`, through
@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import copy
 import importlib.resources
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -268,79 +268,6 @@ def install(api: client.ApiClient, *, kubectl: str | None = None) -> int:
         raise InstallError(f"{len(refused)} of {len(objects)} objects refused: {refused}")
     wait_established(applier, objects)
     return len(objects)
-
-
-@dataclass(frozen=True)
-class Rollout:
-    """Where a Deployment's rollout stands, as `kubectl rollout status` judges it."""
-
-    done: bool
-    text: str
-    """What it waits for, or `rolled out`."""
-    failed: bool = False
-    """The Deployment's controller gave up (its progress deadline passed)."""
-
-
-def rollout_state(deployment: Object) -> Rollout:
-    """The rollout of a Deployment (a dict as the API returns it): done once its controller has
-    seen the latest spec and every replica is updated and available, none old left."""
-    meta = deployment.get("metadata") or {}
-    spec = deployment.get("spec") or {}
-    status = deployment.get("status") or {}
-    for condition in status.get("conditions") or []:
-        if condition.get("type") == "Progressing" and (
-            condition.get("reason") == "ProgressDeadlineExceeded"
-        ):
-            return Rollout(False, str(condition.get("message") or "progress deadline exceeded"),
-                           failed=True)  # fmt: skip
-    if int(status.get("observedGeneration") or 0) < int(meta.get("generation") or 0):
-        return Rollout(False, "waiting for the Deployment controller to see the new spec")
-    wanted = int(spec.get("replicas", 1))
-    updated = int(status.get("updatedReplicas") or 0)
-    total = int(status.get("replicas") or 0)
-    available = int(status.get("availableReplicas") or 0)
-    if updated < wanted:
-        return Rollout(False, f"{updated} of {wanted} replicas updated")
-    if total > updated:
-        return Rollout(False, f"{total - updated} old replicas pending termination")
-    if available < updated:
-        return Rollout(False, f"{available} of {updated} updated replicas available")
-    return Rollout(True, "rolled out")
-
-
-def wait_rollout(
-    api: dynamic.DynamicClient,
-    namespace: str,
-    *,
-    timeout: float,
-    say: Callable[[str], None],
-    name: str = names.OPERATOR_DEPLOYMENT,
-) -> None:
-    """Until Deployment `namespace/name` has rolled out, saying each new state; InstallError
-    if its controller gives up or `timeout` seconds pass."""
-    deployments = api.resources.get(api_version="apps/v1", kind="Deployment")
-    said: list[str] = []
-
-    def rolled_out() -> bool:
-        state = rollout_state(deployments.get(name=name, namespace=namespace).to_dict())
-        if not said or said[-1] != state.text:
-            said.append(state.text)
-            say(state.text)
-        if state.failed:
-            raise InstallError(f"deployment {namespace}/{name} failed: {state.text}")
-        return state.done
-
-    waiting.eventually_sync(
-        rolled_out,
-        timeout=timeout,
-        message=lambda: (
-            f"deployment {namespace}/{name} did not roll out in {timeout:.0f}s: "
-            f"{said[-1] if said else 'not found'}"
-        ),
-        interval=0.5,
-        ignoring=(exceptions.NotFoundError,),
-        error=InstallError,
-    )
 
 
 def leftovers(api: dynamic.DynamicClient) -> list[Object]:

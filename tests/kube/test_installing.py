@@ -37,63 +37,6 @@ def test_missing_manifests_are_named(tmp_path: Path) -> None:
         installing.rendered(tmp_path / "nowhere")
 
 
-def _deployment(generation: int = 2, wanted: int = 2, **status: object) -> dict[str, object]:
-    return {
-        "metadata": {"name": names.OPERATOR_DEPLOYMENT, "generation": generation},
-        "spec": {"replicas": wanted},
-        "status": status,
-    }
-
-
-@pytest.mark.fast
-@pytest.mark.parametrize(
-    ("deployment", "text"),
-    [
-        (_deployment(observedGeneration=1), "waiting for the Deployment controller to see"),
-        (
-            _deployment(observedGeneration=2, updatedReplicas=1, replicas=2),
-            "1 of 2 replicas updated",
-        ),
-        (
-            _deployment(observedGeneration=2, updatedReplicas=2, replicas=3, availableReplicas=2),
-            "1 old replicas pending termination",
-        ),
-        (
-            _deployment(observedGeneration=2, updatedReplicas=2, replicas=2, availableReplicas=1),
-            "1 of 2 updated replicas available",
-        ),
-    ],
-)
-def test_a_rollout_in_progress_says_what_it_waits_for(
-    deployment: dict[str, object], text: str
-) -> None:
-    state = installing.rollout_state(deployment)
-    assert not state.done
-    assert not state.failed
-    assert state.text.startswith(text)
-
-
-@pytest.mark.fast
-def test_a_rollout_is_done_once_every_replica_is_updated_and_available() -> None:
-    done = _deployment(observedGeneration=2, updatedReplicas=2, replicas=2, availableReplicas=2)
-    assert installing.rollout_state(done) == installing.Rollout(True, "rolled out")
-
-
-@pytest.mark.fast
-def test_a_rollout_past_its_deadline_failed_with_the_controllers_reason() -> None:
-    stuck = _deployment(
-        observedGeneration=2,
-        conditions=[
-            {"type": "Progressing", "status": "False", "reason": "ProgressDeadlineExceeded",
-             "message": 'ReplicaSet "smimesh-operator-1" has timed out progressing.'}
-        ],
-    )  # fmt: skip
-    state = installing.rollout_state(stuck)
-    assert state.failed
-    assert not state.done
-    assert state.text == 'ReplicaSet "smimesh-operator-1" has timed out progressing.'
-
-
 @pytest.mark.fast
 def test_with_image_sets_the_operator_container_only() -> None:
     objects = kustomizing.render_builtin(installing.MANIFESTS)
