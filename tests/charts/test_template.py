@@ -8,7 +8,9 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+import yaml
 
+import smimesh
 from smimesh.kube import installing, kustomizing, names
 from tests.charts.conftest import CHART, HELM_LABELS, Helm, by_identity, normalized, template
 
@@ -91,3 +93,12 @@ def test_helm_lint_passes(run_helm: Helm, values: list[str]) -> None:
     assert "1 chart(s) linted, 0 chart(s) failed" in result.stdout
     assert "[WARNING]" not in result.stdout
     assert "[ERROR]" not in result.stdout
+
+
+@pytest.mark.fast
+def test_the_chart_is_versioned_with_the_package() -> None:
+    chart = yaml.safe_load((CHART / "Chart.yaml").read_text())
+    assert chart["appVersion"] == chart["version"] == smimesh.__version__
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+    assert values["image"]["repository"] == names.IMAGE_REPOSITORY
+    assert values["namespace"] == names.MESH_NAMESPACE
