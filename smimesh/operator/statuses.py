@@ -106,7 +106,7 @@ class StatusWriter:
     def desired(self) -> dict[indexing.Key, list[Condition]]:
         """Every SMI object's conditions; on the event loop (reads the index and sessions)."""
         by_key: dict[tuple[str, str, str], list[findings.Finding]] = {}
-        for finding in self.publisher.compilation.findings:
+        for finding in self.publisher.findings:
             by_key.setdefault(finding.key, []).append(finding)
         current = self.publisher.compiled_generation >= self.index.generation
         programmed = current and self.publisher.programmed()
