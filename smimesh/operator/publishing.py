@@ -90,7 +90,7 @@ class Publisher:
     settle: float = 0.05
     max_delay: float = 0.5
     compiler: incremental.IncrementalCompiler = field(init=False)
-    resources: dict[str, resources.AnyResource] = field(init=False)
+    latest: dict[str, resources.AnyResource] = field(init=False)
     """The loop's copy of the compiler's resources (the compiler's own is the worker's)."""
     findings: tuple[findings.Finding, ...] = ()
     compiled_generation: int = -1
@@ -103,15 +103,15 @@ class Publisher:
         self.compiler = incremental.IncrementalCompiler(
             state.MeshState(settings=self.index.settings, default_access=self.index.default_access)
         )
-        self.resources = dict(self.compiler.resources)
-        self._section = resources.OutboundSection.of(self.resources)
+        self.latest = dict(self.compiler.resources)
+        self._section = resources.OutboundSection.of(self.latest)
 
     def desired(self, proxy: refs.ProxyRef) -> snapshots.ProxyConfig | None:
         """The config `proxy` should run now (None: the index has no meshed pod for it)."""
         workload = resources.workload_name(proxy.namespace, proxy.pod)
-        if workload not in self.resources:
+        if workload not in self.latest:
             return None
-        return resources.assemble(self.resources, workload, section=self._section)
+        return resources.assemble(self.latest, workload, section=self._section)
 
     def attach(self, proxy: refs.ProxyRef, sink: delivering.ConfigSink) -> Session:
         """A new session; it gets its whole scope at once if there is a config for it."""
@@ -167,7 +167,7 @@ class Publisher:
         `touched`: the names the update changed; `versions` memoizes each proxy's config
         version within one update."""
         workload = session.workload
-        own = self.resources.get(workload)
+        own = self.latest.get(workload)
         if own is None or not isinstance(own.body, resources.Workload):
             session.held = None  # no config for it now: when there is one, send it whole
             return None
@@ -176,7 +176,7 @@ class Publisher:
         if held is None:
             changed = {
                 name: resource
-                for name, resource in self.resources.items()
+                for name, resource in self.latest.items()
                 if self._in_scope(name, workload, policies)
             }
             removed: set[str] = set()
@@ -186,7 +186,7 @@ class Publisher:
             changed, removed = {}, set()
             for name in candidates:
                 resource = (
-                    self.resources.get(name) if self._in_scope(name, workload, policies) else None
+                    self.latest.get(name) if self._in_scope(name, workload, policies) else None
                 )
                 if resource is None:
                     if name in held:
@@ -196,7 +196,7 @@ class Publisher:
             if not changed and not removed:
                 return None
         if session.proxy not in versions:
-            config = resources.assemble(self.resources, workload, section=self._section)
+            config = resources.assemble(self.latest, workload, section=self._section)
             versions[session.proxy] = config.version
         delta = deltas.Delta(
             nonce=session.next_nonce(),
@@ -214,12 +214,12 @@ class Publisher:
         """Take `update` into the loop's resources and send every session its part; returns
         (sessions sent to, bytes of bodies sent)."""
         for name in update.delta.removed:
-            self.resources.pop(name, None)
-        self.resources.update(update.delta.changed)
+            self.latest.pop(name, None)
+        self.latest.update(update.delta.changed)
         self.findings = update.findings
         touched = set(update.delta.changed) | update.delta.removed
         if any(name.startswith(resources.OUTBOUND_PREFIX) for name in touched):
-            self._section = resources.OutboundSection.of(self.resources)
+            self._section = resources.OutboundSection.of(self.latest)
         versions: dict[refs.ProxyRef, str] = {}
         pushes = sent = 0
         for peers in self.sessions.values():

@@ -156,3 +156,26 @@ def assemble(
         ),
         outbound_json=section.encoded,
     )
+
+
+def split(config: snapshots.ProxyConfig) -> dict[str, AnyResource]:
+    """The resources one config is made of, named as the compiler names them: `assemble` of
+    them gives `config` back when its outbound section is sorted by namespace/name (as
+    `compile_mesh`'s is). For configs written by hand (tests, files) served over the stream."""
+    proxy = config.proxy
+    held: dict[str, AnyResource] = {SETTINGS: Resource.of(SETTINGS, config.settings)}
+    for service in config.outbound:
+        name = outbound_name(service.service)
+        held[name] = Resource.of(name, service)
+    bindings = []
+    for port in config.inbound:
+        name = inbound_name(proxy.namespace, proxy.service_account, port.port, port.protocol)
+        policy = inbound.InboundPolicy(
+            port=port.port, protocol=port.protocol, permissive=port.permissive, rules=port.rules
+        )
+        held[name] = Resource.of(name, policy)
+        bindings.append(PortBinding(port=port.port, app_port=port.app_port, policy=name))
+    workload = workload_name(proxy.namespace, proxy.pod)
+    own = Workload(proxy=proxy, identity=config.identity, ports=tuple(bindings))
+    held[workload] = Resource.of(workload, own)
+    return held
