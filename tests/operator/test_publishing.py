@@ -1,7 +1,10 @@
-"""`publishing.Publisher` coalesces in process, without a cluster or other processes to race:
-a burst of index changes (one per loop step, as kopf delivers watch events) becomes one
-compilation and wakes a proxy's session once, and a change that arrives within `settle` of
-the previous one joins the same compilation."""
+"""`publishing.Publisher` in process, through the in-memory sink (`delivering.MemorySink`):
+a burst of index changes is one compilation, each proxy gets only the resources of its scope
+that changed (a weight change one outbound resource, a pod change its own `proxy/...` to that
+proxy alone), a (re)connecting or refusing proxy gets its whole scope, a slow proxy the
+latest state in one delta, and Programmed follows the ACKs of what each proxy was sent. The
+same paths over gRPC and real sockets: tests/operator/test_operator*.py and
+tests/sidecar/test_tokens.py."""
 
 from __future__ import annotations
 
@@ -12,35 +15,254 @@ from typing import Any
 import pytest
 
 from smimesh._aio import waiting
-from smimesh.operator import indexing, publishing
+from smimesh.operator import delivering, indexing, publishing
+from smimesh.proxyconfig import deltas, refs, resources
+
+NS = "shop"
 
 
 def _service(name: str) -> dict[str, Any]:
     return {
         "apiVersion": "v1",
         "kind": "Service",
-        "metadata": {"name": name, "namespace": "shop"},
+        "metadata": {"name": name, "namespace": NS},
         "spec": {"ports": [{"name": "http", "port": 80, "targetPort": 8080}]},
     }
 
 
-POD = {
-    "apiVersion": "v1",
-    "kind": "Pod",
-    "metadata": {
-        "name": "client-1",
-        "namespace": "shop",
-        "annotations": {"smimesh.dev/injected": "true"},
-    },
-    "spec": {"serviceAccountName": "client", "containers": [{"name": "app", "image": "app"}]},
-    "status": {"podIP": "10.0.0.2", "conditions": [{"type": "Ready", "status": "True"}]},
-}
+def _pod(name: str, service_account: str, ip: str, *, ready: bool = True) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {
+            "name": name,
+            "namespace": NS,
+            "annotations": {"smimesh.dev/injected": "true"},
+        },
+        "spec": {"serviceAccountName": service_account, "containers": [{"name": "app"}]},
+        "status": {"podIP": ip, "conditions": [{"type": "Ready", "status": str(ready)}]},
+    }
+
+
+def _slice(service: str, pod: str, ip: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "discovery.k8s.io/v1",
+        "kind": "EndpointSlice",
+        "metadata": {
+            "name": f"{service}-{pod}",
+            "namespace": NS,
+            "labels": {"kubernetes.io/service-name": service},
+        },
+        "addressType": "IPv4",
+        "ports": [{"name": "http", "port": 8080}],
+        "endpoints": [
+            {
+                "addresses": [ip],
+                "conditions": {"ready": True},
+                "targetRef": {"kind": "Pod", "name": pod, "namespace": NS},
+            }
+        ],
+    }
+
+
+def _split(weights: dict[str, int]) -> dict[str, Any]:
+    return {
+        "apiVersion": "split.smi-spec.io/v1alpha4",
+        "kind": "TrafficSplit",
+        "metadata": {"name": "canary", "namespace": NS},
+        "spec": {
+            "service": "root",
+            "backends": [{"service": s, "weight": w} for s, w in weights.items()],
+        },
+    }
+
+
+CLIENT = refs.ProxyRef(namespace=NS, service_account="client", pod="client-1")
+SERVER = refs.ProxyRef(namespace=NS, service_account="server", pod="server-1")
+
+
+def _shop() -> indexing.MeshIndex:
+    """A client pod, a server pod behind Service `v1`, and a split of `root` over v1/v2."""
+    index = indexing.MeshIndex()
+    for raw in [
+        _pod("client-1", "client", "10.0.0.2"),
+        _pod("server-1", "server", "10.0.0.3"),
+        *(_service(name) for name in ["root", "v1", "v2", "other"]),
+        _slice("v1", "server-1", "10.0.0.3"),
+        _split({"v1": 90, "v2": 10}),
+    ]:
+        index.apply(raw)
+    return index
+
+
+@pytest.fixture
+async def shop() -> publishing.Publisher:
+    publisher = publishing.Publisher(_shop())
+    await publisher.compile_now()
+    return publisher
+
+
+def _connect(
+    publisher: publishing.Publisher, proxy: refs.ProxyRef
+) -> tuple[publishing.Session, delivering.MemorySink]:
+    sink = delivering.MemorySink()
+    return publisher.attach(proxy, sink), sink
+
+
+def _taken(sink: delivering.MemorySink) -> deltas.Delta:
+    delta = sink.take_nowait()
+    assert delta is not None, "nothing was sent"
+    return delta
+
+
+def _scope(publisher: publishing.Publisher, proxy: refs.ProxyRef) -> set[str]:
+    workload = resources.workload_name(proxy.namespace, proxy.pod)
+    own = publisher.latest[workload].body
+    assert isinstance(own, resources.Workload)
+    return {
+        resources.SETTINGS,
+        workload,
+        *resources.policies_of(own),
+        *(name for name in publisher.latest if name.startswith(resources.OUTBOUND_PREFIX)),
+    }
+
+
+@pytest.mark.fast
+async def test_a_connecting_proxy_gets_its_whole_scope_and_no_other_pods_workload(
+    shop: publishing.Publisher,
+) -> None:
+    session, sink = _connect(shop, SERVER)
+    first = _taken(sink)
+    assert first.full
+    assert set(first.changed) == _scope(shop, SERVER)
+    assert resources.workload_name(NS, "client-1") not in first.changed
+    assert any(name.startswith("inbound/shop/server/") for name in first.changed)
+    assert not any(name.startswith("inbound/shop/client/") for name in first.changed)
+    config = shop.desired(SERVER)
+    assert config is not None
+    assert first.version == config.version == session.sent
+    assert resources.assemble(deltas.apply({}, first), session.workload) == config
+
+
+@pytest.mark.fast
+async def test_a_weight_change_sends_one_outbound_resource_to_every_proxy(
+    shop: publishing.Publisher,
+) -> None:
+    connected = [_connect(shop, proxy) for proxy in (CLIENT, SERVER)]
+    for _, sink in connected:
+        _taken(sink)
+    shop.index.apply(_split({"v1": 50, "v2": 50}))
+    await shop.compile_now()
+    for session, sink in connected:
+        delta = _taken(sink)
+        assert (set(delta.changed), delta.removed, delta.full) == (
+            {"outbound/shop/root"},
+            frozenset(),
+            False,
+        )
+        config = shop.desired(session.proxy)
+        assert config is not None
+        assert delta.version == config.version == session.sent
+
+
+@pytest.mark.fast
+async def test_a_pod_change_sends_its_workload_to_that_proxy_only(
+    shop: publishing.Publisher,
+) -> None:
+    (_, client_sink), (_, server_sink) = (_connect(shop, p) for p in (CLIENT, SERVER))
+    _taken(client_sink), _taken(server_sink)
+    relabelled = _pod("client-1", "client", "10.0.0.2")
+    relabelled["metadata"]["labels"] = {"team": "checkout"}  # nothing compiled reads it
+    shop.index.apply(relabelled)
+    await shop.compile_now()
+    assert client_sink.take_nowait() is None and server_sink.take_nowait() is None
+    shop.index.apply(_slice("other", "client-1", "10.0.0.2"))  # the client now serves `other`
+    await shop.compile_now()
+    delta = _taken(client_sink)
+    assert resources.workload_name(NS, "client-1") in delta.changed
+    assert "outbound/shop/other" in delta.changed
+    assert all(not name.startswith("proxy/") for name in _taken(server_sink).changed)
+
+
+@pytest.mark.fast
+async def test_a_slow_proxy_gets_the_latest_state_in_one_delta(
+    shop: publishing.Publisher,
+) -> None:
+    session, sink = _connect(shop, CLIENT)
+    for weight in (80, 70, 60):  # the proxy takes none of these
+        shop.index.apply(_split({"v1": weight, "v2": 100 - weight}))
+        await shop.compile_now()
+    shop.index.apply(_service("new"))
+    await shop.compile_now()
+    delta = _taken(sink)
+    assert sink.merges == 4 and sink.take_nowait() is None
+    assert delta.full, "the first delta was the whole scope: merged ones stay whole"
+    config = shop.desired(CLIENT)
+    assert config is not None
+    assert resources.assemble(deltas.apply({}, delta), session.workload) == config
+    assert delta.version == config.version
+
+
+@pytest.mark.fast
+async def test_an_ack_makes_the_update_programmed_and_a_nack_resends_the_whole_scope(
+    shop: publishing.Publisher,
+) -> None:
+    session, sink = _connect(shop, CLIENT)
+    first = _taken(sink)
+    assert not shop.programmed()
+    seen = session.answers.version
+    session.ack(first.nonce, first.version)
+    assert session.answers.version == seen + 1
+    assert shop.programmed() and shop.pending() == []
+    shop.index.apply(_split({"v1": 10, "v2": 90}))
+    await shop.compile_now()
+    second = _taken(sink)
+    assert not second.full
+    session.nack(second.nonce, "no room")
+    assert shop.pending() == [f"{CLIENT} (refused it: no room)"]
+    shop.index.apply(_service("later"))
+    await shop.compile_now()
+    third = _taken(sink)
+    assert third.full and set(third.changed) == _scope(shop, CLIENT)
+    session.ack(third.nonce, third.version)
+    assert shop.programmed()
+
+
+@pytest.mark.fast
+async def test_a_reconnecting_proxy_gets_its_whole_scope_again(
+    shop: publishing.Publisher,
+) -> None:
+    session, sink = _connect(shop, CLIENT)
+    first = _taken(sink)
+    shop.detach(session)
+    assert shop.sessions == {}
+    shop.index.apply(_split({"v1": 0, "v2": 100}))
+    await shop.compile_now()
+    again, sink = _connect(shop, CLIENT)
+    delta = _taken(sink)
+    assert delta.full and set(delta.changed) == set(first.changed)
+    assert delta.changed["outbound/shop/root"].version != first.changed["outbound/shop/root"].version
+
+
+@pytest.mark.fast
+async def test_a_proxy_without_a_pod_in_the_index_is_sent_nothing_until_it_has_one() -> None:
+    publisher = publishing.Publisher(indexing.MeshIndex())
+    await publisher.compile_now()
+    session, sink = _connect(publisher, CLIENT)
+    assert sink.take_nowait() is None and session.sent is None
+    assert publisher.programmed()
+    publisher.index.apply(_pod("client-1", "client", "10.0.0.2"))
+    await publisher.compile_now()
+    assert _taken(sink).full
+
+
+# Coalescing of bursts, with the run loop.
 
 
 @pytest.fixture
 async def running() -> AsyncIterator[publishing.Publisher]:
     index = indexing.MeshIndex()
-    index.apply(POD)
+    index.apply(_pod("client-1", "client", "10.0.0.2"))
     # settle is 20 times the spacing of the slow burst below; max_delay never cuts a burst
     publisher = publishing.Publisher(index, settle=1.0, max_delay=60.0)
     await publisher.compile_now()
@@ -58,22 +280,20 @@ async def _compiled(publisher: publishing.Publisher) -> None:
     )
 
 
-async def test_a_burst_of_changes_is_one_compilation_and_one_wake(
+async def test_a_burst_of_changes_is_one_compilation_and_one_delta(
     running: publishing.Publisher,
 ) -> None:
-    (proxy,) = running.compilation.configs
-    session = running.attach(proxy)
-    session.wake.clear()
+    _, sink = _connect(running, CLIENT)
+    _taken(sink)
     before = running.compilations
     for i in range(100):  # one handler call per watch event, each in its own loop step
         running.index.apply(_service(f"burst-{i}"))
         await asyncio.sleep(0)
     await _compiled(running)
     assert running.compilations - before == 1
-    assert session.wake.is_set()
-    config = running.desired(proxy)
-    assert config is not None
-    assert sum(s.service.name.startswith("burst-") for s in config.outbound) == 100
+    delta = _taken(sink)
+    assert sink.merges == 0
+    assert {name for name in delta.changed} == {f"outbound/shop/burst-{i}" for i in range(100)}
 
 
 async def test_changes_within_settle_of_each_other_join_one_compilation(
