@@ -52,7 +52,9 @@ def merge(older: Delta, newer: Delta) -> Delta:
     )
 
 
-def apply(held: Mapping[str, resources.AnyResource], delta: Delta) -> dict[str, resources.AnyResource]:
+def apply(
+    held: Mapping[str, resources.AnyResource], delta: Delta
+) -> dict[str, resources.AnyResource]:
     """The resources held after `delta` (a new map; `held` is left as it was)."""
     after = {} if delta.full else {n: r for n, r in held.items() if n not in delta.removed}
     after.update(delta.changed)

@@ -23,9 +23,9 @@ import grpc
 
 import smimesh
 from smimesh._aio import backoff
+from smimesh.proxyconfig import deltas, resources, snapshots
 from smimesh.proxyconfig import proxyconfig_pb2 as pb
 from smimesh.proxyconfig import proxyconfig_pb2_grpc as pb_grpc
-from smimesh.proxyconfig import deltas, resources, snapshots
 from smimesh.sidecar import loading, settings, tokens
 
 log = logging.getLogger(__name__)

@@ -11,7 +11,6 @@ from typing import Any
 
 import grpc
 import httpx
-
 import pytest
 
 from smimesh.proxyconfig import deltas, refs, resources, snapshots
