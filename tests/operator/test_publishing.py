@@ -16,65 +16,27 @@ import pytest
 
 from smimesh._aio import waiting
 from smimesh.operator import delivering, indexing, publishing
-from smimesh.proxyconfig import deltas, refs, resources
+from smimesh.proxyconfig import deltas, refs, resources, snapshots
+from tests.operator import scenarios
 
 NS = "shop"
 
 
 def _service(name: str) -> dict[str, Any]:
-    return {
-        "apiVersion": "v1",
-        "kind": "Service",
-        "metadata": {"name": name, "namespace": NS},
-        "spec": {"ports": [{"name": "http", "port": 80, "targetPort": 8080}]},
-    }
+    return scenarios.service(NS, name)
 
 
-def _pod(name: str, service_account: str, ip: str, *, ready: bool = True) -> dict[str, Any]:
-    return {
-        "apiVersion": "v1",
-        "kind": "Pod",
-        "metadata": {
-            "name": name,
-            "namespace": NS,
-            "annotations": {"smimesh.dev/injected": "true"},
-        },
-        "spec": {"serviceAccountName": service_account, "containers": [{"name": "app"}]},
-        "status": {"podIP": ip, "conditions": [{"type": "Ready", "status": str(ready)}]},
-    }
+def _pod(name: str, service_account: str, ip: str) -> dict[str, Any]:
+    status = {"podIP": ip, "conditions": [{"type": "Ready", "status": "True"}]}
+    return scenarios.pod_object(NS, name, service_account) | {"status": status}
 
 
 def _slice(service: str, pod: str, ip: str) -> dict[str, Any]:
-    return {
-        "apiVersion": "discovery.k8s.io/v1",
-        "kind": "EndpointSlice",
-        "metadata": {
-            "name": f"{service}-{pod}",
-            "namespace": NS,
-            "labels": {"kubernetes.io/service-name": service},
-        },
-        "addressType": "IPv4",
-        "ports": [{"name": "http", "port": 8080}],
-        "endpoints": [
-            {
-                "addresses": [ip],
-                "conditions": {"ready": True},
-                "targetRef": {"kind": "Pod", "name": pod, "namespace": NS},
-            }
-        ],
-    }
+    return scenarios.endpoint_slice(NS, service, pod, ip)
 
 
 def _split(weights: dict[str, int]) -> dict[str, Any]:
-    return {
-        "apiVersion": "split.smi-spec.io/v1alpha4",
-        "kind": "TrafficSplit",
-        "metadata": {"name": "canary", "namespace": NS},
-        "spec": {
-            "service": "root",
-            "backends": [{"service": s, "weight": w} for s, w in weights.items()],
-        },
-    }
+    return scenarios.split(NS, "canary", "root", weights)
 
 
 CLIENT = refs.ProxyRef(namespace=NS, service_account="client", pod="client-1")
@@ -115,6 +77,12 @@ def _taken(sink: delivering.MemorySink) -> deltas.Delta:
     return delta
 
 
+def _desired(publisher: publishing.Publisher, proxy: refs.ProxyRef) -> snapshots.ProxyConfig:
+    config = publisher.desired(proxy)
+    assert config is not None, f"no config for {proxy}"
+    return config
+
+
 def _scope(publisher: publishing.Publisher, proxy: refs.ProxyRef) -> set[str]:
     workload = resources.workload_name(proxy.namespace, proxy.pod)
     own = publisher.latest[workload].body
@@ -138,8 +106,7 @@ async def test_a_connecting_proxy_gets_its_whole_scope_and_no_other_pods_workloa
     assert resources.workload_name(NS, "client-1") not in first.changed
     assert any(name.startswith("inbound/shop/server/") for name in first.changed)
     assert not any(name.startswith("inbound/shop/client/") for name in first.changed)
-    config = shop.desired(SERVER)
-    assert config is not None
+    config = _desired(shop, SERVER)
     assert first.version == config.version == session.sent
     assert resources.assemble(deltas.apply({}, first), session.workload) == config
 
@@ -160,9 +127,7 @@ async def test_a_weight_change_sends_one_outbound_resource_to_every_proxy(
             frozenset(),
             False,
         )
-        config = shop.desired(session.proxy)
-        assert config is not None
-        assert delta.version == config.version == session.sent
+        assert delta.version == _desired(shop, session.proxy).version == session.sent
 
 
 @pytest.mark.fast
@@ -199,8 +164,7 @@ async def test_a_slow_proxy_gets_the_latest_state_in_one_delta(
     assert sink.merges == 4
     assert sink.take_nowait() is None
     assert delta.full, "the first delta was the whole scope: merged ones stay whole"
-    config = shop.desired(CLIENT)
-    assert config is not None
+    config = _desired(shop, CLIENT)
     assert resources.assemble(deltas.apply({}, delta), session.workload) == config
     assert delta.version == config.version
 
