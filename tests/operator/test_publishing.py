@@ -10,56 +10,20 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from typing import Any
 
 import pytest
 
 from smimesh._aio import waiting
 from smimesh.operator import delivering, indexing, publishing
-from smimesh.proxyconfig import deltas, refs, resources, snapshots
-from tests.operator import scenarios
+from smimesh.proxyconfig import deltas, refs, resources
+from tests.operator import shop as mesh
 
-NS = "shop"
-
-
-def _service(name: str) -> dict[str, Any]:
-    return scenarios.service(NS, name)
-
-
-def _pod(name: str, service_account: str, ip: str) -> dict[str, Any]:
-    status = {"podIP": ip, "conditions": [{"type": "Ready", "status": "True"}]}
-    return scenarios.pod_object(NS, name, service_account) | {"status": status}
-
-
-def _slice(service: str, pod: str, ip: str) -> dict[str, Any]:
-    return scenarios.endpoint_slice(NS, service, pod, ip)
-
-
-def _split(weights: dict[str, int]) -> dict[str, Any]:
-    return scenarios.split(NS, "canary", "root", weights)
-
-
-CLIENT = refs.ProxyRef(namespace=NS, service_account="client", pod="client-1")
-SERVER = refs.ProxyRef(namespace=NS, service_account="server", pod="server-1")
-
-
-def _shop() -> indexing.MeshIndex:
-    """A client pod, a server pod behind Service `v1`, and a split of `root` over v1/v2."""
-    index = indexing.MeshIndex()
-    for raw in [
-        _pod("client-1", "client", "10.0.0.2"),
-        _pod("server-1", "server", "10.0.0.3"),
-        *(_service(name) for name in ["root", "v1", "v2", "other"]),
-        _slice("v1", "server-1", "10.0.0.3"),
-        _split({"v1": 90, "v2": 10}),
-    ]:
-        index.apply(raw)
-    return index
+NS = mesh.NS
 
 
 @pytest.fixture
 async def shop() -> publishing.Publisher:
-    publisher = publishing.Publisher(_shop())
+    publisher = publishing.Publisher(mesh.index())
     await publisher.compile_now()
     return publisher
 
@@ -75,12 +39,6 @@ def _taken(sink: delivering.MemorySink) -> deltas.Delta:
     delta = sink.take_nowait()
     assert delta is not None, "nothing was sent"
     return delta
-
-
-def _desired(publisher: publishing.Publisher, proxy: refs.ProxyRef) -> snapshots.ProxyConfig:
-    config = publisher.desired(proxy)
-    assert config is not None, f"no config for {proxy}"
-    return config
 
 
 def _scope(publisher: publishing.Publisher, proxy: refs.ProxyRef) -> set[str]:
@@ -99,14 +57,14 @@ def _scope(publisher: publishing.Publisher, proxy: refs.ProxyRef) -> set[str]:
 async def test_a_connecting_proxy_gets_its_whole_scope_and_no_other_pods_workload(
     shop: publishing.Publisher,
 ) -> None:
-    session, sink = _connect(shop, SERVER)
+    session, sink = _connect(shop, mesh.SERVER)
     first = _taken(sink)
     assert first.full
-    assert set(first.changed) == _scope(shop, SERVER)
+    assert set(first.changed) == _scope(shop, mesh.SERVER)
     assert resources.workload_name(NS, "client-1") not in first.changed
     assert any(name.startswith("inbound/shop/server/") for name in first.changed)
     assert not any(name.startswith("inbound/shop/client/") for name in first.changed)
-    config = _desired(shop, SERVER)
+    config = mesh.desired(shop, mesh.SERVER)
     assert first.version == config.version == session.sent
     assert resources.assemble(deltas.apply({}, first), session.workload) == config
 
@@ -115,10 +73,10 @@ async def test_a_connecting_proxy_gets_its_whole_scope_and_no_other_pods_workloa
 async def test_a_weight_change_sends_one_outbound_resource_to_every_proxy(
     shop: publishing.Publisher,
 ) -> None:
-    connected = [_connect(shop, proxy) for proxy in (CLIENT, SERVER)]
+    connected = [_connect(shop, proxy) for proxy in (mesh.CLIENT, mesh.SERVER)]
     for _, sink in connected:
         _taken(sink)
-    shop.index.apply(_split({"v1": 50, "v2": 50}))
+    shop.index.apply(mesh.split({"v1": 50, "v2": 50}))
     await shop.compile_now()
     for session, sink in connected:
         delta = _taken(sink)
@@ -127,22 +85,24 @@ async def test_a_weight_change_sends_one_outbound_resource_to_every_proxy(
             frozenset(),
             False,
         )
-        assert delta.version == _desired(shop, session.proxy).version == session.sent
+        assert delta.version == mesh.desired(shop, session.proxy).version == session.sent
 
 
 @pytest.mark.fast
 async def test_a_pod_change_sends_its_workload_to_that_proxy_only(
     shop: publishing.Publisher,
 ) -> None:
-    (_, client_sink), (_, server_sink) = (_connect(shop, p) for p in (CLIENT, SERVER))
+    (_, client_sink), (_, server_sink) = (_connect(shop, p) for p in (mesh.CLIENT, mesh.SERVER))
     _taken(client_sink), _taken(server_sink)
-    relabelled = _pod("client-1", "client", "10.0.0.2")
+    relabelled = mesh.pod("client-1", "client", "10.0.0.2")
     relabelled["metadata"]["labels"] = {"team": "checkout"}  # nothing compiled reads it
     shop.index.apply(relabelled)
     await shop.compile_now()
     assert client_sink.take_nowait() is None
     assert server_sink.take_nowait() is None
-    shop.index.apply(_slice("other", "client-1", "10.0.0.2"))  # the client now serves `other`
+    shop.index.apply(
+        mesh.endpoint_slice("other", "client-1", "10.0.0.2")
+    )  # the client now serves `other`
     await shop.compile_now()
     delta = _taken(client_sink)
     assert resources.workload_name(NS, "client-1") in delta.changed
@@ -154,17 +114,17 @@ async def test_a_pod_change_sends_its_workload_to_that_proxy_only(
 async def test_a_slow_proxy_gets_the_latest_state_in_one_delta(
     shop: publishing.Publisher,
 ) -> None:
-    session, sink = _connect(shop, CLIENT)
+    session, sink = _connect(shop, mesh.CLIENT)
     for weight in (80, 70, 60):  # the proxy takes none of these
-        shop.index.apply(_split({"v1": weight, "v2": 100 - weight}))
+        shop.index.apply(mesh.split({"v1": weight, "v2": 100 - weight}))
         await shop.compile_now()
-    shop.index.apply(_service("new"))
+    shop.index.apply(mesh.service("new"))
     await shop.compile_now()
     delta = _taken(sink)
     assert sink.merges == 4
     assert sink.take_nowait() is None
     assert delta.full, "the first delta was the whole scope: merged ones stay whole"
-    config = _desired(shop, CLIENT)
+    config = mesh.desired(shop, mesh.CLIENT)
     assert resources.assemble(deltas.apply({}, delta), session.workload) == config
     assert delta.version == config.version
 
@@ -173,7 +133,7 @@ async def test_a_slow_proxy_gets_the_latest_state_in_one_delta(
 async def test_an_ack_makes_the_update_programmed_and_a_nack_resends_the_whole_scope(
     shop: publishing.Publisher,
 ) -> None:
-    session, sink = _connect(shop, CLIENT)
+    session, sink = _connect(shop, mesh.CLIENT)
     first = _taken(sink)
     assert not shop.programmed()
     seen = session.answers.version
@@ -181,17 +141,17 @@ async def test_an_ack_makes_the_update_programmed_and_a_nack_resends_the_whole_s
     assert session.answers.version == seen + 1
     assert shop.programmed()
     assert shop.pending() == []
-    shop.index.apply(_split({"v1": 10, "v2": 90}))
+    shop.index.apply(mesh.split({"v1": 10, "v2": 90}))
     await shop.compile_now()
     second = _taken(sink)
     assert not second.full
     session.nack(second.nonce, "no room")
-    assert shop.pending() == [f"{CLIENT} (refused it: no room)"]
-    shop.index.apply(_service("later"))
+    assert shop.pending() == [f"{mesh.CLIENT} (refused it: no room)"]
+    shop.index.apply(mesh.service("later"))
     await shop.compile_now()
     third = _taken(sink)
     assert third.full
-    assert set(third.changed) == _scope(shop, CLIENT)
+    assert set(third.changed) == _scope(shop, mesh.CLIENT)
     session.ack(third.nonce, third.version)
     assert shop.programmed()
 
@@ -200,13 +160,13 @@ async def test_an_ack_makes_the_update_programmed_and_a_nack_resends_the_whole_s
 async def test_a_reconnecting_proxy_gets_its_whole_scope_again(
     shop: publishing.Publisher,
 ) -> None:
-    session, sink = _connect(shop, CLIENT)
+    session, sink = _connect(shop, mesh.CLIENT)
     first = _taken(sink)
     shop.detach(session)
     assert shop.sessions == {}
-    shop.index.apply(_split({"v1": 0, "v2": 100}))
+    shop.index.apply(mesh.split({"v1": 0, "v2": 100}))
     await shop.compile_now()
-    _, sink = _connect(shop, CLIENT)
+    _, sink = _connect(shop, mesh.CLIENT)
     delta = _taken(sink)
     assert delta.full
     assert set(delta.changed) == set(first.changed)
@@ -219,11 +179,11 @@ async def test_a_reconnecting_proxy_gets_its_whole_scope_again(
 async def test_a_proxy_without_a_pod_in_the_index_is_sent_nothing_until_it_has_one() -> None:
     publisher = publishing.Publisher(indexing.MeshIndex())
     await publisher.compile_now()
-    session, sink = _connect(publisher, CLIENT)
+    session, sink = _connect(publisher, mesh.CLIENT)
     assert sink.take_nowait() is None
     assert session.sent is None
     assert publisher.programmed()
-    publisher.index.apply(_pod("client-1", "client", "10.0.0.2"))
+    publisher.index.apply(mesh.pod("client-1", "client", "10.0.0.2"))
     await publisher.compile_now()
     assert _taken(sink).full
 
@@ -234,7 +194,7 @@ async def test_a_proxy_without_a_pod_in_the_index_is_sent_nothing_until_it_has_o
 @pytest.fixture
 async def running() -> AsyncIterator[publishing.Publisher]:
     index = indexing.MeshIndex()
-    index.apply(_pod("client-1", "client", "10.0.0.2"))
+    index.apply(mesh.pod("client-1", "client", "10.0.0.2"))
     # settle is 20 times the spacing of the slow burst below; max_delay never cuts a burst
     publisher = publishing.Publisher(index, settle=1.0, max_delay=60.0)
     await publisher.compile_now()
@@ -255,11 +215,11 @@ async def _compiled(publisher: publishing.Publisher) -> None:
 async def test_a_burst_of_changes_is_one_compilation_and_one_delta(
     running: publishing.Publisher,
 ) -> None:
-    _, sink = _connect(running, CLIENT)
+    _, sink = _connect(running, mesh.CLIENT)
     _taken(sink)
     before = running.compilations
     for i in range(100):  # one handler call per watch event, each in its own loop step
-        running.index.apply(_service(f"burst-{i}"))
+        running.index.apply(mesh.service(f"burst-{i}"))
         await asyncio.sleep(0)
     await _compiled(running)
     assert running.compilations - before == 1
@@ -273,7 +233,7 @@ async def test_changes_within_settle_of_each_other_join_one_compilation(
 ) -> None:
     before = running.compilations
     for i in range(20):
-        running.index.apply(_service(f"slow-{i}"))
+        running.index.apply(mesh.service(f"slow-{i}"))
         await asyncio.sleep(0.05)
     await _compiled(running)
     assert running.compilations - before == 1
