@@ -57,17 +57,16 @@ class TestProxy:
             for response in stub.Stream(self._requests()):
                 delta = deltas.from_message(response)
                 self.deltas.append(delta)
+                # what it holds had it applied every response (a refusing proxy holds none,
+                # but the test still sees the configs it was offered)
+                self.held = deltas.apply(self.held, delta)
+                config = resources.assemble(self.held, self.workload)
                 if self.nack is not None:
                     refusal = proxyconfig_pb2.Nack(nonce=response.nonce, reason=self.nack)
                     self.outbox.put(proxyconfig_pb2.ProxyMessage(nack=refusal))
-                    # a refusing proxy keeps what it held; the test still sees what it got
-                    config = resources.assemble(deltas.apply(self.held, delta), self.workload)
-                else:
-                    self.held = deltas.apply(self.held, delta)
-                    config = resources.assemble(self.held, self.workload)
-                    if self.ack:
-                        ack = proxyconfig_pb2.Ack(nonce=response.nonce, version=config.version)
-                        self.outbox.put(proxyconfig_pb2.ProxyMessage(ack=ack))
+                elif self.ack:
+                    ack = proxyconfig_pb2.Ack(nonce=response.nonce, version=config.version)
+                    self.outbox.put(proxyconfig_pb2.ProxyMessage(ack=ack))
                 assert config.version == response.version
                 self.received.append(config)
                 self.snapshots.put(config)
