@@ -42,6 +42,8 @@ class Session:
     """Name -> version of every resource sent; None: the next delta is the whole scope."""
     sent: str | None = None
     """The version of the config the proxy holds once it applied everything sent."""
+    policies: frozenset[str] = frozenset()
+    """The inbound policies among `held` (its workload's when last sent to)."""
     answers: waiting.Versioned[delivering.Answer] = field(
         default_factory=lambda: waiting.Versioned(delivering.Answer())
     )
@@ -181,8 +183,7 @@ class Publisher:
             }
             removed: set[str] = set()
         else:
-            candidates = {*touched, workload, *policies}
-            candidates |= {name for name in held if name.startswith("inbound/")}
+            candidates = {*touched, workload, *policies, *session.policies}
             changed, removed = {}, set()
             for name in candidates:
                 resource = (
@@ -207,6 +208,7 @@ class Publisher:
         )
         after = {} if held is None else {n: v for n, v in held.items() if n not in removed}
         after.update((name, resource.version) for name, resource in changed.items())
+        session.policies = policies
         session.deliver(delta, after)
         return delta
 
