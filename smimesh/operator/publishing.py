@@ -29,7 +29,8 @@ from smimesh.proxyconfig import deltas, refs, resources, snapshots
 log = logging.getLogger(__name__)
 
 MAX_OUTSTANDING = 64
-"""Deltas a session remembers unanswered (by nonce); an answer to an older one is ignored."""
+"""Deltas a session remembers unanswered (by nonce); an answer to an older one makes the
+next delta the whole scope."""
 
 
 @dataclass
