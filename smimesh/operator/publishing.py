@@ -39,6 +39,8 @@ class Session:
 
     proxy: refs.ProxyRef
     sink: delivering.ConfigSink
+    progress: waiting.Versioned[int] = field(default_factory=lambda: waiting.Versioned(0))
+    """Shared by every session of a publisher: bumped by each answer (`Publisher.progress`)."""
     held: dict[str, str] | None = None
     """Name -> version of every resource sent; None: the next delta is the whole scope."""
     sent: str | None = None
@@ -79,12 +81,14 @@ class Session:
         if self._nonces.pop(nonce, None) != version:
             self.held = None  # it holds something else than we think: resend its scope
         self.answers.set(delivering.Answer(acked=version, nacked=None))
+        self.progress.set(self.progress.value + 1)
 
     def nack(self, nonce: str, reason: str) -> None:
         """The proxy kept what it held before `nonce`: what we think it holds is wrong now."""
         version = self._nonces.pop(nonce, nonce)
         self.held = None
         self.answers.set(delivering.Answer(acked=self.acked, nacked=(version, reason)))
+        self.progress.set(self.progress.value + 1)
 
 
 @dataclass
@@ -100,6 +104,8 @@ class Publisher:
     compilations: int = 0
     sessions: dict[refs.ProxyRef, list[Session]] = field(default_factory=dict)
     compiled: asyncio.Event = field(default_factory=asyncio.Event)
+    progress: waiting.Versioned[int] = field(default_factory=lambda: waiting.Versioned(0))
+    """Counts every answer, attach and detach: what `statuses` waits on to look again."""
     _section: resources.OutboundSection = field(init=False)
 
     def __post_init__(self) -> None:
@@ -118,9 +124,10 @@ class Publisher:
 
     def attach(self, proxy: refs.ProxyRef, sink: delivering.ConfigSink) -> Session:
         """A new session; it gets its whole scope at once if there is a config for it."""
-        session = Session(proxy, sink)
+        session = Session(proxy, sink, self.progress)
         self.sessions.setdefault(proxy, []).append(session)
         self._push(session, frozenset(), {})
+        self.progress.set(self.progress.value + 1)
         return session
 
     def detach(self, session: Session) -> None:
@@ -129,6 +136,7 @@ class Publisher:
             peers.remove(session)
         if not peers:
             self.sessions.pop(session.proxy, None)
+        self.progress.set(self.progress.value + 1)
 
     def programmed(self) -> bool:
         """Every connected proxy ACKed the config of the newest update."""

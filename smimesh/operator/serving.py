@@ -45,7 +45,6 @@ class ConfigDiscovery(proxyconfig_pb2_grpc.ConfigDiscoveryServicer):
     ) -> None:
         self.publisher = publisher
         self.authenticator = authenticator
-        self.acks_changed = asyncio.Event()
 
     async def _hello(
         self,
@@ -99,7 +98,6 @@ class ConfigDiscovery(proxyconfig_pb2_grpc.ConfigDiscoveryServicer):
             elif kind == "subscribe":  # on-demand scope (issue 11, item 3) is not served yet
                 names = len(message.subscribe.names)
                 log.info("proxy %s asked for %d more resources: ignored", session.proxy, names)
-            self.acks_changed.set()
 
     async def Stream(  # noqa: N802 - the name is the gRPC method's
         self,
@@ -124,7 +122,6 @@ class ConfigDiscovery(proxyconfig_pb2_grpc.ConfigDiscoveryServicer):
             with contextlib.suppress(asyncio.CancelledError):
                 await reader
             self.publisher.detach(session)
-            self.acks_changed.set()
             log.info("proxy %s disconnected", proxy)
 
 

@@ -90,7 +90,6 @@ async def test_statuses_are_decided_on_the_loop_while_sessions_come_and_go(
         api, namespace=namespace, identity="writer", lease_duration=3.0, retry_period=0.5
     )
     writer = statuses.StatusWriter(api, index, publisher, elector)
-    acks_changed = asyncio.Event()
     done = asyncio.Event()
     churned = 0
 
@@ -108,7 +107,6 @@ async def test_statuses_are_decided_on_the_loop_while_sessions_come_and_go(
         while not done.is_set() and time.monotonic() < deadline:
             proxy = refs.ProxyRef(namespace=namespace, service_account="sa", pod=f"c-{churned}")
             session = publisher.attach(proxy, delivering.MemorySink())
-            acks_changed.set()
             await asyncio.sleep(0)
             publisher.detach(session)
             churned += 1
@@ -118,7 +116,7 @@ async def test_statuses_are_decided_on_the_loop_while_sessions_come_and_go(
     async with asyncio.TaskGroup() as group:
         tasks = [
             group.create_task(elector.run()),
-            group.create_task(writer.run(acks_changed, period=0.2)),
+            group.create_task(writer.run(period=0.2)),
             group.create_task(churn()),
         ]
         try:
