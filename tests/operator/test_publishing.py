@@ -136,9 +136,10 @@ async def test_an_ack_makes_the_update_programmed_and_a_nack_resends_the_whole_s
     session, sink = _connect(shop, mesh.CLIENT)
     first = _taken(sink)
     assert not shop.programmed()
-    seen = session.answers.version
+    seen, progress = session.answers.version, shop.progress.version
     session.ack(first.nonce, first.version)
     assert session.answers.version == seen + 1
+    assert shop.progress.version == progress + 1, "the status writer waits on this"
     assert shop.programmed()
     assert shop.pending() == []
     shop.index.apply(mesh.split({"v1": 10, "v2": 90}))
