@@ -8,8 +8,9 @@ For each size: a local control plane, the operator (as a process, under its own
 ServiceAccount), N Services with 3 endpoints each, P proxies (real gRPC clients holding real
 tokens), one TrafficSplit. Each round updates the split's weights and records (a) when a
 plain watch on TrafficSplits sees the change (the baseline: the apiserver's latency) and (b)
-when the last proxy received a snapshot with the new weights. Prints p50/p99 of both, the
-ratio of the p50s, the operator's CPU per update and its resident memory.
+when the last proxy received a delta with the new weights. Prints p50/p99 of both, the
+ratio of the p50s, the operator's CPU per update, the bytes all proxies received per update
+(serialized responses) and its resident memory.
 """
 
 from __future__ import annotations
@@ -53,7 +54,8 @@ def rss_kib(pid: int) -> int:
 
 
 class Proxy(threading.Thread):
-    """Streams configs and reports (time, split weight of `b`) for each snapshot."""
+    """Streams deltas and reports (time, split weight of `b`) for each one that carries the
+    root Service; counts the bytes of every response."""
 
     def __init__(self, address: str, bundle: bytes, pod: str, token: str) -> None:
         super().__init__(daemon=True)
@@ -64,6 +66,7 @@ class Proxy(threading.Thread):
         self.outbox: queue.Queue[proxyconfig_pb2.ProxyMessage | None] = queue.Queue()
         self.seen: queue.Queue[tuple[float, int]] = queue.Queue()
         self.error: str | None = None
+        self.received_bytes = 0
 
     def run(self) -> None:
         try:
@@ -79,14 +82,17 @@ class Proxy(threading.Thread):
                 yield message
 
         stub = proxyconfig_pb2_grpc.ConfigDiscoveryStub(self.channel)
-        for snapshot in stub.Stream(requests()):
-            # json, not the pydantic model: ten proxies share this process's GIL, and a real
+        for response in stub.Stream(requests()):
+            self.received_bytes += response.ByteSize()
+            # json, not the pydantic models: ten proxies share this process's GIL, and a real
             # sidecar parses in its own process; the operator's delivery is what is measured.
-            config = json.loads(snapshot.config_json)
-            ack = proxyconfig_pb2.Ack(version=snapshot.version)
+            ack = proxyconfig_pb2.Ack(nonce=response.nonce, version=response.version)
             self.outbox.put(proxyconfig_pb2.ProxyMessage(ack=ack))
-            for service in config["outbound"]:
-                if service["service"]["name"] == "root" and service["routes"]:
+            for resource in response.resources:
+                if resource.name != f"outbound/{NAMESPACE}/root":
+                    continue
+                service = json.loads(resource.body_json)
+                if service["routes"]:
                     backends = service["routes"][0]["backends"]
                     weights = {b["service"]["name"]: b["weight"] for b in backends}
                     self.seen.put((time.monotonic(), weights.get("b", -1)))
@@ -222,7 +228,7 @@ def measure(size: int, proxies: int, rounds: int, work: Path) -> dict[str, float
             for proxy in fleet:
                 proxy.wait_for(0)
             loaded_rss = rss_kib(operator.process.pid)
-            propagation, baseline = [], []
+            propagation, baseline, sent = [], [], []
             cpu_before = cpu_seconds(operator.process.pid)
             for round_ in range(1, rounds + 1):
                 weight = round_ % 99 + 1
@@ -230,10 +236,12 @@ def measure(size: int, proxies: int, rounds: int, work: Path) -> dict[str, float
                 seen_by_watch = watch_latency(api, weight, ready)
                 ready.wait()
                 time.sleep(0.2)
+                received = sum(proxy.received_bytes for proxy in fleet)
                 start = time.monotonic()
                 kubectl(cluster, "apply", "-f", "-", input=split(weight))
                 last = max(proxy.wait_for(weight) for proxy in fleet)
                 propagation.append(last - start)
+                sent.append(sum(proxy.received_bytes for proxy in fleet) - received)
                 baseline.append(seen_by_watch.get(timeout=60) - start)
             cpu = (cpu_seconds(operator.process.pid) - cpu_before) / rounds
             return {
@@ -243,6 +251,7 @@ def measure(size: int, proxies: int, rounds: int, work: Path) -> dict[str, float
                 "p50": percentile(propagation, 0.5) * 1000,
                 "p99": percentile(propagation, 0.99) * 1000,
                 "cpu_ms": cpu * 1000,
+                "bytes_per_update": percentile(sent, 0.5),
                 "rss_mib": loaded_rss / 1024,
                 "rss_per_1000_services_mib": (loaded_rss - idle_rss) / 1024 / size * 1000,
             }
@@ -268,13 +277,14 @@ def main() -> None:
         rows.append(measure(size, args.proxies, args.rounds, work))
     print(
         f"{'services':>8} {'watch p50/p99 ms':>17} {'all proxies p50/p99 ms':>23} "
-        f"{'p50 ratio':>9} {'CPU/update':>10} {'RSS MiB':>8} {'MiB/1k svc':>10}"
+        f"{'p50 ratio':>9} {'CPU/update':>10} {'bytes/update':>12} {'RSS MiB':>8} "
+        f"{'MiB/1k svc':>10}"
     )
     for row in rows:
         print(
             f"{row['services']:>8.0f} {row['watch_p50']:>8.0f}/{row['watch_p99']:<8.0f} "
             f"{row['p50']:>11.0f}/{row['p99']:<11.0f} {row['p50'] / row['watch_p50']:>8.1f}x "
-            f"{row['cpu_ms']:>8.0f}ms {row['rss_mib']:>8.0f} "
+            f"{row['cpu_ms']:>8.0f}ms {row['bytes_per_update']:>12.0f} {row['rss_mib']:>8.0f} "
             f"{row['rss_per_1000_services_mib']:>10.1f}"
         )
 

@@ -1,8 +1,9 @@
 """The operator's in-memory index of cluster state, fed by kopf watch events.
 
 `watching` calls `MeshIndex.apply` for every event (never blocking: parsing is cheap and
-synchronous); `publishing` waits on `changed`, then takes a `MeshState` snapshot for the
-compiler. Objects the mesh cannot read are kept out of the model and remembered with the
+synchronous); `publishing` waits on `changed`, then takes the change set gathered since its
+last look (`take_changes`: each key's newest object, or None when it is gone) for the
+incremental compiler. Objects the mesh cannot read are kept out of the model and remembered with the
 reason, so the status writer can report them.
 """
 
@@ -48,7 +49,9 @@ def _essentials(raw: Mapping[str, Any]) -> dict[str, Any]:
 
 
 class MeshIndex:
-    """Parsed objects by key; a generation counter and an Event that fire on every change."""
+    """Parsed objects by key; a generation counter and an Event that fire on every change,
+    and the change set since the last `take_changes` (one entry per key: bounded by the
+    objects there are)."""
 
     def __init__(
         self,
@@ -63,6 +66,7 @@ class MeshIndex:
         self.raw_smi: dict[Key, Mapping[str, Any]] = {}
         self.generation = 0
         self.changed = asyncio.Event()
+        self._changes: dict[Key, state.MeshObject | None] = {}
 
     def apply(self, raw: Mapping[str, Any], *, deleted: bool = False) -> None:
         """Record an added/modified object, or forget a deleted one."""
@@ -86,7 +90,14 @@ class MeshIndex:
                 self.objects[key] = parsed
         if self.objects.get(key) != before or deleted or key in self.unreadable:
             self.generation += 1
+            self._changes[key] = self.objects.get(key)
             self.changed.set()
+
+    def take_changes(self) -> dict[Key, state.MeshObject | None]:
+        """Every key changed since the last call, with its object now (None: gone or
+        unreadable); the next call starts from here."""
+        changes, self._changes = self._changes, {}
+        return changes
 
     def snapshot(self) -> state.MeshState:
         """The current model; cheap (tuples of already-parsed frozen objects)."""

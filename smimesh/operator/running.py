@@ -216,7 +216,7 @@ async def run(
             workers = [
                 group.create_task(publisher.run()),
                 group.create_task(elector.run()),
-                group.create_task(writer.run(servicer.acks_changed)),
+                group.create_task(writer.run()),
                 group.create_task(bundles.run()),
                 group.create_task(maintainer.run()),
                 group.create_task(webhooks.run()),

@@ -1,10 +1,11 @@
-"""The config server: proxies open `ConfigDiscovery.Stream`, prove who they are, get their
-full config at once and a new snapshot whenever it changes, and ACK or NACK each version.
-A Hello must carry a token bound to the very Pod it names (`authenticating.require_pod`).
+"""The config server: proxies open `ConfigDiscovery.Stream`, prove who they are, get the
+whole scope of their resources at once and a delta whenever it changes, and ACK or NACK each
+response by its nonce. A Hello must carry a token bound to the very Pod it names
+(`authenticating.require_pod`).
 
-Fed by `publishing.Publisher` (desired configs, sessions) and `authenticating` (tokens);
-serves the `smimesh.proxyconfig` gRPC contract with grpc.aio. Every replica serves config,
-leader or not.
+Fed by `publishing.Publisher` (sessions and the deltas it sends them through a `GrpcSink`, the
+gRPC `delivering.ConfigSink`) and `authenticating` (tokens); serves the `smimesh.proxyconfig`
+gRPC contract with grpc.aio. Every replica serves config, leader or not.
 """
 
 from __future__ import annotations
@@ -16,10 +17,26 @@ from collections.abc import AsyncIterator
 
 import grpc
 
-from smimesh.operator import authenticating, publishing
-from smimesh.proxyconfig import proxyconfig_pb2, proxyconfig_pb2_grpc, refs, snapshots
+from smimesh.operator import authenticating, delivering, publishing
+from smimesh.proxyconfig import deltas, proxyconfig_pb2, proxyconfig_pb2_grpc, refs
 
 log = logging.getLogger(__name__)
+
+Context = grpc.aio.ServicerContext[proxyconfig_pb2.ProxyMessage, proxyconfig_pb2.ConfigDelta]
+
+
+class GrpcSink(delivering.Mailbox):
+    """The sink of one stream: the stream sends what the slot holds whenever it holds
+    something (one delta at most waits: later ones merge into it)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.bytes_sent = 0
+
+    async def next_message(self) -> proxyconfig_pb2.ConfigDelta:
+        delta = await self.take()
+        self.bytes_sent += delta.size()
+        return deltas.to_message(delta)
 
 
 class ConfigDiscovery(proxyconfig_pb2_grpc.ConfigDiscoveryServicer):
@@ -28,14 +45,11 @@ class ConfigDiscovery(proxyconfig_pb2_grpc.ConfigDiscoveryServicer):
     ) -> None:
         self.publisher = publisher
         self.authenticator = authenticator
-        self.acks_changed = asyncio.Event()
 
     async def _hello(
         self,
         requests: AsyncIterator[proxyconfig_pb2.ProxyMessage],
-        context: grpc.aio.ServicerContext[
-            proxyconfig_pb2.ProxyMessage, proxyconfig_pb2.ConfigSnapshot
-        ],
+        context: Context,
     ) -> refs.ProxyRef:
         first = await anext(requests, None)
         if first is None or first.WhichOneof("kind") != "hello":
@@ -72,48 +86,42 @@ class ConfigDiscovery(proxyconfig_pb2_grpc.ConfigDiscoveryServicer):
         async for message in requests:
             kind = message.WhichOneof("kind")
             if kind == "ack":
-                session.acked, session.nacked = message.ack.version, None
+                session.ack(message.ack.nonce, message.ack.version)
             elif kind == "nack":
-                session.nacked = (message.nack.version, message.nack.reason)
+                session.nack(message.nack.nonce, message.nack.reason)
                 log.warning(
-                    "proxy %s refused config %s: %s",
+                    "proxy %s refused delta %s: %s",
                     session.proxy,
-                    message.nack.version,
+                    message.nack.nonce,
                     message.nack.reason,
                 )
-            self.acks_changed.set()
+            elif kind == "subscribe":  # on-demand scope (issue 11, item 3) is not served yet
+                names = len(message.subscribe.names)
+                log.info("proxy %s asked for %d more resources: ignored", session.proxy, names)
 
     async def Stream(  # noqa: N802 - the name is the gRPC method's
         self,
         request_iterator: AsyncIterator[proxyconfig_pb2.ProxyMessage],
-        context: grpc.aio.ServicerContext[
-            proxyconfig_pb2.ProxyMessage, proxyconfig_pb2.ConfigSnapshot
-        ],
-    ) -> AsyncIterator[proxyconfig_pb2.ConfigSnapshot]:
+        context: Context,
+    ) -> AsyncIterator[proxyconfig_pb2.ConfigDelta]:
         proxy = await self._hello(request_iterator, context)
-        session = self.publisher.attach(proxy)
+        sink = GrpcSink()
+        session = self.publisher.attach(proxy, sink)
         log.info("proxy %s connected", proxy)
         reader = asyncio.create_task(self._read_acks(session, request_iterator))
         try:
             while not reader.done():
-                wake = asyncio.create_task(session.wake.wait())
-                await asyncio.wait({wake, reader}, return_when=asyncio.FIRST_COMPLETED)
-                wake.cancel()
-                session.wake.clear()
-                config = self.publisher.desired(proxy)
-                if config is not None and config.version != session.sent:
-                    session.sent = config.version
-                    yield proxyconfig_pb2.ConfigSnapshot(
-                        version=config.version,
-                        schema=snapshots.SCHEMA,
-                        config_json=config.to_json(),
-                    )
+                message = asyncio.create_task(sink.next_message())
+                await asyncio.wait({message, reader}, return_when=asyncio.FIRST_COMPLETED)
+                if not message.done():
+                    message.cancel()
+                    break
+                yield message.result()
         finally:
             reader.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await reader
             self.publisher.detach(session)
-            self.acks_changed.set()
             log.info("proxy %s disconnected", proxy)
 
 

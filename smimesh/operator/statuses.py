@@ -106,7 +106,7 @@ class StatusWriter:
     def desired(self) -> dict[indexing.Key, list[Condition]]:
         """Every SMI object's conditions; on the event loop (reads the index and sessions)."""
         by_key: dict[tuple[str, str, str], list[findings.Finding]] = {}
-        for finding in self.publisher.compilation.findings:
+        for finding in self.publisher.findings:
             by_key.setdefault(finding.key, []).append(finding)
         current = self.publisher.compiled_generation >= self.index.generation
         programmed = current and self.publisher.programmed()
@@ -219,19 +219,20 @@ class StatusWriter:
             writes += 1
         return writes
 
-    async def run(self, acks_changed: asyncio.Event, *, period: float = 5.0) -> None:
-        """Reconcile after compilations, ACKs and leadership changes, and every `period`."""
-        leadership = self.elector.leadership
-        seen = leadership.version
+    async def run(self, *, period: float = 5.0) -> None:
+        """Reconcile after compilations, proxies' answers (and sessions coming and going),
+        leadership changes, and every `period`."""
+        leadership, progress = self.elector.leadership, self.publisher.progress
+        seen, answered = leadership.version, progress.version
         while True:
             await waiting.first(
                 self.publisher.compiled.wait(),
-                acks_changed.wait(),
+                progress.wait_newer(answered),
                 leadership.wait_newer(seen),
                 timeout=period,
             )
-            acks_changed.clear()
-            seen = leadership.version  # before acting: a change from here on wakes the next wait
+            # before acting: a change from here on wakes the next wait
+            seen, answered = leadership.version, progress.version
             if not self.elector.is_leader:
                 self.written.clear()
                 self._written_generation.clear()

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n%smimesh/proxyconfig/proxyconfig.proto\x12\x16smimesh.proxyconfig.v1\"f\n\x05Hello\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x17\n\x0fservice_account\x18\x02 \x01(\t\x12\x0b\n\x03pod\x18\x03 \x01(\t\x12\r\n\x05token\x18\x04 \x01(\t\x12\x15\n\rproxy_version\x18\x05 \x01(\t\"\x16\n\x03\x41\x63k\x12\x0f\n\x07version\x18\x01 \x01(\t\"\'\n\x04Nack\x12\x0f\n\x07version\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"\xa0\x01\n\x0cProxyMessage\x12.\n\x05hello\x18\x01 \x01(\x0b\x32\x1d.smimesh.proxyconfig.v1.HelloH\x00\x12*\n\x03\x61\x63k\x18\x02 \x01(\x0b\x32\x1b.smimesh.proxyconfig.v1.AckH\x00\x12,\n\x04nack\x18\x03 \x01(\x0b\x32\x1c.smimesh.proxyconfig.v1.NackH\x00\x42\x06\n\x04kind\"F\n\x0e\x43onfigSnapshot\x12\x0f\n\x07version\x18\x01 \x01(\t\x12\x0e\n\x06schema\x18\x02 \x01(\t\x12\x13\n\x0b\x63onfig_json\x18\x03 \x01(\x0c\"-\n\x0bSignRequest\x12\x0f\n\x07\x63sr_pem\x18\x01 \x01(\x0c\x12\r\n\x05token\x18\x02 \x01(\t\"G\n\x0cSignResponse\x12\x1d\n\x15\x63\x65rtificate_chain_pem\x18\x01 \x01(\x0c\x12\x18\n\x10trust_bundle_pem\x18\x02 \x01(\x0c\x32m\n\x0f\x43onfigDiscovery\x12Z\n\x06Stream\x12$.smimesh.proxyconfig.v1.ProxyMessage\x1a&.smimesh.proxyconfig.v1.ConfigSnapshot(\x01\x30\x01\x32\x61\n\x0c\x43\x65rtificates\x12Q\n\x04Sign\x12#.smimesh.proxyconfig.v1.SignRequest\x1a$.smimesh.proxyconfig.v1.SignResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n%smimesh/proxyconfig/proxyconfig.proto\x12\x16smimesh.proxyconfig.v1\"f\n\x05Hello\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x17\n\x0fservice_account\x18\x02 \x01(\t\x12\x0b\n\x03pod\x18\x03 \x01(\t\x12\r\n\x05token\x18\x04 \x01(\t\x12\x15\n\rproxy_version\x18\x05 \x01(\t\"%\n\x03\x41\x63k\x12\r\n\x05nonce\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\"%\n\x04Nack\x12\r\n\x05nonce\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"\x1a\n\tSubscribe\x12\r\n\x05names\x18\x01 \x03(\t\"\xd8\x01\n\x0cProxyMessage\x12.\n\x05hello\x18\x01 \x01(\x0b\x32\x1d.smimesh.proxyconfig.v1.HelloH\x00\x12*\n\x03\x61\x63k\x18\x02 \x01(\x0b\x32\x1b.smimesh.proxyconfig.v1.AckH\x00\x12,\n\x04nack\x18\x03 \x01(\x0b\x32\x1c.smimesh.proxyconfig.v1.NackH\x00\x12\x36\n\tsubscribe\x18\x04 \x01(\x0b\x32!.smimesh.proxyconfig.v1.SubscribeH\x00\x42\x06\n\x04kind\"<\n\x08Resource\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\x11\n\tbody_json\x18\x03 \x01(\x0c\"\x91\x01\n\x0b\x43onfigDelta\x12\r\n\x05nonce\x18\x01 \x01(\t\x12\x0e\n\x06schema\x18\x02 \x01(\t\x12\x33\n\tresources\x18\x03 \x03(\x0b\x32 .smimesh.proxyconfig.v1.Resource\x12\x0f\n\x07removed\x18\x04 \x03(\t\x12\x0c\n\x04\x66ull\x18\x05 \x01(\x08\x12\x0f\n\x07version\x18\x06 \x01(\t\"-\n\x0bSignRequest\x12\x0f\n\x07\x63sr_pem\x18\x01 \x01(\x0c\x12\r\n\x05token\x18\x02 \x01(\t\"G\n\x0cSignResponse\x12\x1d\n\x15\x63\x65rtificate_chain_pem\x18\x01 \x01(\x0c\x12\x18\n\x10trust_bundle_pem\x18\x02 \x01(\x0c\x32j\n\x0f\x43onfigDiscovery\x12W\n\x06Stream\x12$.smimesh.proxyconfig.v1.ProxyMessage\x1a#.smimesh.proxyconfig.v1.ConfigDelta(\x01\x30\x01\x32\x61\n\x0c\x43\x65rtificates\x12Q\n\x04Sign\x12#.smimesh.proxyconfig.v1.SignRequest\x1a$.smimesh.proxyconfig.v1.SignResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,19 +34,23 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_HELLO']._serialized_start=65
   _globals['_HELLO']._serialized_end=167
   _globals['_ACK']._serialized_start=169
-  _globals['_ACK']._serialized_end=191
-  _globals['_NACK']._serialized_start=193
-  _globals['_NACK']._serialized_end=232
-  _globals['_PROXYMESSAGE']._serialized_start=235
-  _globals['_PROXYMESSAGE']._serialized_end=395
-  _globals['_CONFIGSNAPSHOT']._serialized_start=397
-  _globals['_CONFIGSNAPSHOT']._serialized_end=467
-  _globals['_SIGNREQUEST']._serialized_start=469
-  _globals['_SIGNREQUEST']._serialized_end=514
-  _globals['_SIGNRESPONSE']._serialized_start=516
-  _globals['_SIGNRESPONSE']._serialized_end=587
-  _globals['_CONFIGDISCOVERY']._serialized_start=589
-  _globals['_CONFIGDISCOVERY']._serialized_end=698
-  _globals['_CERTIFICATES']._serialized_start=700
-  _globals['_CERTIFICATES']._serialized_end=797
+  _globals['_ACK']._serialized_end=206
+  _globals['_NACK']._serialized_start=208
+  _globals['_NACK']._serialized_end=245
+  _globals['_SUBSCRIBE']._serialized_start=247
+  _globals['_SUBSCRIBE']._serialized_end=273
+  _globals['_PROXYMESSAGE']._serialized_start=276
+  _globals['_PROXYMESSAGE']._serialized_end=492
+  _globals['_RESOURCE']._serialized_start=494
+  _globals['_RESOURCE']._serialized_end=554
+  _globals['_CONFIGDELTA']._serialized_start=557
+  _globals['_CONFIGDELTA']._serialized_end=702
+  _globals['_SIGNREQUEST']._serialized_start=704
+  _globals['_SIGNREQUEST']._serialized_end=749
+  _globals['_SIGNRESPONSE']._serialized_start=751
+  _globals['_SIGNRESPONSE']._serialized_end=822
+  _globals['_CONFIGDISCOVERY']._serialized_start=824
+  _globals['_CONFIGDISCOVERY']._serialized_end=930
+  _globals['_CERTIFICATES']._serialized_start=932
+  _globals['_CERTIFICATES']._serialized_end=1029
 # @@protoc_insertion_point(module_scope)

@@ -3,14 +3,19 @@
 isort:skip_file
 The transport between the operator's config server and the sidecars.
 
-The configuration itself travels as the canonical JSON of smimesh.proxyconfig's
-ProxyConfig model (one schema for the compiler, the sidecar, the CLI and golden files);
-this file fixes the conversation around it: hello, full snapshot, ACK/NACK per version.
+The configuration travels as named, versioned resources (smimesh.proxyconfig.resources:
+`settings`, `outbound/<ns>/<svc>`, `inbound/<ns>/<sa>/<port>/<protocol>`,
+`proxy/<ns>/<pod>`), each body the canonical JSON of its contract model; the proxy
+assembles the ProxyConfig it runs from what it holds (`resources.assemble`). This file fixes
+the conversation around them, the way delta xDS does: hello, responses carrying the
+resources added or changed and the names removed, an ACK or NACK per response nonce.
 Regenerate the Python modules with `make proto`; a test checks they are current.
 """
 
+from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
+from google.protobuf.internal import containers as _containers
 import builtins as _builtins
 import sys
 import typing as _typing
@@ -57,18 +62,23 @@ Global___Hello: _TypeAlias = Hello  # noqa: Y015
 
 @_typing.final
 class Ack(_message.Message):
+    """The proxy applied the response `nonce` and now runs the config `version`."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
+    NONCE_FIELD_NUMBER: _builtins.int
     VERSION_FIELD_NUMBER: _builtins.int
+    nonce: _builtins.str
     version: _builtins.str
     def __init__(
         self,
         *,
+        nonce: _builtins.str = ...,
         version: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["version", b"version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["nonce", b"nonce", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -76,25 +86,51 @@ Global___Ack: _TypeAlias = Ack  # noqa: Y015
 
 @_typing.final
 class Nack(_message.Message):
+    """The proxy could not apply the response `nonce`; it keeps the resources and config it held."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
-    VERSION_FIELD_NUMBER: _builtins.int
+    NONCE_FIELD_NUMBER: _builtins.int
     REASON_FIELD_NUMBER: _builtins.int
-    version: _builtins.str
+    nonce: _builtins.str
     reason: _builtins.str
     def __init__(
         self,
         *,
-        version: _builtins.str = ...,
+        nonce: _builtins.str = ...,
         reason: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["reason", b"reason", "version", b"version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["nonce", b"nonce", "reason", b"reason"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Nack: _TypeAlias = Nack  # noqa: Y015
+
+@_typing.final
+class Subscribe(_message.Message):
+    """Room for on-demand discovery: the proxy asks for more resources (by name, e.g. one
+    `outbound/<ns>/<svc>`) to be added to its scope. Servers may not honour it yet.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAMES_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def names(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    def __init__(
+        self,
+        *,
+        names: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["names", b"names"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Subscribe: _TypeAlias = Subscribe  # noqa: Y015
 
 @_typing.final
 class ProxyMessage(_message.Message):
@@ -103,54 +139,103 @@ class ProxyMessage(_message.Message):
     HELLO_FIELD_NUMBER: _builtins.int
     ACK_FIELD_NUMBER: _builtins.int
     NACK_FIELD_NUMBER: _builtins.int
+    SUBSCRIBE_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def hello(self) -> Global___Hello: ...
     @_builtins.property
     def ack(self) -> Global___Ack: ...
     @_builtins.property
     def nack(self) -> Global___Nack: ...
+    @_builtins.property
+    def subscribe(self) -> Global___Subscribe: ...
     def __init__(
         self,
         *,
         hello: Global___Hello | None = ...,
         ack: Global___Ack | None = ...,
         nack: Global___Nack | None = ...,
+        subscribe: Global___Subscribe | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["ack", b"ack", "hello", b"hello", "kind", b"kind", "nack", b"nack"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["ack", b"ack", "hello", b"hello", "kind", b"kind", "nack", b"nack", "subscribe", b"subscribe"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["ack", b"ack", "hello", b"hello", "kind", b"kind", "nack", b"nack"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["ack", b"ack", "hello", b"hello", "kind", b"kind", "nack", b"nack", "subscribe", b"subscribe"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_kind: _TypeAlias = _typing.Literal["hello", "ack", "nack"]  # noqa: Y015
+    _WhichOneofReturnType_kind: _TypeAlias = _typing.Literal["hello", "ack", "nack", "subscribe"]  # noqa: Y015
     _WhichOneofArgType_kind: _TypeAlias = _typing.Literal["kind", b"kind"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_kind) -> _WhichOneofReturnType_kind | None: ...
 
 Global___ProxyMessage: _TypeAlias = ProxyMessage  # noqa: Y015
 
 @_typing.final
-class ConfigSnapshot(_message.Message):
+class Resource(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
+    NAME_FIELD_NUMBER: _builtins.int
     VERSION_FIELD_NUMBER: _builtins.int
-    SCHEMA_FIELD_NUMBER: _builtins.int
-    CONFIG_JSON_FIELD_NUMBER: _builtins.int
+    BODY_JSON_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
     version: _builtins.str
-    schema: _builtins.str
-    """"smimesh.dev/proxyconfig/v1": how to read config_json."""
-    config_json: _builtins.bytes
+    """`smimesh.proxyconfig.snapshots.digest` of body_json."""
+    body_json: _builtins.bytes
+    """The canonical JSON of the resource's contract model."""
     def __init__(
         self,
         *,
+        name: _builtins.str = ...,
         version: _builtins.str = ...,
-        schema: _builtins.str = ...,
-        config_json: _builtins.bytes = ...,
+        body_json: _builtins.bytes = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["config_json", b"config_json", "schema", b"schema", "version", b"version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["body_json", b"body_json", "name", b"name", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-Global___ConfigSnapshot: _TypeAlias = ConfigSnapshot  # noqa: Y015
+Global___Resource: _TypeAlias = Resource  # noqa: Y015
+
+@_typing.final
+class ConfigDelta(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NONCE_FIELD_NUMBER: _builtins.int
+    SCHEMA_FIELD_NUMBER: _builtins.int
+    RESOURCES_FIELD_NUMBER: _builtins.int
+    REMOVED_FIELD_NUMBER: _builtins.int
+    FULL_FIELD_NUMBER: _builtins.int
+    VERSION_FIELD_NUMBER: _builtins.int
+    nonce: _builtins.str
+    """Echoed by the Ack or Nack of this response."""
+    schema: _builtins.str
+    """"smimesh.dev/proxyconfig/v1": how to read the bodies."""
+    full: _builtins.bool
+    """True when `resources` is the proxy's whole scope: drop everything else held."""
+    version: _builtins.str
+    """The version of the ProxyConfig the proxy assembles once it applied this response."""
+    @_builtins.property
+    def resources(self) -> _containers.RepeatedCompositeFieldContainer[Global___Resource]:
+        """The resources added or changed."""
+
+    @_builtins.property
+    def removed(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Names of resources the proxy must drop."""
+
+    def __init__(
+        self,
+        *,
+        nonce: _builtins.str = ...,
+        schema: _builtins.str = ...,
+        resources: _abc.Iterable[Global___Resource] | None = ...,
+        removed: _abc.Iterable[_builtins.str] | None = ...,
+        full: _builtins.bool = ...,
+        version: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["full", b"full", "nonce", b"nonce", "removed", b"removed", "resources", b"resources", "schema", b"schema", "version", b"version"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ConfigDelta: _TypeAlias = ConfigDelta  # noqa: Y015
 
 @_typing.final
 class SignRequest(_message.Message):

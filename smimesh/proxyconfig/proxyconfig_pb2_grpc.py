@@ -37,7 +37,7 @@ class ConfigDiscoveryStub:
         self.Stream = channel.stream_stream(
                 '/smimesh.proxyconfig.v1.ConfigDiscovery/Stream',
                 request_serializer=smimesh_dot_proxyconfig_dot_proxyconfig__pb2.ProxyMessage.SerializeToString,
-                response_deserializer=smimesh_dot_proxyconfig_dot_proxyconfig__pb2.ConfigSnapshot.FromString,
+                response_deserializer=smimesh_dot_proxyconfig_dot_proxyconfig__pb2.ConfigDelta.FromString,
                 _registered_method=True)
 
 
@@ -45,8 +45,8 @@ class ConfigDiscoveryServicer:
     """Missing associated documentation comment in .proto file."""
 
     def Stream(self, request_iterator, context):
-        """The proxy opens the stream with a Hello, then ACKs or NACKs every snapshot it gets.
-        The server sends the full config at once, then a new snapshot whenever it changes.
+        """The proxy opens the stream with a Hello, then ACKs or NACKs every response by its nonce.
+        The first response holds the proxy's whole scope (`full`); later ones only what changed.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -58,7 +58,7 @@ def add_ConfigDiscoveryServicer_to_server(servicer, server):
             'Stream': grpc.stream_stream_rpc_method_handler(
                     servicer.Stream,
                     request_deserializer=smimesh_dot_proxyconfig_dot_proxyconfig__pb2.ProxyMessage.FromString,
-                    response_serializer=smimesh_dot_proxyconfig_dot_proxyconfig__pb2.ConfigSnapshot.SerializeToString,
+                    response_serializer=smimesh_dot_proxyconfig_dot_proxyconfig__pb2.ConfigDelta.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -87,7 +87,7 @@ class ConfigDiscovery:
             target,
             '/smimesh.proxyconfig.v1.ConfigDiscovery/Stream',
             smimesh_dot_proxyconfig_dot_proxyconfig__pb2.ProxyMessage.SerializeToString,
-            smimesh_dot_proxyconfig_dot_proxyconfig__pb2.ConfigSnapshot.FromString,
+            smimesh_dot_proxyconfig_dot_proxyconfig__pb2.ConfigDelta.FromString,
             options,
             channel_credentials,
             insecure,

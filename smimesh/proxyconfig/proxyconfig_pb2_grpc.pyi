@@ -3,9 +3,12 @@
 isort:skip_file
 The transport between the operator's config server and the sidecars.
 
-The configuration itself travels as the canonical JSON of smimesh.proxyconfig's
-ProxyConfig model (one schema for the compiler, the sidecar, the CLI and golden files);
-this file fixes the conversation around it: hello, full snapshot, ACK/NACK per version.
+The configuration travels as named, versioned resources (smimesh.proxyconfig.resources:
+`settings`, `outbound/<ns>/<svc>`, `inbound/<ns>/<sa>/<port>/<protocol>`,
+`proxy/<ns>/<pod>`), each body the canonical JSON of its contract model; the proxy
+assembles the ProxyConfig it runs from what it holds (`resources.assemble`). This file fixes
+the conversation around them, the way delta xDS does: hello, responses carrying the
+resources added or changed and the names removed, an ACK or NACK per response nonce.
 Regenerate the Python modules with `make proto`; a test checks they are current.
 """
 
@@ -37,17 +40,17 @@ class ConfigDiscoveryStub:
     def __new__(cls, channel: _grpc.Channel) -> _Self: ...
     @_typing.overload
     def __new__(cls, channel: _aio.Channel) -> ConfigDiscoveryAsyncStub: ...
-    Stream: _grpc.StreamStreamMultiCallable[_proxyconfig_pb2.ProxyMessage, _proxyconfig_pb2.ConfigSnapshot]
-    """The proxy opens the stream with a Hello, then ACKs or NACKs every snapshot it gets.
-    The server sends the full config at once, then a new snapshot whenever it changes.
+    Stream: _grpc.StreamStreamMultiCallable[_proxyconfig_pb2.ProxyMessage, _proxyconfig_pb2.ConfigDelta]
+    """The proxy opens the stream with a Hello, then ACKs or NACKs every response by its nonce.
+    The first response holds the proxy's whole scope (`full`); later ones only what changed.
     """
 
 @_typing.type_check_only
 class ConfigDiscoveryAsyncStub(ConfigDiscoveryStub):
     def __init__(self, channel: _aio.Channel) -> None: ...
-    Stream: _aio.StreamStreamMultiCallable[_proxyconfig_pb2.ProxyMessage, _proxyconfig_pb2.ConfigSnapshot]  # type: ignore[assignment]
-    """The proxy opens the stream with a Hello, then ACKs or NACKs every snapshot it gets.
-    The server sends the full config at once, then a new snapshot whenever it changes.
+    Stream: _aio.StreamStreamMultiCallable[_proxyconfig_pb2.ProxyMessage, _proxyconfig_pb2.ConfigDelta]  # type: ignore[assignment]
+    """The proxy opens the stream with a Hello, then ACKs or NACKs every response by its nonce.
+    The first response holds the proxy's whole scope (`full`); later ones only what changed.
     """
 
 class ConfigDiscoveryServicer(metaclass=_abc_1.ABCMeta):
@@ -56,9 +59,9 @@ class ConfigDiscoveryServicer(metaclass=_abc_1.ABCMeta):
         self,
         request_iterator: _MaybeAsyncIterator[_proxyconfig_pb2.ProxyMessage],
         context: _ServicerContext,
-    ) -> _typing.Union[_abc.Iterator[_proxyconfig_pb2.ConfigSnapshot], _abc.AsyncIterator[_proxyconfig_pb2.ConfigSnapshot]]:
-        """The proxy opens the stream with a Hello, then ACKs or NACKs every snapshot it gets.
-        The server sends the full config at once, then a new snapshot whenever it changes.
+    ) -> _typing.Union[_abc.Iterator[_proxyconfig_pb2.ConfigDelta], _abc.AsyncIterator[_proxyconfig_pb2.ConfigDelta]]:
+        """The proxy opens the stream with a Hello, then ACKs or NACKs every response by its nonce.
+        The first response holds the proxy's whole scope (`full`); later ones only what changed.
         """
 
 def add_ConfigDiscoveryServicer_to_server(servicer: ConfigDiscoveryServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

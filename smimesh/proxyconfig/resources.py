@@ -2,7 +2,7 @@
 the resources it holds.
 
 `smimesh.compiler.incremental` produces the resources and, per change set, a
-`ResourceDelta`; the config server will send deltas of them to proxies; `assemble` turns
+`ResourceDelta`; the config server sends deltas of them to proxies (`deltas`); `assemble` turns
 what one proxy holds into the `snapshots.ProxyConfig` its sidecar builds a table from, equal
 (version and bytes) to what `compiler.compiling.compile_mesh` gives that proxy. Each
 version is `snapshots.digest` of the body's canonical JSON (`snapshots.canonical_json`).
@@ -111,21 +111,71 @@ def _body(resources: Mapping[str, AnyResource], name: str, kind: type[_B]) -> _B
     return body
 
 
-def assemble(resources: Mapping[str, AnyResource], workload: str) -> snapshots.ProxyConfig:
+@dataclass(frozen=True)
+class OutboundSection:
+    """Every outbound resource held, in `compile_mesh`'s order (by name, i.e. namespace/name),
+    and their bodies' JSON joined: what every proxy's config shares, built once per update."""
+
+    services: tuple[outbound.OutboundService, ...]
+    encoded: bytes
+
+    @classmethod
+    def of(cls, resources: Mapping[str, AnyResource]) -> OutboundSection:
+        chosen = sorted(name for name in resources if name.startswith(OUTBOUND_PREFIX))
+        return cls(
+            services=tuple(_body(resources, name, outbound.OutboundService) for name in chosen),
+            encoded=snapshots.join_outbound(resources[name].encoded for name in chosen),
+        )
+
+
+def policies_of(workload: Workload) -> frozenset[str]:
+    """The names of the inbound policies a workload binds."""
+    return frozenset(port.policy for port in workload.ports)
+
+
+def assemble(
+    resources: Mapping[str, AnyResource],
+    workload: str,
+    *,
+    section: OutboundSection | None = None,
+) -> snapshots.ProxyConfig:
     """The config of the proxy whose `proxy/...` resource is named `workload`, from the
     settings, its workload, the inbound policies it binds and every outbound resource held
-    (sorted by name, which is `compile_mesh`'s order: by namespace/name)."""
+    (sorted by name, which is `compile_mesh`'s order: by namespace/name). `section`, when
+    given, must be `OutboundSection.of(resources)`: one shared by many proxies."""
     own = _body(resources, workload, Workload)
-    chosen = sorted(name for name in resources if name.startswith(OUTBOUND_PREFIX))
-    services = tuple(_body(resources, name, outbound.OutboundService) for name in chosen)
+    section = section or OutboundSection.of(resources)
     return snapshots.ProxyConfig.build(
         proxy=own.proxy,
         identity=own.identity,
         settings=_body(resources, SETTINGS, snapshots.MeshSettings),
-        outbound=services,
+        outbound=section.services,
         inbound=tuple(
             _body(resources, port.policy, inbound.InboundPolicy).bind(port.app_port)
             for port in own.ports
         ),
-        outbound_json=snapshots.join_outbound(resources[name].encoded for name in chosen),
+        outbound_json=section.encoded,
     )
+
+
+def split(config: snapshots.ProxyConfig) -> dict[str, AnyResource]:
+    """The resources one config is made of, named as the compiler names them: `assemble` of
+    them gives `config` back when its outbound section is sorted by namespace/name (as
+    `compile_mesh`'s is). For configs written by hand (tests, files) served over the stream."""
+    proxy = config.proxy
+    held: dict[str, AnyResource] = {SETTINGS: Resource.of(SETTINGS, config.settings)}
+    for service in config.outbound:
+        name = outbound_name(service.service)
+        held[name] = Resource.of(name, service)
+    bindings = []
+    for port in config.inbound:
+        name = inbound_name(proxy.namespace, proxy.service_account, port.port, port.protocol)
+        policy = inbound.InboundPolicy(
+            port=port.port, protocol=port.protocol, permissive=port.permissive, rules=port.rules
+        )
+        held[name] = Resource.of(name, policy)
+        bindings.append(PortBinding(port=port.port, app_port=port.app_port, policy=name))
+    workload = workload_name(proxy.namespace, proxy.pod)
+    own = Workload(proxy=proxy, identity=config.identity, ports=tuple(bindings))
+    held[workload] = Resource.of(workload, own)
+    return held

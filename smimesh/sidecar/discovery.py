@@ -1,7 +1,11 @@
 """The config client: `ConfigDiscovery.Stream` to the operator's config server. Sends a Hello
-with the proxy's identity, applies each snapshot, ACKs it, NACKs (with the reason) one it
-cannot parse or apply, and reconnects with backoff; the last good config stays in force
-throughout, so traffic continues while the operator is down.
+with the proxy's identity, keeps the resources the server sent, and applies each response
+atomically: the new map of resources (`deltas.apply`), the config assembled from it
+(`resources.assemble`, checked against the version the server announced), parsed and
+assembled off the event loop, then applied to the sink. It ACKs the response's nonce, or
+NACKs it with the reason and keeps the previous map and config; it reconnects with backoff,
+the last good config staying in force throughout, so traffic continues while the operator is
+down.
 
 Started by `running` when `--config-server` is set; feeds the same `loading.ConfigSink` as the
 config file. Speaks only `smimesh.proxyconfig`'s generated gRPC code. Every stream starts with a
@@ -13,15 +17,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 
 import grpc
 
 import smimesh
 from smimesh._aio import backoff
+from smimesh.proxyconfig import deltas, resources, snapshots
 from smimesh.proxyconfig import proxyconfig_pb2 as pb
 from smimesh.proxyconfig import proxyconfig_pb2_grpc as pb_grpc
-from smimesh.proxyconfig import snapshots
 from smimesh.sidecar import loading, settings, tokens
 
 log = logging.getLogger(__name__)
@@ -66,6 +70,8 @@ class DiscoveryClient:
         self.credentials = credentials
         self.retry = retry or backoff.Backoff(initial=0.2, maximum=10.0)
         self.applied: str | None = None
+        self.held: Mapping[str, resources.AnyResource] = {}
+        """The resources of the config applied last."""
         self.connected = asyncio.Event()
 
     async def run(self) -> None:
@@ -83,7 +89,7 @@ class DiscoveryClient:
             await self.retry.sleep()
 
     async def stream_once(self) -> None:
-        """One stream: Hello, then apply-and-answer every snapshot until it ends."""
+        """One stream: Hello, then apply-and-answer every response until it ends."""
         hello = self.hello()  # the token as its file holds it now
         if self.credentials is None and hello.token:
             # `commands` refuses this set-up at start; never let a token out in plaintext.
@@ -106,29 +112,43 @@ class DiscoveryClient:
             await outgoing.put(pb.ProxyMessage(hello=hello))
             call = stub.Stream(requests())
             try:
-                async for snapshot in call:
+                workload = resources.workload_name(hello.namespace, hello.pod)
+                async for response in call:
                     self.connected.set()
                     self.retry.reset()
-                    # Bounded queue: at most one answer per received snapshot is outstanding,
+                    # Bounded queue: at most one answer per received response is outstanding,
                     # so put() only waits if the server stops reading, which ends the stream.
-                    await outgoing.put(self.answer(snapshot))
+                    await outgoing.put(await self.answer(response, workload))
             finally:
                 await outgoing.put(None)
                 call.cancel()
 
-    def answer(self, snapshot: pb.ConfigSnapshot) -> pb.ProxyMessage:
+    async def answer(self, response: pb.ConfigDelta, workload: str) -> pb.ProxyMessage:
+        """Apply one response to what is held (all of it or nothing); the ACK or NACK."""
         try:
-            if snapshot.schema and snapshot.schema != snapshots.SCHEMA:
-                raise ValueError(f"unknown schema {snapshot.schema!r}")
-            config = snapshots.ProxyConfig.from_json(snapshot.config_json)
-            if snapshot.version and config.version != snapshot.version:
-                raise ValueError(
-                    f"snapshot says version {snapshot.version}, its config says {config.version}"
-                )
+            held, config = await asyncio.to_thread(_assemble, self.held, response, workload)
             self.sink.apply(config)
-        except Exception as exc:  # anything that fails keeps the last good config
+        except Exception as exc:  # anything that fails keeps the last good map and config
             reason = f"{type(exc).__name__}: {exc}"[:1000]
-            log.error("NACK %s: %s", snapshot.version, reason)
-            return pb.ProxyMessage(nack=pb.Nack(version=snapshot.version, reason=reason))
-        self.applied = config.version
-        return pb.ProxyMessage(ack=pb.Ack(version=config.version))
+            log.error("NACK %s: %s", response.nonce, reason)
+            return pb.ProxyMessage(nack=pb.Nack(nonce=response.nonce, reason=reason))
+        self.held, self.applied = held, config.version
+        return pb.ProxyMessage(ack=pb.Ack(nonce=response.nonce, version=config.version))
+
+
+def _assemble(
+    held: Mapping[str, resources.AnyResource], response: pb.ConfigDelta, workload: str
+) -> tuple[dict[str, resources.AnyResource], snapshots.ProxyConfig]:
+    """The resources after `response` and the config of `workload` they make; raises if any
+    body cannot be read, a resource is missing, or the config is not the announced version.
+    Pure (reads `held`, returns a new map): runs in a worker thread."""
+    delta = deltas.from_message(response)
+    after = deltas.apply(held, delta)
+    if workload not in after:
+        raise ValueError(f"the response leaves no {workload} resource")
+    config = resources.assemble(after, workload)
+    if delta.version and config.version != delta.version:
+        raise ValueError(
+            f"the response says version {delta.version}, the resources make {config.version}"
+        )
+    return after, config

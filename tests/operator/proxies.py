@@ -1,4 +1,5 @@
-"""A test proxy: a real grpcio client of ConfigDiscovery that records every snapshot."""
+"""A test proxy: a real grpcio client of ConfigDiscovery that keeps the resources it is sent,
+as the sidecar does, and records the config each response makes (and its raw deltas)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from collections.abc import Iterator
 
 import grpc
 
-from smimesh.proxyconfig import proxyconfig_pb2, proxyconfig_pb2_grpc, snapshots
+from smimesh.proxyconfig import deltas, proxyconfig_pb2, proxyconfig_pb2_grpc, resources, snapshots
 
 
 class TestProxy:
@@ -30,6 +31,9 @@ class TestProxy:
         self.outbox: queue.Queue[proxyconfig_pb2.ProxyMessage | None] = queue.Queue()
         self.snapshots: queue.Queue[snapshots.ProxyConfig] = queue.Queue()
         self.received: list[snapshots.ProxyConfig] = []
+        self.deltas: list[deltas.Delta] = []
+        self.held: dict[str, resources.AnyResource] = {}
+        self.workload = resources.workload_name(namespace, pod)
         self.error: grpc.RpcError | None = None
         self.ack = ack
         self.nack = nack
@@ -50,19 +54,21 @@ class TestProxy:
     def _run(self) -> None:
         stub = proxyconfig_pb2_grpc.ConfigDiscoveryStub(self.channel)
         try:
-            for snapshot in stub.Stream(self._requests()):
-                config = snapshots.ProxyConfig.from_json(snapshot.config_json)
-                assert config.version == snapshot.version
-                self.received.append(config)
+            for response in stub.Stream(self._requests()):
+                delta = deltas.from_message(response)
+                self.deltas.append(delta)
+                # what it holds had it applied every response (a refusing proxy holds none,
+                # but the test still sees the configs it was offered)
+                self.held = deltas.apply(self.held, delta)
+                config = resources.assemble(self.held, self.workload)
                 if self.nack is not None:
-                    refusal = proxyconfig_pb2.Nack(version=snapshot.version, reason=self.nack)
+                    refusal = proxyconfig_pb2.Nack(nonce=response.nonce, reason=self.nack)
                     self.outbox.put(proxyconfig_pb2.ProxyMessage(nack=refusal))
                 elif self.ack:
-                    self.outbox.put(
-                        proxyconfig_pb2.ProxyMessage(
-                            ack=proxyconfig_pb2.Ack(version=snapshot.version)
-                        )
-                    )
+                    ack = proxyconfig_pb2.Ack(nonce=response.nonce, version=config.version)
+                    self.outbox.put(proxyconfig_pb2.ProxyMessage(ack=ack))
+                assert config.version == response.version
+                self.received.append(config)
                 self.snapshots.put(config)
         except grpc.RpcError as exc:
             self.error = exc

@@ -58,20 +58,7 @@ def workload(
             "kind": "ServiceAccount",
             "metadata": {"name": service_account, "namespace": namespace},
         },
-        {
-            "apiVersion": "v1",
-            "kind": "Pod",
-            "metadata": {
-                "name": pod,
-                "namespace": namespace,
-                "annotations": {"smimesh.dev/injected": "true"},
-            },
-            "spec": {
-                "serviceAccountName": service_account,
-                "automountServiceAccountToken": False,
-                "containers": [{"name": "app", "image": "app"}],
-            },
-        },
+        pod_object(namespace, pod, service_account),
     )
     status = {"status": {"podIP": ip, "conditions": [{"type": "Ready", "status": "True"}]}}
     kubectl(
@@ -87,27 +74,47 @@ def workload(
         json.dumps(status),
     )
     for name in services:
-        apply(
-            cluster,
+        apply(cluster, endpoint_slice(namespace, name, pod, ip))
+
+
+def pod_object(namespace: str, pod: str, service_account: str) -> dict[str, Any]:
+    """A meshed (injected) Pod, without status."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {
+            "name": pod,
+            "namespace": namespace,
+            "annotations": {"smimesh.dev/injected": "true"},
+        },
+        "spec": {
+            "serviceAccountName": service_account,
+            "automountServiceAccountToken": False,
+            "containers": [{"name": "app", "image": "app"}],
+        },
+    }
+
+
+def endpoint_slice(namespace: str, service: str, pod: str, ip: str) -> dict[str, Any]:
+    """A slice of `service` with one ready endpoint: `pod` at `ip`, port 8080."""
+    return {
+        "apiVersion": "discovery.k8s.io/v1",
+        "kind": "EndpointSlice",
+        "metadata": {
+            "name": f"{service}-{pod}",
+            "namespace": namespace,
+            "labels": {"kubernetes.io/service-name": service},
+        },
+        "addressType": "IPv4",
+        "ports": [{"name": "http", "port": 8080}],
+        "endpoints": [
             {
-                "apiVersion": "discovery.k8s.io/v1",
-                "kind": "EndpointSlice",
-                "metadata": {
-                    "name": f"{name}-{pod}",
-                    "namespace": namespace,
-                    "labels": {"kubernetes.io/service-name": name},
-                },
-                "addressType": "IPv4",
-                "ports": [{"name": "http", "port": 8080}],
-                "endpoints": [
-                    {
-                        "addresses": [ip],
-                        "conditions": {"ready": True},
-                        "targetRef": {"kind": "Pod", "name": pod, "namespace": namespace},
-                    }
-                ],
-            },
-        )
+                "addresses": [ip],
+                "conditions": {"ready": True},
+                "targetRef": {"kind": "Pod", "name": pod, "namespace": namespace},
+            }
+        ],
+    }
 
 
 def split(namespace: str, name: str, root: str, weights: dict[str, int]) -> dict[str, Any]:

@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 import pytest
 from kubernetes import client
 
-from smimesh.operator import indexing, leading, publishing, statuses
+from smimesh.operator import delivering, indexing, leading, publishing, statuses
 from smimesh.proxyconfig import refs
 from smimesh.testing import clusters
 from tests.operator.scenarios import apply, split, wait_conditions
@@ -90,7 +90,6 @@ async def test_statuses_are_decided_on_the_loop_while_sessions_come_and_go(
         api, namespace=namespace, identity="writer", lease_duration=3.0, retry_period=0.5
     )
     writer = statuses.StatusWriter(api, index, publisher, elector)
-    acks_changed = asyncio.Event()
     done = asyncio.Event()
     churned = 0
 
@@ -98,14 +97,16 @@ async def test_statuses_are_decided_on_the_loop_while_sessions_come_and_go(
         """Proxies connect and disconnect on the loop as fast as it runs (bounded: 30 s)."""
         nonlocal churned
         steady = [
-            publisher.attach(refs.ProxyRef(namespace=namespace, service_account="sa", pod=f"s-{n}"))
+            publisher.attach(
+                refs.ProxyRef(namespace=namespace, service_account="sa", pod=f"s-{n}"),
+                delivering.MemorySink(),
+            )
             for n in range(500)
         ]
         deadline = time.monotonic() + 30
         while not done.is_set() and time.monotonic() < deadline:
             proxy = refs.ProxyRef(namespace=namespace, service_account="sa", pod=f"c-{churned}")
-            session = publisher.attach(proxy)
-            acks_changed.set()
+            session = publisher.attach(proxy, delivering.MemorySink())
             await asyncio.sleep(0)
             publisher.detach(session)
             churned += 1
@@ -115,7 +116,7 @@ async def test_statuses_are_decided_on_the_loop_while_sessions_come_and_go(
     async with asyncio.TaskGroup() as group:
         tasks = [
             group.create_task(elector.run()),
-            group.create_task(writer.run(acks_changed, period=0.2)),
+            group.create_task(writer.run(period=0.2)),
             group.create_task(churn()),
         ]
         try:

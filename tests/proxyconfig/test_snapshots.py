@@ -11,7 +11,16 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from smimesh.proxyconfig import inbound, matches, outbound, proxyconfig_pb2, refs, snapshots
+from smimesh.proxyconfig import (
+    deltas,
+    inbound,
+    matches,
+    outbound,
+    proxyconfig_pb2,
+    refs,
+    resources,
+    snapshots,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -77,13 +86,15 @@ def test_json_round_trip_is_lossless_and_keeps_the_version() -> None:
 
 
 @pytest.mark.fast
-def test_the_snapshot_message_carries_the_config() -> None:
+def test_a_delta_message_carries_the_resources_of_the_config() -> None:
     config = _config()
-    wire = proxyconfig_pb2.ConfigSnapshot(
-        version=config.version, schema=snapshots.SCHEMA, config_json=config.to_json()
-    ).SerializeToString()
-    received = proxyconfig_pb2.ConfigSnapshot.FromString(wire)
-    assert snapshots.ProxyConfig.from_json(received.config_json) == config
+    held = resources.split(config)
+    delta = deltas.Delta(nonce="1", version=config.version, changed=held, full=True)
+    wire = deltas.to_message(delta).SerializeToString()
+    received = deltas.from_message(proxyconfig_pb2.ConfigDelta.FromString(wire))
+    workload = resources.workload_name(config.proxy.namespace, config.proxy.pod)
+    assert resources.assemble(deltas.apply({}, received), workload) == config
+    assert received.version == config.version
 
 
 @pytest.mark.fast

@@ -20,7 +20,7 @@ import pytest
 from kubernetes import client
 
 from smimesh._aio import waiting
-from smimesh.compiler import compiling
+from smimesh.compiler import incremental
 from smimesh.identity import authority, rotation
 from smimesh.operator import (
     authenticating,
@@ -31,7 +31,7 @@ from smimesh.operator import (
     renewing,
     serving,
 )
-from smimesh.proxyconfig import refs
+from smimesh.proxyconfig import refs, resources, snapshots
 from smimesh.testing import registering, tokens
 from tests.sidecar.conftest import config, free_port, service
 from tests.sidecar.test_discovery import FakeOperator, _serve
@@ -107,6 +107,14 @@ async def config_server(api: client.ApiClient) -> AsyncIterator[ConfigServer]:
         await started.stop()
 
 
+def hold(publisher: publishing.Publisher, config: snapshots.ProxyConfig) -> None:
+    """Make the publisher's resources those of `config` alone, as an update would."""
+    held = resources.split(config)
+    removed = frozenset(publisher.latest) - held.keys()
+    delta = resources.ResourceDelta(changed=held, removed=removed)
+    publisher.publish(incremental.Update(delta=delta, findings=()))
+
+
 def register_pod(api: client.ApiClient, namespace: str) -> str:
     """ServiceAccount `web` and its Pod `web-1`, as local workloads register; returns the uid."""
     registering.register(api, registering.Registration(namespace, POD, "web", "10.77.255.1"))
@@ -125,7 +133,7 @@ async def test_a_rotated_token_is_used_once_the_old_one_is_no_longer_accepted(
     proxy = refs.ProxyRef(namespace=namespace, service_account="web", pod=POD)
     first = config(proxy=proxy)
     second = config(proxy=proxy, outbound_services=(service("web", [("127.0.0.1", 9, POD)]),))
-    config_server.publisher.compilation = compiling.Compilation(configs={proxy: first}, findings=())
+    hold(config_server.publisher, first)
     old_uid = register_pod(api, namespace)
     old = tokens.bound_token(api, namespace, "web", POD, expiration_seconds=600)
     token_file = project(tmp_path / "projected", old)
@@ -178,9 +186,7 @@ async def test_a_rotated_token_is_used_once_the_old_one_is_no_longer_accepted(
     )
 
     config_server.authenticator.presented.clear()
-    config_server.publisher.compilation = compiling.Compilation(
-        configs={proxy: second}, findings=()
-    )
+    hold(config_server.publisher, second)
     await config_server.start()
     # The sidecar's reconnect backoff reaches 10 s while the operator is down.
     await holding(second.version, within=30)
