@@ -12,7 +12,6 @@ every missing one in a single `go build` (six tools: ~6 min on 2 cores with a co
 from __future__ import annotations
 
 import os
-import shutil
 import sys
 import tempfile
 from collections.abc import Callable
