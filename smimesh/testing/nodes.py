@@ -116,9 +116,9 @@ class Node:
         try:
             self._cleaning.prepare()
             credentials = self._write_credentials()
+            self._write_cni()
             self._start_containerd()
             self._import_images()
-            self._write_cni()
             self._start_kubelet(credentials["kubelet"])
             self._start_kube_proxy(credentials["kube-proxy"])
             self._start_controller_manager(credentials["kube-controller-manager"])
