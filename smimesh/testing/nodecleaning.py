@@ -1,6 +1,7 @@
 """What the real test node leaves on the machine, and its removal: the node's cgroup (every
 component, containerd shim and container is in it), the mounts below its run directory
-(volumes, containers' root file systems, Pod network namespaces), the run directory, and the
+(volumes, containers' root file systems, Pod network namespaces), the run directory (with
+runc's state), the CNI results libcni caches in /var/lib/cni for the node's network, and the
 network of `nodenetwork`.
 
 `Cleaning.prepare` makes the cgroup and has `reaping` hold all of it, so a killed runner's
@@ -35,6 +36,7 @@ class Cleaning:
     run_dir: Path
     cgroup: str
     network: nodenetwork.NodeNetwork
+    cni_network: str
     _held: list[reaping.Held] = field(default_factory=list, init=False)
 
     @property
@@ -47,6 +49,7 @@ class Cleaning:
         self._held.append(reaping.hold(reaping.path(self.run_dir)))
         self._held.append(reaping.hold(reaping.mounts(self.run_dir)))
         self._held.append(reaping.hold(reaping.cgroup(self.cgroup)))
+        self._held.append(reaping.hold(reaping.cni(self.cni_network)))
         for hierarchy in hierarchies():
             for relative in (self.cgroup, self.runtime_cgroup):
                 folder = hierarchy / relative
@@ -67,6 +70,8 @@ class Cleaning:
         cgroup, the run directory and the network."""
         reaping.empty_cgroup(self.cgroup)
         reaping.unmount_all(self.run_dir)
+        for result in reaping.cni_results(self.cni_network):  # no CNI DEL ran for them
+            result.unlink(missing_ok=True)
         if not reaping.keeps_logs():
             shutil.rmtree(self.run_dir, ignore_errors=True)
         self.network.delete()
@@ -76,13 +81,16 @@ class Cleaning:
 
     def leftovers(self) -> list[str]:
         """What of the node is still on the machine (empty after a complete teardown)."""
-        return leftovers(self.run_dir, self.cgroup, self.network)
+        return leftovers(self.run_dir, self.cgroup, self.network, self.cni_network)
 
 
-def leftovers(run_dir: Path, cgroup: str, network: nodenetwork.NodeNetwork) -> list[str]:
-    """Processes, cgroups, mounts, the run directory, the namespace, veth and route of a
-    node, and any chain of a node in the host's nat table."""
+def leftovers(
+    run_dir: Path, cgroup: str, network: nodenetwork.NodeNetwork, cni_network: str
+) -> list[str]:
+    """Processes, cgroups, mounts, the run directory, CNI results, the namespace, veth and
+    route of a node, and any chain of a node in the host's nat table."""
     found = [f"process {pid}" for pid in sorted(reaping.cgroup_pids(cgroup))]
+    found += [f"CNI result {p}" for p in reaping.cni_results(cni_network)]
     found += [f"cgroup {d}" for d in reaping.cgroup_dirs(cgroup)]
     found += [f"mount {m}" for m in reaping.mountpoints(run_dir)]
     if run_dir.exists():

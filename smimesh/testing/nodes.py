@@ -91,6 +91,11 @@ class Node:
     def cgroup(self) -> str:
         return f"smimesh-node-{self.run_dir.name.rsplit('-', 1)[-1]}"
 
+    @property
+    def cni_network(self) -> str:
+        """The CNI network's name, the node's own: libcni names its cached results by it."""
+        return self.cgroup
+
     def ctr(self) -> list[str]:
         """The `ctr` command that talks to this node's containerd."""
         return ["ctr", "--address", str(self.containerd_socket)]
@@ -112,7 +117,9 @@ class Node:
         ServiceAccount exists and CoreDNS answers."""
         started = time.monotonic()
         self._run_dir = Path(tempfile.mkdtemp(prefix="smimesh-node-"))
-        self._cleaning = nodecleaning.Cleaning(self.run_dir, self.cgroup, self.network)
+        self._cleaning = nodecleaning.Cleaning(
+            self.run_dir, self.cgroup, self.network, self.cni_network
+        )
         try:
             self._cleaning.prepare()
             credentials = self._write_credentials()
@@ -241,6 +248,7 @@ state = "{base / "state"}"
   runtime_type = "io.containerd.runc.v2"
 [{cri}.containerd.runtimes.runc.options]
   SystemdCgroup = false
+  Root = "{base / "runc"}"
 [{cri}.cni]
   bin_dir = "{nodechecks.CNI_BIN_DIR}"
   conf_dir = "{self.run_dir / "cni" / "net.d"}"
@@ -267,7 +275,7 @@ state = "{base / "state"}"
         folder.mkdir(parents=True)
         conflist = {
             "cniVersion": "1.0.0",
-            "name": "smimesh",
+            "name": self.cni_network,
             "plugins": [
                 {
                     "type": "bridge",

@@ -7,7 +7,8 @@ what it cleans up itself. When the pipe reaches EOF (the runner exited or was ki
 reaper kills the held process groups (SIGTERM, SIGKILL after a short grace) and every process
 left in a held cgroup (the real node's containerd shims and containers, which no process
 group of ours holds), removes those cgroups, unmounts what is mounted under a held folder
-(the node's volumes, root file systems, Pod network namespaces), deletes the namespaces,
+(the node's volumes, root file systems, Pod network namespaces), removes a CNI network's
+cached results, deletes the namespaces,
 links and routes, removes the directories, and exits; a final alarm bounds it, so it never
 outlives its job. Used by `workloads`, `isolating`, `kubelet`, `meshes`, `controlplane` and
 `nodes`; run as `python -m smimesh.testing.reaping`.
@@ -47,9 +48,11 @@ KILL_WAIT = 5.0
 DEADLINE = 60
 """The reaper exits at the latest this many seconds after its runner is gone."""
 
-Kind = Literal["group", "cgroup", "mounts", "netns", "link", "route", "path"]
-KINDS: tuple[Kind, ...] = ("group", "cgroup", "mounts", "netns", "link", "route", "path")
+Kind = Literal["group", "cgroup", "mounts", "cni", "netns", "link", "route", "path"]
+KINDS: tuple[Kind, ...] = ("group", "cgroup", "mounts", "cni", "netns", "link", "route", "path")
 CGROUP_ROOT = Path("/sys/fs/cgroup")
+CNI_RESULTS = Path("/var/lib/cni/results")
+"""Where libcni caches each attachment's result (containerd 1.6 cannot move it)."""
 
 
 @dataclass(frozen=True)
@@ -109,6 +112,20 @@ def cgroup(relative: str) -> Held:
     """The cgroup `relative` (e.g. `smimesh-node-1a2b`) in every hierarchy, with its subtree:
     its processes are killed and its folders removed."""
     return Held("cgroup", relative.strip("/"))
+
+
+def cni(network: str) -> Held:
+    """The cached CNI results of the network `network` (and of its sandboxes' loopback)."""
+    return Held("cni", network)
+
+
+def cni_results(network: str) -> list[Path]:
+    """The result files libcni keeps for `network`'s attachments, with the loopback's of the
+    same sandboxes (`<network>-<sandbox>-<ifname>`, `cni-loopback-<sandbox>-lo`)."""
+    found = sorted(CNI_RESULTS.glob(f"{network}-*"))
+    sandboxes = {p.name[len(network) + 1 :].rsplit("-", 1)[0] for p in found}
+    found += [p for s in sorted(sandboxes) if (p := CNI_RESULTS / f"cni-loopback-{s}-lo").exists()]
+    return found
 
 
 def mounts(under: Path) -> Held:
@@ -387,6 +404,10 @@ def reap(held: Iterable[Held]) -> list[str]:
     for item in items:
         if item.kind == "mounts" and (count := unmount_all(Path(item.value))):
             done.append(f"{count} mounts under {item.value}")
+        if item.kind == "cni" and (results := cni_results(item.value)):
+            for result in results:
+                result.unlink(missing_ok=True)
+            done.append(f"{len(results)} CNI results of {item.value}")
     for item in items:
         if item.kind == "netns":
             _ip("netns", "del", item.value)

@@ -21,7 +21,8 @@ def main(report: str, name: str, host: str, node: str, pod_cidr: str) -> None:
         nodepods.apply(cluster, "default", nodepods.pod("doomed", "sleep infinity"))
         nodepods.running(cluster, "default", "doomed")
         Path(report).write_text(json.dumps({"run_dir": str(made.node.run_dir),
-                                            "cgroup": made.node.cgroup}))  # fmt: skip
+                                            "cgroup": made.node.cgroup,
+                                            "cni": made.node.cni_network}))  # fmt: skip
         while True:
             time.sleep(3600)
 

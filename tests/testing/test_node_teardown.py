@@ -41,11 +41,12 @@ def test_a_clean_stop_leaves_nothing(tmp_path: Path) -> None:
         cluster = clusters.Cluster("node", plane.kubeconfig, str(plane.binaries.kubectl))
         nodepods.apply(cluster, "default", nodepods.pod("stopped", "sleep infinity"))
         nodepods.running(cluster, "default", "stopped")
-        run_dir, cgroup = made.node.run_dir, made.node.cgroup
+        run_dir, cgroup, cni = made.node.run_dir, made.node.cgroup, made.node.cni_network
+        assert reaping.cni_results(cni), "libcni cached the Pod's attachment"
         assert reaping.cgroup_pids(cgroup), "the node's cgroup holds its processes"
         assert reaping.mountpoints(run_dir), "the Pod's mounts are below the run directory"
     print(f"warm node start {ready:.1f}s, stop {made.node.timings['stop']:.1f}s")
-    assert nodecleaning.leftovers(run_dir, cgroup, network) == []
+    assert nodecleaning.leftovers(run_dir, cgroup, network, cni) == []
 
 
 def test_a_sigkilled_runner_leaves_nothing(tmp_path: Path) -> None:
@@ -67,14 +68,14 @@ def test_a_sigkilled_runner_leaves_nothing(tmp_path: Path) -> None:
             reported, timeout=240, message=lambda: log.read_text()[-4000:], interval=0.5
         )
         made = json.loads(report.read_text())
-        run_dir, cgroup = Path(made["run_dir"]), made["cgroup"]
+        run_dir, cgroup, cni = Path(made["run_dir"]), made["cgroup"], made["cni"]
         assert reaping.cgroup_pids(cgroup)
         runner.send_signal(signal.SIGKILL)
         assert runner.wait(10) == -signal.SIGKILL
         waiting.eventually_sync(
-            lambda: nodecleaning.leftovers(run_dir, cgroup, network) == [] or None,
+            lambda: nodecleaning.leftovers(run_dir, cgroup, network, cni) == [] or None,
             timeout=reaping.DEADLINE + 10,
-            message=lambda: f"left behind: {nodecleaning.leftovers(run_dir, cgroup, network)}",
+            message=lambda: f"left behind: {nodecleaning.leftovers(run_dir, cgroup, network, cni)}",
             interval=0.5,
         )
     finally:
