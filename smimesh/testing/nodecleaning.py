@@ -1,8 +1,8 @@
 """What the real test node leaves on the machine, and its removal: the node's cgroup (every
 component, containerd shim and container is in it), the mounts below its run directory
 (volumes, containers' root file systems, Pod network namespaces), the run directory (with
-runc's state), the CNI results libcni caches in /var/lib/cni for the node's network, and the
-network of `nodenetwork`.
+runc's state), the shims' sockets in /run/containerd/s, the CNI results libcni caches in
+/var/lib/cni for the node's network, and the network of `nodenetwork`.
 
 `Cleaning.prepare` makes the cgroup and has `reaping` hold all of it, so a killed runner's
 node goes too; `clean` undoes it on a clean stop; `leftovers` lists what is still there (the
@@ -18,6 +18,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from smimesh.testing import nodechecks, nodenetwork, reaping
+
+
+def tasks_dir(run_dir: Path) -> Path:
+    """The task bundles of the node's containerd (its state folder is `<run>/containerd/state`)."""
+    return run_dir / "containerd" / "state" / "io.containerd.runtime.v2.task"
 
 
 def hierarchies() -> list[Path]:
@@ -37,7 +42,13 @@ class Cleaning:
     cgroup: str
     network: nodenetwork.NodeNetwork
     cni_network: str
+    containerd_socket: Path
     _held: list[reaping.Held] = field(default_factory=list, init=False)
+
+    @property
+    def tasks(self) -> Path:
+        """containerd's folder of task bundles (one per shim)."""
+        return tasks_dir(self.run_dir)
 
     @property
     def runtime_cgroup(self) -> str:
@@ -50,6 +61,7 @@ class Cleaning:
         self._held.append(reaping.hold(reaping.mounts(self.run_dir)))
         self._held.append(reaping.hold(reaping.cgroup(self.cgroup)))
         self._held.append(reaping.hold(reaping.cni(self.cni_network)))
+        self._held.append(reaping.hold(reaping.shims(self.containerd_socket, self.tasks)))
         for hierarchy in hierarchies():
             for relative in (self.cgroup, self.runtime_cgroup):
                 folder = hierarchy / relative
@@ -72,6 +84,8 @@ class Cleaning:
         reaping.unmount_all(self.run_dir)
         for result in reaping.cni_results(self.cni_network):  # no CNI DEL ran for them
             result.unlink(missing_ok=True)
+        for socket in reaping.shim_sockets(self.containerd_socket, self.tasks):  # killed shims'
+            socket.unlink(missing_ok=True)
         if not reaping.keeps_logs():
             shutil.rmtree(self.run_dir, ignore_errors=True)
         self.network.delete()
@@ -82,6 +96,11 @@ class Cleaning:
     def leftovers(self) -> list[str]:
         """What of the node is still on the machine (empty after a complete teardown)."""
         return leftovers(self.run_dir, self.cgroup, self.network, self.cni_network)
+
+
+def shim_sockets_now() -> set[Path]:
+    """Every shim socket on the machine (the teardown tests compare before and after)."""
+    return set(reaping.SHIM_SOCKETS.glob("*")) if reaping.SHIM_SOCKETS.is_dir() else set()
 
 
 def leftovers(

@@ -118,7 +118,7 @@ class Node:
         started = time.monotonic()
         self._run_dir = Path(tempfile.mkdtemp(prefix="smimesh-node-"))
         self._cleaning = nodecleaning.Cleaning(
-            self.run_dir, self.cgroup, self.network, self.cni_network
+            self.run_dir, self.cgroup, self.network, self.cni_network, self.containerd_socket
         )
         try:
             self._cleaning.prepare()

@@ -8,7 +8,7 @@ reaper kills the held process groups (SIGTERM, SIGKILL after a short grace) and 
 left in a held cgroup (the real node's containerd shims and containers, which no process
 group of ours holds), removes those cgroups, unmounts what is mounted under a held folder
 (the node's volumes, root file systems, Pod network namespaces), removes a CNI network's
-cached results, deletes the namespaces,
+cached results and a containerd's shim sockets, deletes the namespaces,
 links and routes, removes the directories, and exits; a final alarm bounds it, so it never
 outlives its job. Used by `workloads`, `isolating`, `kubelet`, `meshes`, `controlplane` and
 `nodes`; run as `python -m smimesh.testing.reaping`.
@@ -28,6 +28,7 @@ from __future__ import annotations
 import atexit
 import contextlib
 import ctypes
+import hashlib
 import json
 import os
 import shutil
@@ -48,8 +49,10 @@ KILL_WAIT = 5.0
 DEADLINE = 60
 """The reaper exits at the latest this many seconds after its runner is gone."""
 
-Kind = Literal["group", "cgroup", "mounts", "cni", "netns", "link", "route", "path"]
-KINDS: tuple[Kind, ...] = ("group", "cgroup", "mounts", "cni", "netns", "link", "route", "path")
+Kind = Literal["group", "cgroup", "mounts", "cni", "shims", "netns", "link", "route", "path"]
+KINDS: tuple[Kind, ...] = (
+    "group", "cgroup", "mounts", "cni", "shims", "netns", "link", "route", "path",
+)  # fmt: skip
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 CNI_RESULTS = Path("/var/lib/cni/results")
 """Where libcni caches each attachment's result (containerd 1.6 cannot move it)."""
@@ -125,6 +128,29 @@ def cni_results(network: str) -> list[Path]:
     found = sorted(CNI_RESULTS.glob(f"{network}-*"))
     sandboxes = {p.name[len(network) + 1 :].rsplit("-", 1)[0] for p in found}
     found += [p for s in sorted(sandboxes) if (p := CNI_RESULTS / f"cni-loopback-{s}-lo").exists()]
+    return found
+
+
+SHIM_SOCKETS = Path("/run/containerd/s")
+"""Where containerd 1.6 puts every shim's socket, whatever its configured state directory."""
+
+
+def shims(address: Path, tasks: Path) -> Held:
+    """The socket files of the shims a containerd at `address` started for the tasks whose
+    bundles are in `tasks` (its `io.containerd.runtime.v2.task` state folder); a killed shim
+    leaves its socket."""
+    return Held("shims", f"{address} {tasks}")
+
+
+def shim_sockets(address: Path, tasks: Path) -> list[Path]:
+    """The sockets of the shims of `tasks`: containerd names each by the SHA-256 of
+    `<address>/<namespace>/<id>`."""
+    found = []
+    for bundle in tasks.glob("*/*"):
+        key = f"{address}/{bundle.parent.name}/{bundle.name}".encode()
+        socket = SHIM_SOCKETS / hashlib.sha256(key).hexdigest()
+        if socket.exists() or socket.is_symlink():
+            found.append(socket)
     return found
 
 
@@ -404,6 +430,12 @@ def reap(held: Iterable[Held]) -> list[str]:
     for item in items:
         if item.kind == "mounts" and (count := unmount_all(Path(item.value))):
             done.append(f"{count} mounts under {item.value}")
+        if item.kind == "shims":
+            address, _, tasks = item.value.partition(" ")
+            if sockets := shim_sockets(Path(address), Path(tasks)):
+                for socket in sockets:
+                    socket.unlink(missing_ok=True)
+                done.append(f"{len(sockets)} shim sockets of {address}")
         if item.kind == "cni" and (results := cni_results(item.value)):
             for result in results:
                 result.unlink(missing_ok=True)

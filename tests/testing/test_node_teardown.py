@@ -34,6 +34,7 @@ def _network(index: int) -> nodenetwork.NodeNetwork:
 
 def test_a_clean_stop_leaves_nothing(tmp_path: Path) -> None:
     network = _network(1)
+    sockets = nodecleaning.shim_sockets_now()
     started = time.monotonic()
     with nodes.running(network=network) as made:
         ready = time.monotonic() - started
@@ -47,11 +48,13 @@ def test_a_clean_stop_leaves_nothing(tmp_path: Path) -> None:
         assert reaping.mountpoints(run_dir), "the Pod's mounts are below the run directory"
     print(f"warm node start {ready:.1f}s, stop {made.node.timings['stop']:.1f}s")
     assert nodecleaning.leftovers(run_dir, cgroup, network, cni) == []
+    assert nodecleaning.shim_sockets_now() <= sockets
 
 
 def test_a_sigkilled_runner_leaves_nothing(tmp_path: Path) -> None:
     network = _network(2)
     report, log = tmp_path / "made.json", tmp_path / "runner.log"
+    sockets = nodecleaning.shim_sockets_now()
     with log.open("wb") as out:
         runner = subprocess.Popen(
             [sys.executable, "-m", "tests.testing.noderunner", str(report), network.name,
@@ -72,10 +75,15 @@ def test_a_sigkilled_runner_leaves_nothing(tmp_path: Path) -> None:
         assert reaping.cgroup_pids(cgroup)
         runner.send_signal(signal.SIGKILL)
         assert runner.wait(10) == -signal.SIGKILL
+
+        def left() -> list[str]:
+            found = nodecleaning.leftovers(run_dir, cgroup, network, cni)
+            return found + [f"shim socket {s}" for s in nodecleaning.shim_sockets_now() - sockets]
+
         waiting.eventually_sync(
-            lambda: nodecleaning.leftovers(run_dir, cgroup, network, cni) == [] or None,
+            lambda: left() == [] or None,
             timeout=reaping.DEADLINE + 10,
-            message=lambda: f"left behind: {nodecleaning.leftovers(run_dir, cgroup, network, cni)}",
+            message=lambda: f"left behind: {left()}",
             interval=0.5,
         )
     finally:
