@@ -141,17 +141,27 @@ def import_image(ctr: Sequence[str], archive: Path, name: str) -> None:
     base, _, tag = reference.rpartition(":")
     if "/" in tag or not base:
         raise ImageError(f"image name {name!r} needs a tag")
-    with tempfile.TemporaryDirectory(prefix="smimesh-import-") as scratch:
-        # ctr names an OCI archive's image <base-name>:<its ref.name>: retag `latest`.
-        tagged = Path(scratch, "image.tar")
+    tagged = _tagged(archive, tag)
+    _run([*ctr, "--namespace", "k8s.io", "images", "import", "--base-name", base, "--digests",
+          str(tagged)], what=f"import {reference} into containerd")  # fmt: skip
+
+
+def _tagged(archive: Path, tag: str) -> Path:
+    """The archive with its image tagged `tag` instead of `latest` (ctr names an imported
+    OCI image `<base-name>:<its tag>`), made once beside it."""
+    tagged = archive.with_name(f"{archive.stem}.{tag}.tar")
+    if tagged.is_file() and tagged.stat().st_mtime >= archive.stat().st_mtime:
+        return tagged
+    with tempfile.TemporaryDirectory(prefix=".tag-", dir=archive.parent) as scratch:
         layout = Path(scratch, "layout")
         layout.mkdir()
         _run(["tar", "-C", str(layout), "-xf", str(archive)], what=f"read {archive}")
-        _run(["umoci", "tag", "--image", f"{layout}:latest", tag], what=f"tag {name}")
-        _run(["umoci", "rm", "--image", f"{layout}:latest"], what=f"tag {name}")
-        _run(["tar", "-C", str(layout), "-cf", str(tagged), "."], what=f"archive {name}")
-        _run([*ctr, "--namespace", "k8s.io", "images", "import", "--base-name", base,
-              "--digests", str(tagged)], what=f"import {reference} into containerd")  # fmt: skip
+        _run(["umoci", "tag", "--image", f"{layout}:latest", tag], what=f"tag {archive.name}")
+        _run(["umoci", "rm", "--image", f"{layout}:latest"], what=f"tag {archive.name}")
+        partial = Path(scratch, "tagged.tar")
+        _run(["tar", "-C", str(layout), "-cf", str(partial), "."], what=f"archive {tagged}")
+        partial.replace(tagged)
+    return tagged
 
 
 def main() -> int:

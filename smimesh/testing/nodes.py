@@ -19,6 +19,7 @@ else. Images come from `images` (no registry is ever reached). Fed by `binaries`
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import json
 import os
@@ -125,16 +126,20 @@ class Node:
             credentials = self._write_credentials()
             self._write_cni()
             self._start_containerd()
-            self._import_images()
-            self._start_kubelet(credentials["kubelet"])
-            self._start_kube_proxy(credentials["kube-proxy"])
-            self._start_controller_manager(credentials["kube-controller-manager"])
-            self._start_scheduler(credentials["kube-scheduler"])
-            self._start_coredns()
-            self._wait("the Node to be Ready", self._node_ready)
-            self.timings["node_ready"] = time.monotonic() - started
-            self._wait("the default ServiceAccount (kube-controller-manager)", self._default_sa)
-            self._wait("CoreDNS to answer", self._dns_ready)
+            # Importing takes seconds: it runs while the rest starts and the Node registers
+            # (no Pod can be scheduled before the node is ready, which waits for it).
+            with concurrent.futures.ThreadPoolExecutor(1, "smimesh-node-images") as pool:
+                imported = pool.submit(self._import_images)
+                self._start_kubelet(credentials["kubelet"])
+                self._start_kube_proxy(credentials["kube-proxy"])
+                self._start_controller_manager(credentials["kube-controller-manager"])
+                self._start_scheduler(credentials["kube-scheduler"])
+                self._start_coredns()
+                self._wait("the Node to be Ready", self._node_ready)
+                self.timings["node_ready"] = time.monotonic() - started
+                self._wait("the default ServiceAccount (kube-controller-manager)", self._default_sa)
+                self._wait("CoreDNS to answer", self._dns_ready)
+                imported.result()
         except BaseException:
             self.stop()
             raise
