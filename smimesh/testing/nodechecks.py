@@ -35,6 +35,7 @@ COMMANDS = {
 CGROUP_CONTROLLERS = ("cpu", "cpuacct", "cpuset", "memory", "pids")
 LEAKED_CHAINS = ("SMIMESH", "KUBE-SERVICES", "KUBE-POSTROUTING", "CNI-HOSTPORT")
 """Chain names that must never be in the host's nat table."""
+_SYSTEM_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
 class NodeCheckError(RuntimeError):
@@ -43,11 +44,10 @@ class NodeCheckError(RuntimeError):
 
 def missing_commands(which: Callable[[str], str | None] = shutil.which) -> list[str]:
     """`command (package)` for each command not on PATH (or in /usr/sbin, /sbin)."""
-    system = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
     return [
         f"{command} ({package})"
         for command, package in COMMANDS.items()
-        if which(command) is None and shutil.which(command, path=system) is None
+        if which(command) is None and shutil.which(command, path=_SYSTEM_PATH) is None
     ]
 
 
@@ -74,6 +74,16 @@ def leaked_chains(nat_rules: str) -> list[str]:
         if named and parts[1].startswith(LEAKED_CHAINS) and parts[1] not in found:
             found.append(parts[1])
     return found
+
+
+def host_nat_rules() -> str:
+    """`iptables -t nat -S` of the host, from both backends (nft and legacy) there are."""
+    rules = []
+    for command in ("iptables", "iptables-legacy"):
+        if shutil.which(command, path=_SYSTEM_PATH) is not None:
+            rules.append(subprocess.run([command, "-w", "-t", "nat", "-S"], capture_output=True,
+                                        text=True, check=False).stdout)  # fmt: skip
+    return "".join(rules)
 
 
 def host_addresses() -> str:
@@ -109,13 +119,10 @@ def problems(network: nodenetwork.NodeNetwork) -> list[str]:
             found.append(f"address {address} is taken on this host (another node, or a killed "
                          "run's veth: `ip -o addr show` names it; set SMIMESH_NODE_LINK to "
                          "another /30)")  # fmt: skip
-    if shutil.which("iptables") is not None:
-        nat = subprocess.run(["iptables", "-w", "-t", "nat", "-S"], capture_output=True,
-                             text=True, check=False).stdout  # fmt: skip
-        if chains := leaked_chains(nat):
-            found.append(f"the HOST's nat table holds chains that belong in a node's namespace: "
-                         f"{', '.join(chains)} (a previous run's leak); remove them before "
-                         "starting the node, nothing here adds to them")  # fmt: skip
+    if chains := leaked_chains(host_nat_rules()):
+        found.append(f"the HOST's nat table holds chains that belong in a node's namespace: "
+                     f"{', '.join(chains)} (a previous run's leak); remove them before "
+                     "starting the node, nothing here adds to them")  # fmt: skip
     return found
 
 

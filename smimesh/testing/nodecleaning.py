@@ -122,7 +122,5 @@ def leftovers(
                             text=True, check=False).stdout  # fmt: skip
     if routes.strip():
         found.append(f"route {routes.strip()}")
-    nat = subprocess.run(["iptables", "-w", "-t", "nat", "-S"], capture_output=True, text=True,
-                         check=False).stdout  # fmt: skip
-    found += [f"host nat chain {c}" for c in nodechecks.leaked_chains(nat)]
+    found += [f"host nat chain {c}" for c in nodechecks.leaked_chains(nodechecks.host_nat_rules())]
     return found

@@ -117,6 +117,8 @@ class Node:
         """Start every component and wait until the Node is Ready, the default
         ServiceAccount exists and CoreDNS answers."""
         started = time.monotonic()
+        self.say(f"starting node {self.name}: containerd, kubelet, kube-proxy, "
+                 "kube-controller-manager, kube-scheduler, CoreDNS")  # fmt: skip
         self._run_dir = Path(tempfile.mkdtemp(prefix="smimesh-node-"))
         self._cleaning = nodecleaning.Cleaning(
             self.run_dir, self.cgroup, self.network, self.cni_network, self.containerd_socket

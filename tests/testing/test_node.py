@@ -6,7 +6,6 @@ cluster names only. One node per session (`node_cluster`, tests/conftest.py)."""
 
 from __future__ import annotations
 
-import subprocess
 import time
 
 import httpx
@@ -128,10 +127,9 @@ def test_an_init_container_with_net_admin_writes_iptables_in_the_pods_namespace_
     nodepods.running(node_api, node_namespace, "intercepted")
     inside = nodepods.exec_in(node_api, node_namespace, "intercepted", "iptables -t nat -S")
     assert "-A OUTPUT -p tcp -m tcp --dport 9 -j SMIMESH_PROBE" in inside
-    host = subprocess.run(
-        ["iptables", "-w", "-t", "nat", "-S"], capture_output=True, text=True, check=True
-    )
-    assert nodechecks.leaked_chains(host.stdout) == []
+    host = nodechecks.host_nat_rules()
+    assert "SMIMESH_PROBE" not in host
+    assert nodechecks.leaked_chains(host) == []
 
 
 def test_a_cluster_ip_service_reaches_its_pod_from_another_pod_and_from_itself(
