@@ -24,7 +24,6 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import TracebackType
 from typing import Literal
 
 import httpx
@@ -33,7 +32,7 @@ import yaml
 from smimesh._aio import waiting
 from smimesh.testing import binaries as binaries_
 from smimesh.testing import pki as pki_
-from smimesh.testing import reaping
+from smimesh.testing import reaping, starting
 
 SERVICE_ACCOUNT_ISSUER = "https://kubernetes.default.svc.cluster.local"
 SERVICE_CIDR = "10.96.0.0/16"
@@ -83,7 +82,7 @@ class Process:
 
 
 @dataclass
-class ControlPlane:
+class ControlPlane(starting.Started):
     """etcd + kube-apiserver on loopback; use as a context manager or call start()/stop()."""
 
     binaries: binaries_.Binaries
@@ -118,18 +117,6 @@ class ControlPlane:
     def kubeconfig(self) -> Path:
         """A kubeconfig with cluster-admin rights (group system:masters)."""
         return self.state_dir / "kubeconfig"
-
-    def __enter__(self) -> ControlPlane:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     def start(self) -> None:
         """Start etcd and kube-apiserver and wait until the apiserver reports ready."""

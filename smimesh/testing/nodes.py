@@ -32,7 +32,6 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import TracebackType
 
 import yaml
 
@@ -46,6 +45,7 @@ from smimesh.testing import (
     nodecleaning,
     nodenetwork,
     reaping,
+    starting,
 )
 from smimesh.testing import pki as pki_
 
@@ -63,7 +63,7 @@ def ensure_coredns(*, say: Callable[[str], None] = gotools.say) -> Path:
 
 
 @dataclass
-class Node:
+class Node(starting.Started):
     """The node of `plane`, in `network`; a context manager, or `start()`/`stop()`."""
 
     plane: controlplane.ControlPlane
@@ -100,18 +100,6 @@ class Node:
     def ctr(self) -> list[str]:
         """The `ctr` command that talks to this node's containerd."""
         return ["ctr", "--address", str(self.containerd_socket)]
-
-    def __enter__(self) -> Node:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     def start(self) -> None:
         """Start every component and wait until the Node is Ready, the default
