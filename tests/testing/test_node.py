@@ -6,6 +6,7 @@ cluster names only. One node per session (`node_cluster`, tests/conftest.py)."""
 
 from __future__ import annotations
 
+import subprocess
 import time
 
 import httpx
@@ -205,3 +206,15 @@ def test_cluster_dns_resolves_service_names_and_nothing_outside(
     assert outside.stdout == ""
     refused = 5
     assert nodes.dns_query(node_cluster.network.node_address, "deb.debian.org") == (refused, False)
+
+
+def test_the_nodes_namespace_has_no_route_off_the_machine(node_cluster: nodes.NodeCluster) -> None:
+    """Asked of the routing table only: no packet is sent."""
+    netns = node_cluster.network.name
+    routes = subprocess.run(["ip", "-n", netns, "route", "show", "default"], capture_output=True,
+                            text=True, check=True)  # fmt: skip
+    assert routes.stdout == ""
+    lookup = subprocess.run(["ip", "-n", netns, "route", "get", "192.0.2.1"], capture_output=True,
+                            text=True, check=False)  # fmt: skip
+    assert lookup.returncode != 0
+    assert "unreachable" in lookup.stderr
