@@ -90,6 +90,8 @@ class ControlPlane(starting.Started):
     ready_timeout: float = 90.0
     workdir: Path | None = None
     say: Callable[[str], None] = field(default=lambda message: None)
+    stop_grace: float = 10.0
+    """Seconds each process gets to exit on SIGTERM at `stop` before SIGKILL."""
     _processes: list[Process] = field(default_factory=list, init=False)
     _owns_workdir: bool = field(default=False, init=False)
     _port: int = field(default=0, init=False)
@@ -150,7 +152,7 @@ class ControlPlane(starting.Started):
     def stop(self) -> None:
         """Stop the apiserver, then etcd; remove the state directory if we made it."""
         for process in reversed(self._processes):
-            process.stop(grace=10.0)
+            process.stop(grace=self.stop_grace)
         self._processes.clear()
         if self._owns_workdir and self.workdir is not None:
             shutil.rmtree(self.workdir, ignore_errors=True)

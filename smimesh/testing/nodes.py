@@ -494,7 +494,11 @@ def running(
     images.node_test_archive(say=say)
     network.create()
     try:
-        plane = controlplane.ControlPlane(built.control_plane, host=network.host_address, say=say)
+        # Once a node has run, kube-apiserver hangs for over 10 s in its graceful shutdown
+        # (after "Shutting down peer endpoint lease reconciler"); its state is thrown away.
+        plane = controlplane.ControlPlane(
+            built.control_plane, host=network.host_address, say=say, stop_grace=2.0
+        )
         with plane:
             node = Node(plane, network, built, coredns, say=say)
             with node:
