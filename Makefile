@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: test test-fast demo lint typecheck layers pytest binaries helm proto crds fuzz bench sidecar-deps clean
+.PHONY: test test-fast demo lint typecheck layers pytest pytest-node binaries node-binaries node-deps helm proto crds fuzz bench sidecar-deps clean
 
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -37,11 +37,14 @@ typecheck: $(STAMP)
 layers: $(STAMP)
 	$(VENV)/bin/lint-imports
 
-pytest: binaries sidecar-deps
+pytest: binaries helm sidecar-deps
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
 
-## make test: lint, types, layering contract, then every test against a real control plane.
-test: lint typecheck layers pytest
+## make test: lint, types, layering contract, every test against a real control plane, then
+## the node tier on a real node.
+# node-binaries first: the node's kube tools build in the same `go build` as kube-apiserver
+# and kubectl (about a third of the cold time of separate builds).
+test: lint typecheck layers node-binaries pytest pytest-node
 
 ## make test-fast: while working, the fast tier alone: the tests marked `fast` (pure code: no
 ## cluster, no network socket, no process; tests/conftest.py fails one that tries). `make test`
@@ -73,6 +76,21 @@ fuzz: $(STAMP)
 sidecar-deps:
 	@command -v iptables >/dev/null && command -v curl >/dev/null || \
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq iptables curl)
+
+## Debian packages the real node of `SMIMESH_CLUSTER=node` runs (apt only when one is missing).
+NODE_PACKAGES := containerd runc containernetworking-plugins iptables conntrack mmdebstrap umoci
+node-deps:
+	@dpkg -s $(NODE_PACKAGES) >/dev/null 2>&1 || \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(NODE_PACKAGES))
+
+## Build (once per machine, cached) what the real node runs: the node's kube tools (one go
+## build with the control plane's), CoreDNS, the pause and test images.
+node-binaries: $(STAMP) node-deps
+	$(PY) -m smimesh.testing.nodes >/dev/null
+
+## The node tier: real Pods on a real node (root; `pytest -m node`). Plain `pytest` skips it.
+pytest-node: binaries node-binaries
+	$(VENV)/bin/pytest -m node $(PYTEST_ARGS)
 
 ## Sidecar benchmark: HTTP/1.1 keep-alive through the sidecar vs direct (and nginx/HAProxy
 ## from Debian when apt can install them); prints added latency and throughput ratios.

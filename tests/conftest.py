@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import socket
 import sys
+import time
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -13,7 +14,8 @@ from typing import Any
 import pytest
 from kubernetes import client
 
-from smimesh.testing import clusters
+from smimesh._aio import waiting
+from smimesh.testing import clusters, nodes
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -112,5 +114,41 @@ def namespace(api: client.ApiClient) -> str:
     name = f"t-{uuid.uuid4().hex[:10]}"
     client.CoreV1Api(api).create_namespace(
         client.V1Namespace(metadata=client.V1ObjectMeta(name=name))
+    )
+    return name
+
+
+@pytest.fixture(scope="session")
+def node_cluster() -> Iterator[nodes.NodeCluster]:
+    """The real node beside its own control plane, for the `node` tier (`make pytest-node`);
+    one per session, started on first use and timed."""
+    started = time.monotonic()
+    with nodes.running(say=_say) as provided:
+        _say(f"real node up in {time.monotonic() - started:.1f}s ({provided.node.timings})")
+        yield provided
+        _say(f"real node RSS {provided.node.rss_bytes() / 2**20:.0f} MiB before stop")
+    _say(f"real node stopped in {provided.node.timings.get('stop', 0.0):.1f}s")
+
+
+@pytest.fixture(scope="session")
+def node_api(node_cluster: nodes.NodeCluster) -> clusters.Cluster:
+    """The node's cluster, driven as any other (kubectl, the Python client)."""
+    plane = node_cluster.plane
+    return clusters.Cluster("node", plane.kubeconfig, str(plane.binaries.kubectl))
+
+
+@pytest.fixture
+def node_namespace(node_api: clusters.Cluster) -> str:
+    """A fresh namespace on the node's cluster, once its default ServiceAccount exists."""
+    name = f"n-{uuid.uuid4().hex[:10]}"
+    created = node_api.kubectl("create", "namespace", name)
+    assert created.returncode == 0, created.stderr
+    waiting.eventually_sync(
+        lambda: (
+            node_api.kubectl("get", "serviceaccount", "default", "-n", name).returncode == 0 or None
+        ),
+        timeout=30,
+        message=f"no default ServiceAccount appeared in {name}",
+        interval=0.2,
     )
     return name

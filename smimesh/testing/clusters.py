@@ -1,10 +1,12 @@
 """Chooses the cluster our tests (and users' checks) run against, from `SMIMESH_CLUSTER`:
 
 - `local` (default): etcd + kube-apiserver as local processes (`smimesh.testing.controlplane`);
+- `node`: the same control plane with a real node beside it (`smimesh.testing.nodes`:
+  kubelet, containerd, kube-proxy, CoreDNS; needs root and `make node-deps`);
 - `kind`: a kind cluster through pytest-kind (needs Docker);
 - `existing`: the current KUBECONFIG.
 
-Used by `tests/conftest.py`; the same tests run on all three.
+Used by `tests/conftest.py`; the same tests run on all four.
 """
 
 from __future__ import annotations
@@ -22,10 +24,10 @@ import yaml
 from kubernetes import client
 
 from smimesh.kube import clients
-from smimesh.testing import binaries, controlplane, tokens
+from smimesh.testing import binaries, controlplane, nodes, tokens
 
-Mode = Literal["local", "kind", "existing"]
-MODES: tuple[Mode, ...] = ("local", "kind", "existing")
+Mode = Literal["local", "node", "kind", "existing"]
+MODES: tuple[Mode, ...] = ("local", "node", "kind", "existing")
 
 
 class ClusterError(RuntimeError):
@@ -124,6 +126,9 @@ def provide(
     if mode == "local":
         with controlplane.running(say=say) as plane:
             yield Cluster("local", plane.kubeconfig, str(plane.binaries.kubectl))
+    elif mode == "node":
+        with nodes.running(say=say) as cluster:
+            yield Cluster("node", cluster.plane.kubeconfig, str(cluster.plane.binaries.kubectl))
     elif mode == "kind":
         from pytest_kind import KindCluster
 

@@ -24,7 +24,6 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import TracebackType
 from typing import Literal
 
 import httpx
@@ -33,9 +32,13 @@ import yaml
 from smimesh._aio import waiting
 from smimesh.testing import binaries as binaries_
 from smimesh.testing import pki as pki_
-from smimesh.testing import reaping
+from smimesh.testing import reaping, starting
 
 SERVICE_ACCOUNT_ISSUER = "https://kubernetes.default.svc.cluster.local"
+SERVICE_CIDR = "10.96.0.0/16"
+"""Service ClusterIPs; kube-proxy on the real node (`smimesh.testing.nodes`) routes them."""
+KUBERNETES_SERVICE_IP = "10.96.0.1"
+"""The `kubernetes` Service's ClusterIP: in the serving certificate, for in-cluster clients."""
 
 
 class ControlPlaneError(RuntimeError):
@@ -50,7 +53,9 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 
 @dataclass
-class _Process:
+class Process:
+    """A started component: its process group, log and command line."""
+
     name: str
     popen: subprocess.Popen[bytes]
     log: Path
@@ -77,7 +82,7 @@ class _Process:
 
 
 @dataclass
-class ControlPlane:
+class ControlPlane(starting.Started):
     """etcd + kube-apiserver on loopback; use as a context manager or call start()/stop()."""
 
     binaries: binaries_.Binaries
@@ -85,7 +90,9 @@ class ControlPlane:
     ready_timeout: float = 90.0
     workdir: Path | None = None
     say: Callable[[str], None] = field(default=lambda message: None)
-    _processes: list[_Process] = field(default_factory=list, init=False)
+    stop_grace: float = 10.0
+    """Seconds each process gets to exit on SIGTERM at `stop` before SIGKILL."""
+    _processes: list[Process] = field(default_factory=list, init=False)
     _owns_workdir: bool = field(default=False, init=False)
     _port: int = field(default=0, init=False)
     _pki: pki_.ControlPlanePki | None = field(default=None, init=False)
@@ -113,18 +120,6 @@ class ControlPlane:
         """A kubeconfig with cluster-admin rights (group system:masters)."""
         return self.state_dir / "kubeconfig"
 
-    def __enter__(self) -> ControlPlane:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
-
     def start(self) -> None:
         """Start etcd and kube-apiserver and wait until the apiserver reports ready."""
         if self.workdir is None:
@@ -135,7 +130,14 @@ class ControlPlane:
         try:
             pki = self._pki = pki_.write_pki(
                 self.state_dir / "pki",
-                hosts=[self.host, "localhost", "kubernetes", "kubernetes.default.svc"],
+                hosts=[
+                    self.host,
+                    "localhost",
+                    "kubernetes",
+                    "kubernetes.default.svc",
+                    "kubernetes.default.svc.cluster.local",
+                    KUBERNETES_SERVICE_IP,
+                ],
             )
             etcd_url = self._start_etcd()
             self._port = free_port(self.host)
@@ -150,7 +152,7 @@ class ControlPlane:
     def stop(self) -> None:
         """Stop the apiserver, then etcd; remove the state directory if we made it."""
         for process in reversed(self._processes):
-            process.stop(grace=10.0)
+            process.stop(grace=self.stop_grace)
         self._processes.clear()
         if self._owns_workdir and self.workdir is not None:
             shutil.rmtree(self.workdir, ignore_errors=True)
@@ -172,7 +174,7 @@ class ControlPlane:
         self._processes[index] = again
         self._wait_ready(self.pki)
 
-    def _spawn(self, name: str, argv: list[str], *, append: bool = False) -> _Process:
+    def _spawn(self, name: str, argv: list[str], *, append: bool = False) -> Process:
         log = self.state_dir / f"{name}.log"
         with log.open("ab" if append else "wb") as out:
             popen = subprocess.Popen(
@@ -184,7 +186,7 @@ class ControlPlane:
                 preexec_fn=reaping.die_with_parent,
             )
         reaping.hold_group(popen.pid)  # the parent-death signal follows the thread, not us
-        process = _Process(name, popen, log, argv)
+        process = Process(name, popen, log, argv)
         self._processes.append(process)
         return process
 
@@ -235,8 +237,13 @@ class ControlPlane:
                 f"--proxy-client-cert-file={pki.front_proxy_client_cert}",
                 f"--proxy-client-key-file={pki.front_proxy_client_key}",
                 "--enable-aggregator-routing=true",
-                "--service-cluster-ip-range=10.96.0.0/16",
-                "--authorization-mode=RBAC",
+                f"--service-cluster-ip-range={SERVICE_CIDR}",
+                # Node: kubelets see their own Pods' objects only. The rest is for a real node:
+                # logs/exec go to the kubelet at its InternalIP, with a client certificate.
+                "--authorization-mode=Node,RBAC",
+                "--kubelet-preferred-address-types=InternalIP,Hostname",
+                f"--kubelet-client-certificate={pki.kubelet_client_cert}",
+                f"--kubelet-client-key={pki.kubelet_client_key}",
                 "--enable-admission-plugins=MutatingAdmissionWebhook,ValidatingAdmissionWebhook",
                 "--allow-privileged=true",
                 "--enable-priority-and-fairness=false",
@@ -246,36 +253,8 @@ class ControlPlane:
         )
 
     def _write_kubeconfig(self, pki: pki_.ControlPlanePki) -> None:
-        config = {
-            "apiVersion": "v1",
-            "kind": "Config",
-            "clusters": [
-                {
-                    "name": "smimesh-local",
-                    "cluster": {
-                        "server": self.server,
-                        "certificate-authority": str(pki.ca_cert),
-                    },
-                }
-            ],
-            "users": [
-                {
-                    "name": "smimesh-admin",
-                    "user": {
-                        "client-certificate": str(pki.admin_cert),
-                        "client-key": str(pki.admin_key),
-                    },
-                }
-            ],
-            "contexts": [
-                {
-                    "name": "smimesh-local",
-                    "context": {"cluster": "smimesh-local", "user": "smimesh-admin"},
-                }
-            ],
-            "current-context": "smimesh-local",
-        }
-        self.kubeconfig.write_text(yaml.safe_dump(config, sort_keys=False))
+        write_kubeconfig(self.kubeconfig, server=self.server, ca=pki.ca_cert,
+                         cert=pki.admin_cert, key=pki.admin_key, user="smimesh-admin")  # fmt: skip
 
     def _check_alive(self) -> None:
         for process in self._processes:
@@ -328,6 +307,32 @@ class ControlPlane:
             text=True,
             check=False,
         )
+
+
+def write_kubeconfig(
+    path: Path, *, server: str, ca: Path, cert: Path, key: Path, user: str
+) -> Path:
+    """A kubeconfig for `server` that authenticates with a client certificate (the admin's,
+    or a node component's)."""
+    config = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [
+            {
+                "name": "smimesh-local",
+                "cluster": {"server": server, "certificate-authority": str(ca)},
+            }
+        ],
+        "users": [
+            {"name": user, "user": {"client-certificate": str(cert), "client-key": str(key)}}
+        ],
+        "contexts": [
+            {"name": "smimesh-local", "context": {"cluster": "smimesh-local", "user": user}}
+        ],
+        "current-context": "smimesh-local",
+    }
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    return path
 
 
 @contextlib.contextmanager

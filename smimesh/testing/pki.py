@@ -1,8 +1,11 @@
 """The local control plane's PKI: a throwaway CA, the apiserver's serving certificate, an
-admin client certificate, the service-account signing key pair, and the aggregator's
-front-proxy CA with the client certificate the apiserver presents to aggregated APIs.
+admin client certificate, the apiserver's client certificate for kubelets, the
+service-account signing key pair, and the aggregator's front-proxy CA with the client
+certificate the apiserver presents to aggregated APIs. `issue_client` signs more client
+certificates with the CA (the real node's kubelet, kube-proxy, controller-manager, scheduler).
 
-Called by `smimesh.testing.controlplane`, which writes the files next to its other state.
+Called by `smimesh.testing.controlplane`, which writes the files next to its other state, and
+by `smimesh.testing.nodes`.
 This is test-cluster plumbing, not the mesh CA (that is `smimesh.identity`).
 """
 
@@ -26,6 +29,7 @@ class ControlPlanePki:
     """Paths of the PEM files the apiserver and its clients use."""
 
     ca_cert: Path
+    ca_key: Path
     serving_cert: Path
     serving_key: Path
     admin_cert: Path
@@ -35,6 +39,8 @@ class ControlPlanePki:
     front_proxy_ca_cert: Path
     front_proxy_client_cert: Path
     front_proxy_client_key: Path
+    kubelet_client_cert: Path
+    kubelet_client_key: Path
 
 
 FRONT_PROXY_CLIENT = "front-proxy-client"
@@ -106,6 +112,7 @@ def write_pki(directory: Path, *, hosts: list[str]) -> ControlPlanePki:
     directory.mkdir(parents=True, exist_ok=True)
     pki = ControlPlanePki(
         ca_cert=directory / "ca.crt",
+        ca_key=directory / "ca.key",
         serving_cert=directory / "apiserver.crt",
         serving_key=directory / "apiserver.key",
         admin_cert=directory / "admin.crt",
@@ -115,11 +122,14 @@ def write_pki(directory: Path, *, hosts: list[str]) -> ControlPlanePki:
         front_proxy_ca_cert=directory / "front-proxy-ca.crt",
         front_proxy_client_cert=directory / "front-proxy-client.crt",
         front_proxy_client_key=directory / "front-proxy-client.key",
+        kubelet_client_cert=directory / "apiserver-kubelet-client.crt",
+        kubelet_client_key=directory / "apiserver-kubelet-client.key",
     )
     ca_key = ec.generate_private_key(ec.SECP256R1())
     ca_name = _name("smimesh-local-control-plane-ca")
     ca = _issue(subject=ca_name, key=ca_key, issuer=ca_name, issuer_key=ca_key, ca=True)
     pki.ca_cert.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    _write_key(pki.ca_key, ca_key)
 
     sans: list[x509.GeneralName] = []
     for host in hosts:
@@ -153,6 +163,9 @@ def write_pki(directory: Path, *, hosts: list[str]) -> ControlPlanePki:
     _write_key(pki.admin_key, admin_key)
 
     _write_front_proxy(pki)
+    # What the apiserver shows a kubelet for logs, exec and port-forward (kubeadm's name).
+    issue_client(pki, "kube-apiserver-kubelet-client", "system:masters",
+                 cert=pki.kubelet_client_cert, key=pki.kubelet_client_key)  # fmt: skip
 
     sa_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     _write_key(pki.sa_private_key, sa_key)
@@ -182,3 +195,25 @@ def _write_front_proxy(pki: ControlPlanePki) -> None:
     )
     pki.front_proxy_client_cert.write_bytes(client.public_bytes(serialization.Encoding.PEM))
     _write_key(pki.front_proxy_client_key, client_key)
+
+
+def issue_client(
+    pki: ControlPlanePki, user: str, group: str | None, *, cert: Path, key: Path
+) -> None:
+    """A client certificate of the cluster CA for `user` (CN) in `group` (O), written to
+    `cert` and `key`."""
+    loaded = serialization.load_pem_private_key(pki.ca_key.read_bytes(), password=None)
+    if not isinstance(loaded, ec.EllipticCurvePrivateKey):
+        raise TypeError(f"{pki.ca_key} is not an EC key")
+    ca = x509.load_pem_x509_certificate(pki.ca_cert.read_bytes())
+    client_key = ec.generate_private_key(ec.SECP256R1())
+    client = _issue(
+        subject=_name(user, group),
+        key=client_key,
+        issuer=ca.subject,
+        issuer_key=loaded,
+        ca=False,
+        usage=ExtendedKeyUsageOID.CLIENT_AUTH,
+    )
+    cert.write_bytes(client.public_bytes(serialization.Encoding.PEM))
+    _write_key(key, client_key)

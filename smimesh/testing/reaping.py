@@ -1,13 +1,17 @@
 """Local workloads die with the process that started them, however it dies (SIGKILL
 included): a reaper process, started once per runner, holds the read end of a pipe from it.
 
-The runner `hold`s each thing it makes that would outlive it — a process group, a network
-namespace, a veth, a route, a directory — and `release`s what it cleans up itself. When the
-pipe reaches EOF (the runner exited or was killed) the reaper kills the held process groups
-(SIGTERM, SIGKILL after a short grace), deletes the namespaces, links and routes, removes the
-directories, and exits; a final alarm bounds it, so it never outlives its job. Used by
-`workloads`, `isolating`, `kubelet`, `meshes` and `controlplane`; run as
-`python -m smimesh.testing.reaping`.
+The runner `hold`s each thing it makes that would outlive it — a process group, a cgroup, the
+mounts under a folder, a network namespace, a veth, a route, a directory — and `release`s
+what it cleans up itself. When the pipe reaches EOF (the runner exited or was killed) the
+reaper kills the held process groups (SIGTERM, SIGKILL after a short grace) and every process
+left in a held cgroup (the real node's containerd shims and containers, which no process
+group of ours holds), removes those cgroups, unmounts what is mounted under a held folder
+(the node's volumes, root file systems, Pod network namespaces), removes a CNI network's
+cached results and a containerd's shim sockets, deletes the namespaces,
+links and routes, removes the directories, and exits; a final alarm bounds it, so it never
+outlives its job. Used by `workloads`, `isolating`, `kubelet`, `meshes`, `controlplane` and
+`nodes`; run as `python -m smimesh.testing.reaping`.
 
 A parent-death signal alone would not do: it fires when the *thread* that spawned a process
 exits (the local node starts pods from pool threads), and it cleans no network state or
@@ -24,6 +28,7 @@ from __future__ import annotations
 import atexit
 import contextlib
 import ctypes
+import hashlib
 import json
 import os
 import shutil
@@ -44,14 +49,20 @@ KILL_WAIT = 5.0
 DEADLINE = 60
 """The reaper exits at the latest this many seconds after its runner is gone."""
 
-Kind = Literal["group", "netns", "link", "route", "path"]
-KINDS: tuple[Kind, ...] = ("group", "netns", "link", "route", "path")
+Kind = Literal["group", "cgroup", "mounts", "cni", "shims", "netns", "link", "route", "path"]
+KINDS: tuple[Kind, ...] = (
+    "group", "cgroup", "mounts", "cni", "shims", "netns", "link", "route", "path",
+)  # fmt: skip
+CGROUP_ROOT = Path("/sys/fs/cgroup")
+CNI_RESULTS = Path("/var/lib/cni/results")
+"""Where libcni caches each attachment's result (containerd 1.6 cannot move it)."""
 
 
 @dataclass(frozen=True)
 class Held:
     """One thing the reaper undoes if the runner dies; `value` is its kind's key: "PID
-    STARTTIME GRACE" of a group, a namespace or link name, "DST DEV" of a route, a path."""
+    STARTTIME GRACE" of a group, a cgroup's path below each hierarchy's root, a folder whose
+    mounts go, a namespace or link name, "DST DEV" of a route, a path."""
 
     kind: Kind
     value: str
@@ -98,6 +109,54 @@ def group(pid: int, *, grace: float = GRACE) -> Held:
     """The process group led by `pid` (started with `start_new_session=True`), given `grace`
     seconds between SIGTERM and SIGKILL (the operator needs a few to leave local mode)."""
     return Held("group", f"{pid} {_start_time(pid)} {grace:g}")
+
+
+def cgroup(relative: str) -> Held:
+    """The cgroup `relative` (e.g. `smimesh-node-1a2b`) in every hierarchy, with its subtree:
+    its processes are killed and its folders removed."""
+    return Held("cgroup", relative.strip("/"))
+
+
+def cni(network: str) -> Held:
+    """The cached CNI results of the network `network` (and of its sandboxes' loopback)."""
+    return Held("cni", network)
+
+
+def cni_results(network: str) -> list[Path]:
+    """The result files libcni keeps for `network`'s attachments, with the loopback's of the
+    same sandboxes (`<network>-<sandbox>-<ifname>`, `cni-loopback-<sandbox>-lo`)."""
+    found = sorted(CNI_RESULTS.glob(f"{network}-*"))
+    sandboxes = {p.name[len(network) + 1 :].rsplit("-", 1)[0] for p in found}
+    found += [p for s in sorted(sandboxes) if (p := CNI_RESULTS / f"cni-loopback-{s}-lo").exists()]
+    return found
+
+
+SHIM_SOCKETS = Path("/run/containerd/s")
+"""Where containerd 1.6 puts every shim's socket, whatever its configured state directory."""
+
+
+def shims(address: Path, tasks: Path) -> Held:
+    """The socket files of the shims a containerd at `address` started for the tasks whose
+    bundles are in `tasks` (its `io.containerd.runtime.v2.task` state folder); a killed shim
+    leaves its socket."""
+    return Held("shims", f"{address} {tasks}")
+
+
+def shim_sockets(address: Path, tasks: Path) -> list[Path]:
+    """The sockets of the shims of `tasks`: containerd names each by the SHA-256 of
+    `<address>/<namespace>/<id>`."""
+    found = []
+    for bundle in tasks.glob("*/*"):
+        key = f"{address}/{bundle.parent.name}/{bundle.name}".encode()
+        socket = SHIM_SOCKETS / hashlib.sha256(key).hexdigest()
+        if socket.exists() or socket.is_symlink():
+            found.append(socket)
+    return found
+
+
+def mounts(under: Path) -> Held:
+    """Whatever is mounted at or below `under`, unmounted (lazily, deepest first)."""
+    return Held("mounts", str(under))
 
 
 def netns(name: str) -> Held:
@@ -286,6 +345,68 @@ def _ip(*argv: str) -> str:
     return ""
 
 
+def cgroup_dirs(relative: str) -> list[Path]:
+    """The cgroup's folder in each hierarchy that has it (v1: one per controller; v2: one),
+    with every folder below, deepest first."""
+    found: list[Path] = []
+    roots = [CGROUP_ROOT, *(p for p in CGROUP_ROOT.iterdir() if p.is_dir())]
+    for root in roots:
+        top = root / relative
+        if (top / "cgroup.procs").is_file():
+            found.extend(Path(d) for d, _, _ in os.walk(top))
+    return sorted(found, key=lambda d: len(d.parts), reverse=True)
+
+
+def cgroup_pids(relative: str) -> set[int]:
+    pids: set[int] = set()
+    for folder in cgroup_dirs(relative):
+        with contextlib.suppress(OSError, ValueError):
+            pids.update(int(line) for line in (folder / "cgroup.procs").read_text().split())
+    return pids
+
+
+def empty_cgroup(relative: str, *, wait: float = KILL_WAIT) -> bool:
+    """SIGKILL every process in the cgroup until none is left, then remove its folders;
+    whether it is gone."""
+    deadline = time.monotonic() + wait
+    while (pids := cgroup_pids(relative)) and time.monotonic() < deadline:
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGKILL)
+        time.sleep(0.05)
+    for folder in cgroup_dirs(relative):
+        with contextlib.suppress(OSError):
+            folder.rmdir()
+    return not cgroup_dirs(relative)
+
+
+def mountpoints(under: Path) -> list[Path]:
+    """Mount points at or below `under`, from /proc/self/mountinfo, deepest first."""
+    found = []
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/self/mountinfo").read_text().splitlines():
+            where = Path(line.split(" ")[4].replace("\\040", " "))
+            if where == under or under in where.parents:
+                found.append(where)
+    return sorted(found, key=lambda p: len(p.parts), reverse=True)
+
+
+_MNT_DETACH = 2
+
+
+def unmount_all(under: Path) -> int:
+    """Lazily unmount everything at or below `under`; how many were unmounted."""
+    libc = ctypes.CDLL("libc.so.6", use_errno=True)
+    done = 0
+    for _ in range(3):  # a lazy unmount can uncover a mount stacked beneath
+        points = mountpoints(under)
+        if not points:
+            break
+        for point in points:
+            done += libc.umount2(str(point).encode(), _MNT_DETACH) == 0
+    return done
+
+
 def reap(held: Iterable[Held]) -> list[str]:
     """Undo everything held, processes first; returns what was done, for the log line."""
     items = list(held)
@@ -302,6 +423,23 @@ def reap(held: Iterable[Held]) -> list[str]:
             time.sleep(0.05)
             left = [p for p in left if group_members(p)]
         done.append(f"{len(pgids)} process groups ({len(killed)} needed SIGKILL)")
+    for item in items:
+        if item.kind == "cgroup" and cgroup_dirs(item.value):
+            empty_cgroup(item.value)
+            done.append(f"cgroup {item.value}")
+    for item in items:
+        if item.kind == "mounts" and (count := unmount_all(Path(item.value))):
+            done.append(f"{count} mounts under {item.value}")
+        if item.kind == "shims":
+            address, _, tasks = item.value.partition(" ")
+            if sockets := shim_sockets(Path(address), Path(tasks)):
+                for socket in sockets:
+                    socket.unlink(missing_ok=True)
+                done.append(f"{len(sockets)} shim sockets of {address}")
+        if item.kind == "cni" and (results := cni_results(item.value)):
+            for result in results:
+                result.unlink(missing_ok=True)
+            done.append(f"{len(results)} CNI results of {item.value}")
     for item in items:
         if item.kind == "netns":
             _ip("netns", "del", item.value)

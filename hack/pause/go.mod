@@ -1,0 +1,3 @@
+module smimesh.dev/hack/pause
+
+go 1.26.0

@@ -1,0 +1,81 @@
+"""Pods on the real test node, for the node tier: manifests of the test image and awaited
+states (Running, a Deployment rolled out), all through the cluster's kubectl."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from smimesh._aio import waiting
+from smimesh.testing import clusters, images
+
+TIMEOUT = 90.0
+
+
+def pod(name: str, command: str, **spec: Any) -> dict[str, Any]:
+    """A Pod of the test image running `sh -c command`, never pulled."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name, "labels": {"app": name}},
+        "spec": {
+            "terminationGracePeriodSeconds": 1,
+            "containers": [container("main", command)],
+            **spec,
+        },
+    }
+
+
+def container(name: str, command: str, **extra: Any) -> dict[str, Any]:
+    return {
+        "name": name,
+        "image": images.TEST_IMAGE,
+        "imagePullPolicy": "Never",
+        "command": ["sh", "-c", command],
+        **extra,
+    }
+
+
+def server(port: int = 8080) -> str:
+    """A command serving `/index.html` (the Pod's hostname) over HTTP on `port`."""
+    return f"mkdir -p /www && hostname > /www/index.html && exec busybox httpd -f -p {port} -h /www"
+
+
+def apply(cluster: clusters.Cluster, namespace: str, *objects: dict[str, Any]) -> None:
+    document = {"apiVersion": "v1", "kind": "List", "items": list(objects)}
+    done = cluster.kubectl("apply", "-n", namespace, "-f", "-", input=json.dumps(document))
+    assert done.returncode == 0, done.stderr
+
+
+def read(cluster: clusters.Cluster, namespace: str, kind: str, name: str) -> dict[str, Any]:
+    done = cluster.kubectl("get", "-n", namespace, kind, name, "-o", "json")
+    assert done.returncode == 0, done.stderr
+    found: dict[str, Any] = json.loads(done.stdout)
+    return found
+
+
+def running(cluster: clusters.Cluster, namespace: str, name: str) -> dict[str, Any]:
+    """Wait until the Pod is Running with every container ready; return it."""
+
+    def ready() -> dict[str, Any] | None:
+        found = read(cluster, namespace, "pod", name)
+        statuses = found["status"].get("containerStatuses", [])
+        ok = found["status"].get("phase") == "Running" and all(s["ready"] for s in statuses)
+        return found if ok and statuses else None
+
+    return waiting.eventually_sync(
+        ready,
+        timeout=TIMEOUT,
+        message=lambda: (
+            f"pod {namespace}/{name} not running: "
+            + cluster.kubectl("describe", "-n", namespace, "pod", name).stdout[-2500:]
+        ),
+        interval=0.2,
+    )
+
+
+def exec_in(cluster: clusters.Cluster, namespace: str, name: str, command: str) -> str:
+    """`kubectl exec` a shell command in the Pod's main container; its output."""
+    done = cluster.kubectl("exec", "-n", namespace, name, "-c", "main", "--", "sh", "-c", command)
+    assert done.returncode == 0, f"{command!r} failed: {done.stdout}{done.stderr}"
+    return done.stdout
