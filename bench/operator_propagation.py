@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 import grpc
+import urllib3
 from kubernetes import client, watch
 
 from smimesh._aio import waiting
@@ -190,13 +191,16 @@ class SplitWatch:
 
     def _run(self) -> None:
         objects = client.CustomObjectsApi(self.api)
-        for event in self.stream.stream(  # type: ignore[no-untyped-call]
-            objects.list_namespaced_custom_object, *SPLIT, timeout_seconds=3600
-        ):
-            at = time.monotonic()
-            backends = event["object"]["spec"]["backends"]
-            weight = {b["service"]: b["weight"] for b in backends}.get("b")
-            self.loop.call_soon_threadsafe(self.seen.set, (weight, at))
+        try:
+            for event in self.stream.stream(  # type: ignore[no-untyped-call]
+                objects.list_namespaced_custom_object, *SPLIT, timeout_seconds=3600
+            ):
+                at = time.monotonic()
+                backends = event["object"]["spec"]["backends"]
+                weight = {b["service"]: b["weight"] for b in backends}.get("b")
+                self.loop.call_soon_threadsafe(self.seen.set, (weight, at))
+        except (urllib3.exceptions.HTTPError, client.ApiException, RuntimeError):
+            return  # the control plane went away (the end), or the loop closed before it
 
     async def sees(self, weight: int) -> float:
         async with asyncio.timeout(60):
@@ -379,7 +383,8 @@ async def storm(
     return again
 
 
-async def measure_size(services: int, counts: list[int], rounds: int) -> list[Row]:
+async def measure_size(services: int, counts: list[int], rounds: int, rows: list[Row]) -> None:
+    """Every row of one size, appended to `rows` as each is measured."""
     work = Path(tempfile.mkdtemp(prefix="smimesh-bench-"))
     reaping.hold_directory(work)
     try:
@@ -400,11 +405,10 @@ async def measure_size(services: int, counts: list[int], rounds: int) -> list[Ro
                 await asyncio.to_thread(create_services, api, services)
                 size = Size(cluster, api, services, work, time.monotonic() - started)
                 say(f"  created in {size.setup_services_s:.1f}s")
-                rows = []
                 for count in sorted(counts):
                     say(f"measuring {services:,} Services with {count:,} proxies ...")
                     rows.append(await measure(size, count, rounds))
-                return rows
+                    say(f"row: {json.dumps(as_json(rows[-1]))}")
     finally:
         reaping.remove_directory(work)
 
@@ -482,11 +486,12 @@ def main() -> None:
     if args.rounds < 1:
         parser.error("--rounds must be at least 1")
     rows: list[Row] = []
+    failure = None
     try:
         for services in args.sizes:
-            rows += asyncio.run(measure_size(services, args.proxies, args.rounds))
+            asyncio.run(measure_size(services, args.proxies, args.rounds, rows))
     except KeyboardInterrupt:
-        sys.exit("interrupted; everything it started is stopped")
+        failure = "interrupted; everything it started is stopped"
     except (
         proxy_fleet.FleetError,
         meshes.MeshError,
@@ -495,12 +500,18 @@ def main() -> None:
         waiting.WaitTimeoutError,
         client.ApiException,
     ) as exc:
-        sys.exit(f"operator benchmark failed: {exc}")
+        failure = f"operator benchmark failed: {exc}"
     if args.json:
         for row in rows:
-            print(json.dumps({key: round(value, 3) for key, value in vars(row).items()}))
-    else:
+            print(json.dumps(as_json(row)))
+    elif rows:
         print(table(rows))
+    if failure is not None:
+        sys.exit(failure + (" (the rows above were measured before)" if rows else ""))
+
+
+def as_json(row: Row) -> dict[str, float]:
+    return {key: round(value, 3) for key, value in vars(row).items()}
 
 
 if __name__ == "__main__":
