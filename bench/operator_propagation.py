@@ -27,8 +27,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import concurrent.futures
+import contextlib
 import json
 import os
+import subprocess
 import sys
 import tempfile
 import threading
@@ -39,8 +41,7 @@ from pathlib import Path
 from typing import Any
 
 import grpc
-import urllib3
-from kubernetes import client, watch
+from kubernetes import client
 
 from smimesh._aio import waiting
 from smimesh.kube import names
@@ -57,6 +58,7 @@ SERVICE_ACCOUNT = "bench"
 ROOT = refs.ServiceRef(namespace=NAMESPACE, name="root")
 SPLIT = ("split.smi-spec.io", "v1alpha4", NAMESPACE, "trafficsplits")
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+WATCHER = Path(__file__).with_name("split_watch.py")
 CLIENTS = 8
 """Concurrent API clients for the setup (Services, slices, Pods, tokens)."""
 WAIT = 600.0
@@ -175,40 +177,48 @@ def register_proxies(api: client.ApiClient, first: int, last: int) -> list[tuple
     return [register(first), *parallel(register, list(range(first + 1, last)), "proxies")]
 
 
-@dataclass
 class SplitWatch:
-    """A plain watch on TrafficSplits in a thread: the weight of `b` it saw last, and when."""
+    """The baseline: a plain watch on TrafficSplits in a process of its own (`split_watch`,
+    so it shares no interpreter lock with the proxies), and the last weight of `b` it saw,
+    stamped with the machine's monotonic clock in that process."""
 
-    api: client.ApiClient
-    loop: asyncio.AbstractEventLoop
-    seen: waiting.Versioned[tuple[int | None, float]] = field(
-        default_factory=lambda: waiting.Versioned((None, 0.0))
-    )
-    stream: watch.Watch = field(default_factory=watch.Watch)
+    def __init__(self, kubeconfig: Path, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.seen: waiting.Versioned[tuple[int | None, float]] = waiting.Versioned((None, 0.0))
+        self.process = subprocess.Popen(
+            [sys.executable, str(WATCHER), str(kubeconfig), NAMESPACE, "b"],
+            stdout=subprocess.PIPE,
+            text=True,
+            start_new_session=True,  # its group, which the reaper ends if we die first
+        )
+        reaping.hold_group(self.process.pid)
+        threading.Thread(target=self._read, daemon=True).start()
 
-    def start(self) -> None:
-        threading.Thread(target=self._run, daemon=True).start()
-
-    def _run(self) -> None:
-        objects = client.CustomObjectsApi(self.api)
-        try:
-            for event in self.stream.stream(  # type: ignore[no-untyped-call]
-                objects.list_namespaced_custom_object, *SPLIT, timeout_seconds=3600
-            ):
-                at = time.monotonic()
-                backends = event["object"]["spec"]["backends"]
-                weight = {b["service"]: b["weight"] for b in backends}.get("b")
-                self.loop.call_soon_threadsafe(self.seen.set, (weight, at))
-        except (urllib3.exceptions.HTTPError, client.ApiException, RuntimeError):
-            return  # the control plane went away (the end), or the loop closed before it
+    def _read(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:  # ends when the watcher does
+            at, weight = line.split()
+            with contextlib.suppress(RuntimeError):  # the loop closed first (Ctrl-C)
+                self.loop.call_soon_threadsafe(self.seen.set, (int(weight), float(at)))
 
     async def sees(self, weight: int) -> float:
-        async with asyncio.timeout(60):
-            return (await self.seen.wait(lambda seen: seen[0] == weight))[1]
+        try:
+            async with asyncio.timeout(60):
+                return (await self.seen.wait(lambda seen: seen[0] == weight))[1]
+        except TimeoutError:
+            raise proxy_fleet.FleetError(
+                f"the baseline watch did not see weight {weight} within 60s (it saw "
+                f"{self.seen.value[0]}; watcher exit code {self.process.poll()})"
+            ) from None
 
     def stop(self) -> None:
-        # It ends at its next event, or when the control plane goes.
-        self.stream.stop()  # type: ignore[no-untyped-call]
+        self.process.terminate()
+        try:
+            self.process.wait(10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+        reaping.release_group(self.process.pid)
 
 
 @dataclass
@@ -328,8 +338,7 @@ async def run_rounds(
     size: Size, fleet: proxy_fleet.Fleet, operator: meshes.OperatorProcess, row: Row
 ) -> None:
     """Each round: patch the split, time the watch and the last proxy from the response."""
-    baseline = SplitWatch(size.api, asyncio.get_running_loop())
-    baseline.start()
+    baseline = SplitWatch(size.cluster.kubeconfig, asyncio.get_running_loop())
     try:
         await baseline.sees(size.weight)  # established: it listed the split as it is
         row.rss_mib = memory_mib(operator.process.pid)
@@ -418,7 +427,7 @@ COLUMNS = (
     ("proxies", "{:>7,.0f}"),
     ("watch p50/p99 ms", "{watch_p50_ms:>8.0f}/{watch_p99_ms:<8.0f}"),
     ("last proxy p50/p99 ms", "{p50_ms:>10.0f}/{p99_ms:<10.0f}"),
-    ("ratio p50/p99", "{p50_ratio:>6.1f}x/{p99_ratio:<5.1f}x"),
+    ("ratio p50/p99", "{p50_ratio:.1f}x/{p99_ratio:.1f}x"),
     ("CPU/update", "{cpu_per_update_ms:>7.0f} ms"),
     ("bytes/update", "{bytes_per_update:>12,.0f}"),
     ("RSS/peak MiB", "{rss_mib:>6.0f}/{rss_peak_mib:<6.0f}"),
@@ -498,6 +507,7 @@ def main() -> None:
         controlplane.ControlPlaneError,
         tokens.TokenRequestError,
         waiting.WaitTimeoutError,
+        TimeoutError,
         client.ApiException,
     ) as exc:
         failure = f"operator benchmark failed: {exc}"
