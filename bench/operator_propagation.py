@@ -10,8 +10,9 @@ setup time is reported), one TrafficSplit. For each proxy count P: P registered 
 own namespace, each with a TokenRequest token bound to it, and P real gRPC config streams
 (the sidecar's own `DiscoveryClient`, all on one event loop: `proxy_fleet`) to the operator,
 which runs as a process under its own ServiceAccount. Each round patches the split's weights
-and records, from the patch's response, (a) when a plain watch on TrafficSplits sees it (the
-baseline: the apiserver's latency) and (b) when the last proxy holds it. Then a reconnect
+and records, from the patch's response, (a) when a plain watch on TrafficSplits, in a
+process of its own (`split_watch`), sees it (the baseline: the apiserver's latency) and (b)
+when the last proxy holds it. Then a reconnect
 storm: the operator is killed and started again, and every proxy reconnects with the
 sidecar's backoff; timed until all of them hold a config again.
 
