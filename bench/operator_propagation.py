@@ -178,6 +178,17 @@ def register_proxies(api: client.ApiClient, first: int, last: int) -> list[tuple
     return [register(first), *parallel(register, list(range(first + 1, last)), "proxies")]
 
 
+@dataclass(frozen=True)
+class Seen:
+    """The split as the baseline watch saw it last: b's weight, when, its generation and the
+    generation its Programmed condition is True for."""
+
+    weight: int | None = None
+    at: float = 0.0
+    generation: int = 0
+    programmed: int = -1
+
+
 class SplitWatch:
     """The baseline: a plain watch on TrafficSplits in a process of its own (`split_watch`,
     so it shares no interpreter lock with the proxies), and the last weight of `b` it saw,
@@ -185,7 +196,7 @@ class SplitWatch:
 
     def __init__(self, kubeconfig: Path, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
-        self.seen: waiting.Versioned[tuple[int | None, float]] = waiting.Versioned((None, 0.0))
+        self.seen: waiting.Versioned[Seen] = waiting.Versioned(Seen())
         self.process = subprocess.Popen(
             [sys.executable, str(WATCHER), str(kubeconfig), NAMESPACE, "b"],
             stdout=subprocess.PIPE,
@@ -198,18 +209,28 @@ class SplitWatch:
     def _read(self) -> None:
         assert self.process.stdout is not None
         for line in self.process.stdout:  # ends when the watcher does
-            at, weight = line.split()
+            at, weight, generation, programmed = line.split()
+            seen = Seen(int(weight), float(at), int(generation), int(programmed))
             with contextlib.suppress(RuntimeError):  # the loop closed first (Ctrl-C)
-                self.loop.call_soon_threadsafe(self.seen.set, (int(weight), float(at)))
+                self.loop.call_soon_threadsafe(self.seen.set, seen)
 
     async def sees(self, weight: int) -> float:
+        """When the watch saw b's weight become `weight`."""
+        return (await self._until(lambda seen: seen.weight == weight, f"weight {weight}")).at
+
+    async def settled(self) -> None:
+        """Until the operator reported the split Programmed (every proxy ACKed it) for its
+        current generation: its work on the last change is over, the next round starts clean."""
+        await self._until(lambda seen: seen.programmed == seen.generation, "it Programmed")
+
+    async def _until(self, predicate: Callable[[Seen], bool], what: str) -> Seen:
         try:
             async with asyncio.timeout(60):
-                return (await self.seen.wait(lambda seen: seen[0] == weight))[1]
+                return await self.seen.wait(predicate)
         except TimeoutError:
             raise proxy_fleet.FleetError(
-                f"the baseline watch did not see weight {weight} within 60s (it saw "
-                f"{self.seen.value[0]}; watcher exit code {self.process.poll()})"
+                f"the baseline watch did not see {what} within 60s (it saw "
+                f"{self.seen.value}; watcher exit code {self.process.poll()})"
             ) from None
 
     def stop(self) -> None:
@@ -346,6 +367,7 @@ async def run_rounds(
         writes, watched, propagated, received = [], [], [], []
         cpu_before = cpu_seconds(operator.process.pid)
         for number in range(1, row.rounds + 1):
+            await baseline.settled()
             weight = size.next_weight()
             bytes_before = fleet.received_bytes()
             sent = time.monotonic()

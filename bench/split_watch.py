@@ -1,6 +1,7 @@
 """The operator benchmark's baseline: a plain watch on TrafficSplits, in a process of its own
-(as the operator's watch is), printing "MONOTONIC WEIGHT" for each event, the weight being
-the `backend`'s in the split (-1 if it has none). CLOCK_MONOTONIC is the machine's, so the
+(as the operator's watch is), printing "MONOTONIC WEIGHT GENERATION PROGRAMMED" for each event: the
+`backend`'s weight in the split (-1 if it has none), the split's generation and the one its
+Programmed=True condition observed (-1 if none). CLOCK_MONOTONIC is the machine's, so the
 bench compares these times with its own.
 
     python bench/split_watch.py KUBECONFIG NAMESPACE BACKEND
@@ -57,9 +58,16 @@ def watch_splits(objects: client.CustomObjectsApi, namespace: str, backend: str)
         timeout_seconds=3600,
     ):
         at = time.monotonic()
-        backends = event["object"]["spec"]["backends"]
+        split = event["object"]
+        backends = split["spec"]["backends"]
         weight = {b["service"]: b["weight"] for b in backends}.get(backend, -1)
-        print(f"{at:.6f} {weight}", flush=True)
+        programmed = [
+            c.get("observedGeneration", -1)
+            for c in (split.get("status") or {}).get("conditions") or []
+            if c.get("type") == "Programmed" and c.get("status") == "True"
+        ]
+        generation = split["metadata"].get("generation", 0)
+        print(f"{at:.6f} {weight} {generation} {max(programmed, default=-1)}", flush=True)
 
 
 if __name__ == "__main__":
