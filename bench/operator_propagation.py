@@ -350,6 +350,10 @@ async def measure(size: Size, proxies: int, rounds: int) -> Row:
             await run_rounds(size, fleet, operators[0], row)
             operators.append(await storm(size, fleet, operators[0], row))
             row.proxies_held = sum(p.held.value.weight == size.weight for p in fleet.proxies)
+    except proxy_fleet.FleetError as exc:
+        raise proxy_fleet.FleetError(
+            f"{exc}; the operator's log ends:\n{operators[-1].logs()[-3000:]}"
+        ) from None
     finally:
         for operator in operators:
             operator.stop()
