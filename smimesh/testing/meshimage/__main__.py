@@ -12,7 +12,7 @@ from pathlib import Path
 import smimesh
 from smimesh.kube import names
 from smimesh.testing import gotools
-from smimesh.testing.meshimage import building, failures
+from smimesh.testing.meshimage import building, failures, wheelhouse
 
 MIB = 1024 * 1024
 
@@ -26,7 +26,7 @@ mmdebstrap, umoci (`make image-deps`). A rebuild with unchanged inputs is a cach
 
 EPILOG = """\
 examples:
-  make wheels && python -m smimesh.testing.meshimage
+  python -m smimesh.testing.meshimage          # what `make image` runs
   skopeo copy oci:<printed layout>:<tag> docker://ghcr.io/you/smimesh:dev
 """
 
@@ -78,6 +78,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     request = building.Request(args.file, args.context, args.tag, build_args)
     started = time.monotonic()
     try:
+        if args.wheels:
+            wheelhouse.ensure_wheels(args.context, say=gotools.say)
         packed = building.build(request, cache=gotools.cache_root() / "image", say=gotools.say)
     except failures.BuildError as exc:
         gotools.say(f"error: {exc}")
