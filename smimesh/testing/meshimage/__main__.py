@@ -78,8 +78,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     request = building.Request(args.file, args.context, args.tag, build_args)
     started = time.monotonic()
     try:
-        if args.wheels:
-            wheelhouse.ensure_wheels(args.context, say=gotools.say)
+        if args.wheels or args.wheels_only:
+            wheels = wheelhouse.ensure_wheels(args.context, say=gotools.say)
+            if args.wheels_only:
+                print(wheels)
+                return 0
         packed = building.build(request, cache=gotools.cache_root() / "image", say=gotools.say)
     except failures.BuildError as exc:
         gotools.say(f"error: {exc}")
