@@ -1,6 +1,7 @@
 """The Dockerfile (built here without a Docker engine by `make image`; tests/testing/meshimage/
-run the result): hadolint finds nothing, and the properties DESIGN.md asks for hold — multi-stage, pinned base, non-root, no remote ADD,
-the operator as the default command, sidecar, init and test-app commands that exist."""
+run the result): hadolint finds nothing, and the properties DESIGN.md asks for hold —
+multi-stage, pinned base, non-root, no remote ADD, the operator as the default command,
+sidecar, init and test-app commands that exist."""
 
 from __future__ import annotations
 
