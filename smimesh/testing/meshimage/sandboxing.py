@@ -12,13 +12,11 @@ the host's network or iptables, and a step that would download something fails h
 from __future__ import annotations
 
 import shutil
-import subprocess
-import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from smimesh.testing import reaping
+from smimesh.testing import gotools
 from smimesh.testing.meshimage import failures
 
 HOSTNAME = "meshimage"
@@ -85,7 +83,6 @@ def run_step(
     *,
     what: str,
     say: Callable[[str], None],
-    progress_seconds: float = 30.0,
 ) -> None:
     """Run `command` in the sandbox; raise `StepError` with the output's tail if it fails."""
     unshare = _tool("unshare")
@@ -122,27 +119,8 @@ def run_step(
         *command,
     ]
     env = {"HOSTNAME": HOSTNAME, **sandbox.env}
-    started = time.monotonic()
-    output: list[str] = []
-    with subprocess.Popen(
-        argv,
-        env=env,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        errors="replace",
-        preexec_fn=reaping.die_with_parent,
-    ) as proc:
-        assert proc.stdout is not None
-        last = started
-        for line in proc.stdout:
-            output.append(line)
-            del output[:-OUTPUT_TAIL]
-            now = time.monotonic()
-            if now - last > progress_seconds:
-                say(f"  still running {what} ({now - started:.0f}s): {line.strip()[:100]}")
-                last = now
-        code = proc.wait()
+    code, tail = gotools.run_reporting(
+        argv, cwd=None, env=env, what=what, say=say, tail=OUTPUT_TAIL
+    )
     if code != 0:
-        raise StepError(f"{what} failed (exit {code}):\n{''.join(output)}")
+        raise StepError(f"{what} failed (exit {code}):\n{tail}")
