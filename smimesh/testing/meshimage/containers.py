@@ -184,9 +184,15 @@ def _stop(container: Container) -> None:
 
 def finished(container: Container, *, timeout: float = 60.0) -> int:
     """The exit code of a container that runs to completion (`sidecar init`)."""
-    return waiting.eventually_sync(
-        container.exited, timeout=timeout, message=f"{container.id} exits"
+
+    def exit_code() -> tuple[int] | None:
+        code = container.exited()
+        return None if code is None else (code,)
+
+    (code,) = waiting.eventually_sync(
+        exit_code, timeout=timeout, message=f"container {container.id} exits"
     )
+    return code
 
 
 @contextlib.contextmanager
