@@ -22,6 +22,8 @@ from smimesh.testing.meshimage import bases, dockerfile, failures, packing, sand
 
 KEY_LENGTH = 16
 """Hex digits of the input digest that name a cached layout."""
+KEEP_LAYOUTS = 3
+"""Cached layouts kept (the newest); an older one goes when a new one is packed."""
 
 
 @dataclass(frozen=True)
@@ -77,9 +79,22 @@ def build(request: Request, *, cache: Path, say: Callable[[str], None]) -> packi
             exposed=last.exposed,
         )
         say("packing the last stage into an OCI layout with umoci")
-        return packing.pack(final.rootfs, config, layout=layout, tag=request.tag)
+        packed = packing.pack(final.rootfs, config, layout=layout, tag=request.tag)
     finally:
         shutil.rmtree(work, ignore_errors=True)
+    _prune(layout.parent, keep=KEEP_LAYOUTS)
+    return packed
+
+
+def _prune(layouts: Path, *, keep: int) -> None:
+    """Only the `keep` newest layouts stay (each is ~100 MiB)."""
+    found = sorted(
+        (path for path in layouts.iterdir() if path.is_dir()),
+        key=lambda path: path.stat().st_mtime,
+        reverse=True,
+    )
+    for old in found[keep:]:
+        shutil.rmtree(old, ignore_errors=True)
 
 
 def _base_specs(parsed: dockerfile.Dockerfile) -> dict[int, bases.BaseSpec]:

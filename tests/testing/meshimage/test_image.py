@@ -107,9 +107,12 @@ def test_the_sidecar_serves_its_admin_port_with_a_config(
             lambda: curl(sidecar, "http://127.0.0.1:15000/ready"), timeout=30,
             message="the sidecar in the image never became ready",
         )  # fmt: skip
-        identity = curl(sidecar, "http://127.0.0.1:15000/identity")
+        metrics = curl(sidecar, "http://127.0.0.1:15000/metrics")
+        identity = sidecar.inside(["curl", "-sS", "http://127.0.0.1:15000/identity"])
     assert ready is not None
-    assert identity is not None
+    assert metrics is not None
+    assert "# TYPE" in metrics
+    assert "no certificate" in identity.stdout  # plaintext: the config file gave no certificate
 
 
 def test_the_sidecar_without_a_config_source_exits_2_saying_so(
