@@ -7,11 +7,15 @@ Called by `building` for each FROM that names no earlier stage; hands it a tarba
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+import os
 import re
 import shutil
+import signal
 import subprocess
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -46,6 +50,10 @@ _APT_CLEAN = (
     'Acquire::Languages "none";',
 )
 
+# mmdebstrap copies the host's resolver into the chroot for apt; the image keeps none (the
+# runtime gives one; a RUN of apt-get gets the host's bound read-only, never copied).
+_NO_HOST_FILES = ('rm -f "$1/etc/resolv.conf" "$1/etc/hostname"',)
+
 
 @dataclass(frozen=True)
 class BaseSpec:
@@ -57,6 +65,7 @@ class BaseSpec:
     variant: str = "minbase"
     dpkg_options: tuple[str, ...] = _DPKG_EXCLUDES
     apt_options: tuple[str, ...] = _APT_CLEAN
+    hooks: tuple[str, ...] = _NO_HOST_FILES
 
     def digest(self) -> str:
         return hashlib.sha256(json.dumps(self.__dict__, sort_keys=True).encode()).hexdigest()
@@ -73,7 +82,7 @@ def spec_for(reference: str, *, sources: tuple[Path, ...] = SOURCES) -> BaseSpec
         )
     suite = match.group("suite")
     mirrors = configured_mirrors(suite, sources=sources)
-    if not mirrors:
+    if not any(line.split()[2] == suite for line in mirrors):  # -security alone is no base
         raise failures.BuildError(
             f"FROM {reference}: apt has no Debian source for {suite} "
             f"(looked in {', '.join(map(str, sources))})"
@@ -139,19 +148,35 @@ def ensure_base(spec: BaseSpec, *, cache: Path, say: Callable[[str], None]) -> P
         "--quiet",
         *(f"--dpkgopt={option}" for option in spec.dpkg_options),
         *(f"--aptopt={option}" for option in spec.apt_options),
+        *(f"--customize-hook={hook}" for hook in spec.hooks),
         spec.suite,
         str(partial),
         *spec.mirrors,
     ]
     say(f"making the {spec.suite} base with mmdebstrap (once per input; about a minute)")
     started = time.monotonic()
-    result = subprocess.run(
-        command, capture_output=True, text=True, check=False, preexec_fn=reaping.die_with_parent
-    )
-    if result.returncode != 0:
-        partial.unlink(missing_ok=True)
-        tail = "\n".join((result.stdout + result.stderr).splitlines()[-20:])
-        raise failures.BuildError(f"mmdebstrap failed (exit {result.returncode}):\n{tail}")
+    # Its own process group, killed whole on any way out (mmdebstrap's helpers outlive a
+    # SIGTERM to it), and held by the reaper in case this process dies first.
+    with tempfile.TemporaryFile() as output:
+        proc = subprocess.Popen(
+            command, stdin=subprocess.DEVNULL, stdout=output, stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )  # fmt: skip
+        reaping.hold_group(proc.pid, grace=1.0)
+        try:
+            code = proc.wait()
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+            reaping.release_group(proc.pid)
+            if proc.returncode != 0:
+                partial.unlink(missing_ok=True)
+        output.seek(0)
+        text = output.read().decode(errors="replace")
+    if code != 0:
+        tail = "\n".join(text.splitlines()[-20:])
+        raise failures.BuildError(f"mmdebstrap failed (exit {code}):\n{tail}")
     partial.replace(tarball)
     say(f"made the base in {time.monotonic() - started:.0f}s: {tarball}")
     return tarball
