@@ -213,4 +213,6 @@ def bridge(netns: str, port: int, target: str) -> Iterator[subprocess.Popen[byte
     finally:
         process.terminate()
         process.wait(timeout=STOP_SECONDS)
+        if process.stdout is not None:
+            process.stdout.close()
         reaping.release_group(process.pid)
