@@ -78,6 +78,19 @@ def test_the_image_config_is_the_dockerfiles(image: packing.Packed) -> None:
     assert 20 * 2**20 < image.compressed_bytes < image.unpacked_bytes
 
 
+def test_a_rebuild_with_unchanged_inputs_is_the_cached_layout(image: packing.Packed) -> None:
+    started = time.monotonic()
+    again = building.build(
+        building.Request(ROOT / "Dockerfile", ROOT, smimesh.__version__),
+        cache=gotools.cache_root() / "image",
+        say=gotools.say,
+    )
+    elapsed = time.monotonic() - started
+    gotools.say(f"warm rebuild: {elapsed:.2f}s")
+    assert again == image
+    assert elapsed < 5.0  # it only hashes the inputs (about half a second here)
+
+
 def test_the_conformance_app_answers_http(
     bundle: containers.Bundle, netns: str, tmp_path: Path
 ) -> None:
