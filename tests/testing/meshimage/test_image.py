@@ -44,8 +44,12 @@ def image() -> packing.Packed:
 
 
 @pytest.fixture(scope="module")
-def bundle(image: packing.Packed, tmp_path_factory: pytest.TempPathFactory) -> containers.Bundle:
-    return containers.unpack(image.reference, tmp_path_factory.mktemp("bundle") / "image")
+def bundle(
+    image: packing.Packed, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[containers.Bundle]:
+    unpacked = containers.unpack(image.reference, tmp_path_factory.mktemp("bundle") / "image")
+    yield unpacked
+    shutil.rmtree(unpacked.directory)  # ~450 MiB: not for pytest's kept temporary folders
 
 
 @pytest.fixture
