@@ -57,6 +57,18 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         help="the tag in the layout (default: the package version)",
     )
     parser.add_argument(
+        "--no-wheels",
+        dest="wheels",
+        action="store_false",
+        help="do not first make the context's build/wheels/ with pip (it is remade only when "
+        "pyproject.toml, README.md or smimesh/ changed)",
+    )
+    parser.add_argument(
+        "--wheels-only",
+        action="store_true",
+        help="only make build/wheels/ (for docker build or buildah bud) and print its path",
+    )
+    parser.add_argument(
         "--build-arg",
         action="append",
         default=[],
