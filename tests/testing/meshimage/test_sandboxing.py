@@ -4,7 +4,9 @@ environment and nothing of the host's, and a failure that says what the step pri
 
 from __future__ import annotations
 
+import shutil
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -23,11 +25,12 @@ def base() -> Path:
 
 
 @pytest.fixture
-def rootfs(base: Path, tmp_path: Path) -> Path:
+def rootfs(base: Path, tmp_path: Path) -> Iterator[Path]:
     root = tmp_path / "rootfs"
     root.mkdir()
     subprocess.run(["tar", "--numeric-owner", "-xpf", str(base), "-C", str(root)], check=True)
-    return root
+    yield root
+    shutil.rmtree(root)  # ~130 MiB: not for pytest's kept temporary folders
 
 
 def interfaces(proc_net_dev: str) -> set[str]:
