@@ -4,13 +4,17 @@ environment and nothing of the host's, and a failure that says what the step pri
 
 from __future__ import annotations
 
+import os
 import shutil
+import signal
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from smimesh._aio import waiting
 from smimesh.testing import gotools
 from smimesh.testing.meshimage import bases, sandboxing
 
@@ -75,3 +79,49 @@ def test_a_step_runs_as_the_stage_user_in_its_workdir_with_only_the_stage_env(
 def test_a_failing_step_says_its_exit_code_and_what_it_printed(rootfs: Path) -> None:
     with pytest.raises(sandboxing.StepError, match=r"a test step failed \(exit 3\):\nboom"):
         run(rootfs, "echo boom; exit 3")
+
+
+def _step_processes(work: Path) -> list[int]:
+    """Processes whose root is a stage rootfs under `work` (a RUN step's)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if str((entry / "root").readlink()).startswith(str(work)):
+                    found.append(int(entry.name))
+            except OSError:
+                continue
+    return found
+
+
+def test_ctrl_c_during_a_run_step_ends_it_and_keeps_nothing(tmp_path: Path, base: Path) -> None:
+    (tmp_path / "Dockerfile").write_text("FROM debian:bookworm-20250520-slim\nRUN sleep 300\n")
+    cache = tmp_path / "cache"  # its own, with the real base linked in
+    (cache / "image" / "bases").mkdir(parents=True)
+    (cache / "image" / "bases" / base.name).symlink_to(base)
+    work = cache / "image" / "work"
+    with subprocess.Popen(
+        [sys.executable, "-m", "smimesh.testing.meshimage", "--no-wheels",
+         "--file", str(tmp_path / "Dockerfile"), "--context", str(tmp_path)],
+        env={**os.environ, "SMIMESH_CACHE": str(cache)},
+        stderr=subprocess.PIPE, text=True, start_new_session=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    ) as builder:  # fmt: skip
+        try:
+            steps = waiting.eventually_sync(
+                lambda: _step_processes(work) or None, timeout=120, message="the RUN step runs"
+            )
+            os.killpg(builder.pid, signal.SIGINT)  # as Ctrl-C in a terminal
+            _, err = builder.communicate(timeout=30)
+        finally:
+            if builder.poll() is None:
+                os.killpg(builder.pid, signal.SIGKILL)
+    assert builder.returncode == 130, err
+    assert "interrupted; nothing half-built is kept" in err
+    # The step's pid namespace goes with the killed unshare (its init gets SIGKILL).
+    waiting.eventually_sync(
+        lambda: not any(Path(f"/proc/{pid}").exists() for pid in steps),
+        timeout=10,
+        message=f"the RUN step's processes {steps} are gone",
+    )
+    assert list(work.iterdir()) == []
