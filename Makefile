@@ -5,7 +5,8 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: test test-fast demo lint typecheck layers pytest pytest-node binaries node-binaries node-deps helm proto crds fuzz bench sidecar-deps clean
+.PHONY: test test-fast demo lint typecheck layers pytest pytest-node binaries node-binaries node-deps helm \
+  image image-deps wheels proto crds fuzz bench sidecar-deps clean
 
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -37,7 +38,7 @@ typecheck: $(STAMP)
 layers: $(STAMP)
 	$(VENV)/bin/lint-imports
 
-pytest: binaries helm sidecar-deps
+pytest: binaries helm sidecar-deps image
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
 
 ## make test: lint, types, layering contract, every test against a real control plane, then
@@ -91,6 +92,22 @@ node-binaries: $(STAMP) node-deps
 ## The node tier: real Pods on a real node (root; `pytest -m node`). Plain `pytest` skips it.
 pytest-node: binaries node-binaries
 	$(VENV)/bin/pytest -m node $(PYTEST_ARGS)
+
+## What building and running the image needs: mmdebstrap (the Debian base), umoci (the OCI
+## layout) and runc (tests/testing/meshimage/ run the image). Installed with apt only when missing.
+image-deps:
+	@command -v mmdebstrap >/dev/null && command -v umoci >/dev/null && command -v runc >/dev/null || \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mmdebstrap umoci runc)
+
+## build/wheels/: the smimesh wheel and its pinned dependencies' wheels, which the Dockerfile
+## installs offline (needed before `docker build` or `buildah bud` too).
+wheels: $(STAMP)
+	$(PY) -m smimesh.testing.meshimage --wheels-only
+
+## The smimesh image, built from the Dockerfile without a Docker daemon (as root): prints the
+## OCI layout and the sizes; a rebuild with unchanged inputs is a cache hit (docs/image.md).
+image: $(STAMP) image-deps
+	$(PY) -m smimesh.testing.meshimage
 
 ## Sidecar benchmark: HTTP/1.1 keep-alive through the sidecar vs direct (and nginx/HAProxy
 ## from Debian when apt can install them); prints added latency and throughput ratios.

@@ -1,6 +1,7 @@
-"""The Dockerfile (which cannot be built here: no Docker engine): hadolint finds nothing, and
-the properties DESIGN.md asks for hold — multi-stage, pinned base, non-root, no remote ADD,
-the operator as the default command, sidecar, init and test-app commands that exist."""
+"""The Dockerfile (built here without a Docker engine by `make image`; tests/testing/meshimage/
+run the result): hadolint finds nothing, and the properties DESIGN.md asks for hold —
+multi-stage, pinned base, non-root, no remote ADD, the operator as the default command,
+sidecar, init and test-app commands that exist."""
 
 from __future__ import annotations
 
@@ -48,11 +49,11 @@ def test_multi_stage_from_a_pinned_base() -> None:
     stages = [rest for keyword, rest in found if keyword == "FROM"]
     assert len(stages) >= 2
     for stage in stages:
-        image = stage.split()[0].replace("${PYTHON_IMAGE}", args["PYTHON_IMAGE"])
+        image = stage.split()[0].replace("${BASE_IMAGE}", args["BASE_IMAGE"])
         name, _, tag = image.partition(":")
-        assert name, image
+        assert name == "debian", image  # Debian's python3 is the Python installable here
         assert tag not in ("", "latest"), image
-        assert re.match(r"\d+\.\d+\.\d+-", tag) or "@sha256:" in image, image
+        assert re.fullmatch(r"[a-z]+-\d{8}-slim", tag) or "@sha256:" in image, image
     assert any("--from=build" in rest for keyword, rest in found if keyword == "COPY")
 
 

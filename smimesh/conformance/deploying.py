@@ -13,11 +13,13 @@ import json
 from collections.abc import Callable
 from typing import Any
 
+import smimesh
 from smimesh._aio import waiting
 from smimesh.conformance import apps, profiles, stages
+from smimesh.kube import names
 from smimesh.testing import clusters
 
-DEFAULT_IMAGE = "ghcr.io/smimesh/smimesh:0.1.0"
+DEFAULT_IMAGE = f"{names.IMAGE_REPOSITORY}:{smimesh.__version__}"
 """The smimesh image (docs/image.md); `smimesh conformance app` runs the test app in it."""
 APP_COMMAND = ("smimesh", "conformance", "app")
 APPS = ("a", "b", "c")

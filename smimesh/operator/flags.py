@@ -89,6 +89,14 @@ def settings(
             help="seconds the old root stays trusted after its last leaf expired (slow clocks)"
         ),
     ] = _DEFAULT.ca_drain_margin.total_seconds(),
+    proxy_image: Annotated[
+        str,
+        typer.Option(
+            envvar="SMIMESH_PROXY_IMAGE",
+            help="the image injected proxy and init containers run (default: this operator's "
+            "own image, which holds the sidecar too)",
+        ),
+    ] = _DEFAULT.proxy_image,
 ) -> running.OperatorSettings:
     """The settings these flags say; a value out of range is a usage error (exit code 2).
     `kubeconfig` is not a setting: `__main__` exports it as $KUBECONFIG for the clients."""
@@ -112,4 +120,5 @@ def settings(
         ca_period=ca_period,
         ca_auto_rotate_before=datetime.timedelta(days=ca_auto_rotate_days),
         ca_drain_margin=datetime.timedelta(seconds=ca_drain_margin),
+        proxy_image=proxy_image,
     )

@@ -22,6 +22,7 @@ from typing import Any
 import kopf
 from kubernetes import client
 
+import smimesh
 from smimesh.compiler import state
 from smimesh.identity import authority
 from smimesh.kube import clients, names
@@ -67,6 +68,8 @@ class OperatorSettings:
     """Seconds between two looks at the CA Secret (rotation steps happen on these rounds)."""
     ca_auto_rotate_before: datetime.timedelta = rotating.DEFAULT_AUTO_ROTATE_BEFORE
     ca_drain_margin: datetime.timedelta = authority.BACKDATE
+    proxy_image: str = f"{names.IMAGE_REPOSITORY}:{smimesh.__version__}"
+    """The image the injector gives the proxy and init containers (the mesh's one image)."""
 
     def rotation_policy(self) -> rotating.Policy:
         return rotating.Policy(
@@ -201,6 +204,7 @@ async def run(
             grpc_address=f"{settings.grpc_address.rpartition(':')[0]}:{port}",
             front_proxy=front_proxy,
             mounts=(metrics_api.mount,),
+            proxy_image=settings.proxy_image,
         )
     except BaseException:
         await server.stop(grace=None)

@@ -206,11 +206,17 @@ class WebhookServer:
 
 
 async def injection_settings(
-    api: client.ApiClient, *, namespace: str, trust_domain: str, control_plane_address: str
+    api: client.ApiClient,
+    *,
+    namespace: str,
+    trust_domain: str,
+    control_plane_address: str,
+    proxy_image: str = settings.InjectionSettings.proxy_image,
 ) -> settings.InjectionSettings:
     """What the injector adds, for this cluster: native sidecars if its version runs them."""
     version = await asyncio.to_thread(client.VersionApi(api).get_code)
     return settings.InjectionSettings(
+        proxy_image=proxy_image,
         mesh_namespace=namespace,
         trust_domain=trust_domain,
         control_plane_address=control_plane_address,
@@ -230,6 +236,7 @@ async def serve(
     grpc_address: str,
     front_proxy: delegating.RequestHeaders | None = None,
     mounts: Sequence[Callable[[web.Application], None]] = (),
+    proxy_image: str = settings.InjectionSettings.proxy_image,
 ) -> WebhookServer:
     """Everything `running` needs in one call: injection settings from the cluster version,
     the serving certificate, the handlers, and the CA bundle patches `run` will make.
@@ -245,7 +252,11 @@ async def serve(
     )
     webhooks = Webhooks(
         await injection_settings(
-            api, namespace=namespace, trust_domain=trust_domain, control_plane_address=control_plane
+            api,
+            namespace=namespace,
+            trust_domain=trust_domain,
+            control_plane_address=control_plane,
+            proxy_image=proxy_image,
         ),
         IndexedNamespaces(index, api),
     )

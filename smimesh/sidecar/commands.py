@@ -169,6 +169,13 @@ def run(
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(name)s %(message)s")
     if interception not in ("explicit", "transparent"):
         raise typer.BadParameter("--interception must be explicit or transparent")
+    if config is None and not config_server:
+        typer.echo(
+            "error: no config source: give --config FILE (a ProxyConfig JSON file) or "
+            "--config-server HOST:PORT (or $SMIMESH_CONTROL_PLANE; the injector sets it)",
+            err=True,
+        )
+        raise typer.Exit(2)
     if config_server and token_file is not None and trust_bundle is None:
         # The token proves our ServiceAccount: over plaintext anyone on the path could use it.
         typer.echo(

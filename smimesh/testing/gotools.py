@@ -4,7 +4,8 @@ The one place `go` is run: `binaries` builds the Kubernetes tools from the wrapp
 through `run_go`, and `ensure_tool` installs a published tool (`go install module@version`,
 e.g. helm, CoreDNS) into `<cache root>/tools/<name>-<version>/`. The cache root is
 `$SMIMESH_CACHE`, default `~/.cache/smimesh`. A build killed with its runner stops too.
-Imports nothing of ours but `reaping`.
+`run_reporting`, the runner under `run_go`, also runs the image builder's RUN steps
+(`meshimage.sandboxing`). Imports nothing of ours but `reaping`.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -71,6 +72,45 @@ def go_executable(what: str, target: Path) -> str:
     return go
 
 
+def run_reporting(
+    command: Sequence[str],
+    *,
+    cwd: Path | None,
+    env: Mapping[str, str],
+    what: str,
+    say: Callable[[str], None] = say,
+    tail: int = 30,
+) -> tuple[int, str]:
+    """Run a long command (a go build, a RUN step of the image), saying every
+    `PROGRESS_SECONDS` that it still runs, silent or not; its exit code and the last `tail`
+    lines of its output. It dies with its runner, and ends at once on Ctrl-C, whether or not
+    it heeds SIGINT itself."""
+    started = time.monotonic()
+    output: collections.deque[str] = collections.deque(maxlen=tail)
+    with subprocess.Popen(
+        list(command), cwd=cwd, env=dict(env), stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace",
+        preexec_fn=reaping.die_with_parent,  # a killed runner's build does not go on for minutes
+    ) as proc:  # fmt: skip
+        # `go build` is silent while it compiles: a reader thread keeps the output's tail and
+        # this loop says, every PROGRESS_SECONDS, that the build still runs.
+        reader = threading.Thread(target=_keep_tail, args=(proc, output), daemon=True)
+        reader.start()
+        try:
+            while True:
+                try:
+                    code = proc.wait(timeout=PROGRESS_SECONDS)
+                    break
+                except subprocess.TimeoutExpired:
+                    last = output[-1].strip()[:100] if output else ""
+                    say(f"  still building {what} ({time.monotonic() - started:.0f}s) {last}")
+        except BaseException:  # Ctrl-C: e.g. unshare and a pid namespace's init ignore SIGINT
+            proc.kill()
+            raise
+        reader.join()
+    return code, "".join(output)
+
+
 def run_go(
     command: Sequence[str],
     *,
@@ -83,26 +123,8 @@ def run_go(
     raising `GoToolError` with the output's tail if it fails."""
     environment = {**os.environ, "GOFLAGS": "-buildvcs=false", **(env or {})}
     started = time.monotonic()
-    output: collections.deque[str] = collections.deque(maxlen=30)
-    with subprocess.Popen(
-        list(command), cwd=cwd, env=environment, stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT, text=True,
-        preexec_fn=reaping.die_with_parent,  # a killed runner's build does not go on for minutes
-    ) as proc:  # fmt: skip
-        # `go build` is silent while it compiles: a reader thread keeps the output's tail and
-        # this loop says, every PROGRESS_SECONDS, that the build still runs.
-        reader = threading.Thread(target=_keep_tail, args=(proc, output), daemon=True)
-        reader.start()
-        while True:
-            try:
-                code = proc.wait(timeout=PROGRESS_SECONDS)
-                break
-            except subprocess.TimeoutExpired:
-                last = output[-1].strip()[:100] if output else ""
-                say(f"  still building {what} ({time.monotonic() - started:.0f}s) {last}")
-        reader.join()
+    code, tail = run_reporting(command, cwd=cwd, env=environment, what=what, say=say)
     if code != 0:
-        tail = "".join(output)
         raise GoToolError(f"`go` failed (exit {code}) building {what}:\n{tail}")
     say(f"built {what} in {time.monotonic() - started:.0f}s")
 

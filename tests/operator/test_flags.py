@@ -10,9 +10,11 @@ from collections.abc import Callable
 import pytest
 from typer.testing import CliRunner, Result
 
-from smimesh.kube import clients
+import smimesh
+from smimesh.kube import clients, names
 from smimesh.operator import __main__ as entry
 from smimesh.operator import flags, running
+from smimesh.webhooks.injection import settings
 
 pytestmark = pytest.mark.fast
 
@@ -31,6 +33,7 @@ FLAGS = (
     "--ca-period",
     "--ca-auto-rotate-days",
     "--ca-drain-margin",
+    "--proxy-image",
 )
 
 
@@ -79,6 +82,7 @@ def test_every_flag_reaches_the_settings(
         "--ca-period=2",
         "--ca-auto-rotate-days=30",
         "--ca-drain-margin=7",
+        "--proxy-image=registry.example/smimesh:dev",
     )
     assert result.exit_code == 0, result.output
     assert started == [
@@ -96,6 +100,7 @@ def test_every_flag_reaches_the_settings(
             ca_period=2.0,
             ca_auto_rotate_before=datetime.timedelta(days=30),
             ca_drain_margin=datetime.timedelta(seconds=7),
+            proxy_image="registry.example/smimesh:dev",
         )
     ]
     assert entry.os.environ["KUBECONFIG"] == "/tmp/k.yaml"
@@ -119,6 +124,17 @@ def test_without_flags_the_defaults_and_the_environment_decide(
     # The CA's defaults are the settings' own.
     assert started[0].ca_auto_rotate_before == running.OperatorSettings.ca_auto_rotate_before
     assert started[0].ca_drain_margin == running.OperatorSettings.ca_drain_margin
+    # The injector's proxy and init containers run the operator's own image by default.
+    assert started[0].proxy_image == f"{names.IMAGE_REPOSITORY}:{smimesh.__version__}"
+    assert started[0].proxy_image == settings.InjectionSettings().proxy_image
+
+
+def test_the_proxy_image_comes_from_its_environment_variable(
+    started: list[running.OperatorSettings],
+) -> None:
+    result = invoke(env={"SMIMESH_PROXY_IMAGE": "registry.example/smimesh:env"})
+    assert result.exit_code == 0, result.output
+    assert started[0].proxy_image == "registry.example/smimesh:env"
 
 
 def test_a_flag_wins_over_its_environment_variable(

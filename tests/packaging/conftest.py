@@ -15,7 +15,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 SOURCES = ("pyproject.toml", "README.md", "LICENSE", "constraints.txt", "smimesh")
-"""What the Dockerfile copies into its build stage, so what the wheel is built from."""
+"""What `meshimage.wheelhouse` builds the image's smimesh wheel from (its sources digest)."""
 
 
 def _clean_env() -> dict[str, str]:

@@ -43,7 +43,8 @@ def _frozen(mapping: Mapping[str, Mapping[str, str]]) -> Mapping[str, Mapping[st
 class InjectionSettings:
     """Everything injection needs to know; the defaults are a working mesh in `smimesh-system`."""
 
-    proxy_image: str = f"ghcr.io/smimesh/proxy:{smimesh.__version__}"
+    proxy_image: str = f"{kube_names.IMAGE_REPOSITORY}:{smimesh.__version__}"
+    """The mesh's one image (operator, sidecar, init); the operator's `--proxy-image`."""
     image_pull_policy: str = "IfNotPresent"
     mesh_namespace: str = kube_names.MESH_NAMESPACE
     trust_domain: str = "cluster.local"
