@@ -86,6 +86,3 @@ PROMETHEUS_SCRAPE_ANNOTATION: Final = "prometheus.io/scrape"
 PROMETHEUS_PORT_ANNOTATION: Final = "prometheus.io/port"
 PROMETHEUS_PATH_ANNOTATION: Final = "prometheus.io/path"
 
-# The one image of the mesh (Dockerfile, docs/image.md): operator, sidecar, init and test app,
-# tagged with the package version (`smimesh.__version__`).
-IMAGE_REPOSITORY: Final = "ghcr.io/smimesh/smimesh"
