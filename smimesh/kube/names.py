@@ -85,4 +85,3 @@ ADMIN_CONFIG_ANNOTATION: Final = f"{DOMAIN}/admin-config"
 PROMETHEUS_SCRAPE_ANNOTATION: Final = "prometheus.io/scrape"
 PROMETHEUS_PORT_ANNOTATION: Final = "prometheus.io/port"
 PROMETHEUS_PATH_ANNOTATION: Final = "prometheus.io/path"
-
