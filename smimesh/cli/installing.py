@@ -188,7 +188,7 @@ def uninstall(
     api = _dynamic(kubeconfig, context)
     suffix = " (server dry run)" if dry_run else ""
     try:
-        made = installing.leftovers(api)
+        made = installing.leftovers(api, objects)
     except connecting.UNREACHABLE as exc:
         connecting.fail(f"listing the trust bundles: {connecting.describe(exc)}")
     order = [*made, *objects]  # deleted in reverse: the trust bundles after the operator

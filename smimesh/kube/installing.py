@@ -95,6 +95,14 @@ def relocate(objects: list[Object], namespace: str) -> list[Object]:
     return moved
 
 
+def is_operator(obj: Object) -> bool:
+    """Whether `obj` is the operator's Deployment."""
+    return (
+        obj.get("kind") == "Deployment"
+        and obj.get("metadata", {}).get("name") == names.OPERATOR_DEPLOYMENT
+    )
+
+
 def with_image(objects: list[Object], image: str) -> list[Object]:
     """The objects with the operator Deployment's container running `image`; InstallError if
     the manifests have no such Deployment."""
@@ -102,8 +110,7 @@ def with_image(objects: list[Object], image: str) -> list[Object]:
     containers = [
         container
         for obj in moved
-        if obj.get("kind") == "Deployment"
-        and obj.get("metadata", {}).get("name") == names.OPERATOR_DEPLOYMENT
+        if is_operator(obj)
         for container in obj["spec"]["template"]["spec"].get("containers") or []
         if container.get("name") == names.OPERATOR_CONTAINER
     ]
@@ -270,10 +277,13 @@ def install(api: client.ApiClient, *, kubectl: str | None = None) -> int:
     return len(objects)
 
 
-def leftovers(api: dynamic.DynamicClient) -> list[Object]:
+def leftovers(api: dynamic.DynamicClient, objects: Sequence[Object]) -> list[Object]:
     """What a running operator made outside the mesh namespace and uninstalling removes: the
     trust-bundle ConfigMaps of meshed namespaces (labelled part of smimesh). What it made
-    inside (the CA Secret, its Lease) goes with the namespace."""
+    inside (the CA Secret, its Lease) goes with the namespace. None unless `objects` (what
+    is being uninstalled) hold the operator: manifests of one's own leave the mesh's alone."""
+    if not any(is_operator(obj) for obj in objects):
+        return []
     config_maps = api.resources.get(api_version="v1", kind="ConfigMap")
     found = config_maps.get(
         label_selector=f"{names.PART_OF_LABEL}={names.PART_OF}",

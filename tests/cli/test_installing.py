@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from smimesh.kube import kustomizing
+from smimesh.kube import kustomizing, names
 from smimesh.testing import clusters
 from tests.cli.conftest import Run, run_smi
 
@@ -110,7 +110,15 @@ def test_uninstall_dry_run_deletes_nothing_and_keeps_the_crds(
         "- customresourcedefinition/trafficsplits.split.smi-spec.io: kept (pass --crds to "
         "delete it)" in result.stdout
     )
-    assert result.stdout.splitlines()[-1] == "✔ namespace/smimesh-system deleted (server dry run)"
+    # The namespace goes after everything the manifests hold; only the trust bundles the
+    # operator wrote into meshed namespaces (other tests' ones, in a shared cluster) follow.
+    lines = result.stdout.splitlines()
+    after = lines[lines.index("✔ namespace/smimesh-system deleted (server dry run)") + 1 :]
+    assert all(
+        line.startswith("✔ configmap/")
+        and line.endswith(f"/{names.TRUST_BUNDLE_CONFIGMAP} deleted (server dry run)")
+        for line in after
+    ), after
     still = installed.kubectl("get", "deployment", "smimesh-operator", "-n", "smimesh-system")
     assert still.returncode == 0, still.stderr
 
@@ -135,6 +143,17 @@ def test_uninstall_deletes_in_reverse_order_and_tolerates_what_is_gone(
     installed = smi("install", f"--manifests={tmp_path}")
     assert installed.returncode == 0, installed.stderr
     assert cluster.kubectl("get", "configmap", "smimesh-test", "-n", namespace).returncode == 0
+    # A trust bundle as the session's operator writes one: manifests without the operator
+    # leave the operator's bundles alone.
+    bundle = cluster.kubectl(
+        "create", "configmap", names.TRUST_BUNDLE_CONFIGMAP, "-n", namespace, "--from-literal=a=b"
+    )
+    assert bundle.returncode == 0, bundle.stderr
+    labelled = cluster.kubectl(
+        "label", "configmap", names.TRUST_BUNDLE_CONFIGMAP, "-n", namespace,
+        f"{names.PART_OF_LABEL}={names.PART_OF}",
+    )  # fmt: skip
+    assert labelled.returncode == 0, labelled.stderr
 
     removed = smi("uninstall", f"--manifests={tmp_path}")
     assert removed.returncode == 0, removed.stderr
@@ -143,6 +162,8 @@ def test_uninstall_deletes_in_reverse_order_and_tolerates_what_is_gone(
         f"✔ serviceaccount/{namespace}/smimesh-test deleted",
     ]
     assert cluster.kubectl("get", "configmap", "smimesh-test", "-n", namespace).returncode != 0
+    kept = cluster.kubectl("get", "configmap", names.TRUST_BUNDLE_CONFIGMAP, "-n", namespace)
+    assert kept.returncode == 0, kept.stderr
     again = smi("uninstall", f"--manifests={tmp_path}")
     assert again.returncode == 0
     assert f"- configmap/{namespace}/smimesh-test: already gone" in again.stdout
