@@ -14,12 +14,14 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
 import shutil
 import signal
 import socket
 import ssl
 import subprocess
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -45,11 +47,44 @@ class ControlPlaneError(RuntimeError):
     """The control plane could not start; the message says what happened and what to do."""
 
 
+_LOWEST_PORT = 10000
+_handed: set[int] = set()
+_handing = threading.Lock()
+
+
+def _ephemeral_low() -> int:
+    """The first port of the kernel's ephemeral range (outgoing connections' source ports)."""
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
 def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port on `host` that nothing listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
+    """A TCP port on `host` that nothing is bound to right now, below the kernel's ephemeral
+    range, and not handed out before by this process.
+
+    `bind(0)` would pick from the ephemeral range, where any outgoing connection may take
+    the port between this call and the server's bind (seen in CI: an operator's gRPC port
+    taken, "address already in use")."""
+    low = _ephemeral_low()
+    ports = range(_LOWEST_PORT, low) if low - _LOWEST_PORT > 1000 else range(1024, low)
+    with _handing:
+        if len(_handed) > len(ports) // 2:
+            _handed.clear()  # a long session: ports handed out long ago are free again
+        start = random.randrange(len(ports))
+        for offset in range(len(ports)):
+            port = ports[(start + offset) % len(ports)]
+            if port in _handed:
+                continue
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+                try:
+                    sock.bind((host, port))
+                except OSError:
+                    continue
+            _handed.add(port)
+            return port
+    raise ControlPlaneError(f"no free TCP port on {host} in {ports.start}-{ports.stop - 1}")
 
 
 @dataclass

@@ -29,6 +29,7 @@ from smimesh.identity import authority, keys
 from smimesh.identity import spiffe as spiffe_ids
 from smimesh.proxyconfig import inbound, matches, outbound, refs, snapshots
 from smimesh.sidecar import credentials, running, settings
+from smimesh.testing import controlplane
 
 NS = "shop"
 ME = refs.ProxyRef(namespace=NS, service_account="web", pod="web-5d8f7c9b6d-abcde")
@@ -39,10 +40,8 @@ def spiffe(namespace: str, service_account: str) -> str:
     return f"spiffe://{TRUST}/ns/{namespace}/sa/{service_account}"
 
 
-def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket() as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
+free_port = controlplane.free_port
+"""One port picker for every test (below the ephemeral range: no client takes it first)."""
 
 
 def until_ready(

@@ -4,12 +4,14 @@ TokenRequest/TokenReview, RBAC and structural CRD validation all behave as on a 
 from __future__ import annotations
 
 import json
+import socket
 import threading
+from pathlib import Path
 
 import pytest
 from kubernetes import client, watch
 
-from smimesh.testing import clusters
+from smimesh.testing import clusters, controlplane
 
 pytestmark = pytest.mark.cluster
 
@@ -175,3 +177,12 @@ def test_the_aggregator_publishes_its_front_proxy_settings_for_aggregated_apis(
     assert json.loads(data["requestheader-username-headers"]) == ["X-Remote-User"]
     assert json.loads(data["requestheader-group-headers"]) == ["X-Remote-Group"]
     assert json.loads(data["requestheader-extra-headers-prefix"]) == ["X-Remote-Extra-"]
+
+
+def test_free_ports_are_below_the_ephemeral_range_and_never_handed_out_twice() -> None:
+    low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    ports = [controlplane.free_port() for _ in range(200)]
+    assert len(set(ports)) == len(ports)
+    assert all(1024 <= port < low for port in ports), ports
+    with socket.socket() as server:  # and it is free to bind right after
+        server.bind(("127.0.0.1", controlplane.free_port()))
