@@ -1,6 +1,6 @@
 """`Started`: what makes a thing with `start()` and `stop()` a context manager (started on
-entry, stopped on exit, whatever ends the block). Mixed into `controlplane.ControlPlane` and
-`nodes.Node`; imports nothing of ours."""
+entry, stopped on exit, whatever ends the block). Mixed into `controlplane.ControlPlane`,
+`nodes.Node` and `workloads.LocalWorkload`; imports nothing of ours."""
 
 from __future__ import annotations
 

@@ -29,7 +29,6 @@ import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import TracebackType
 
 import httpx
 from kubernetes import client
@@ -42,6 +41,7 @@ from smimesh.testing import (
     reaping,
     registering,
     resolving,
+    starting,
     tokens,
 )
 
@@ -69,7 +69,7 @@ class WorkloadSpec:
 
 
 @dataclass
-class LocalWorkload:
+class LocalWorkload(starting.Started):
     """Start with `start()` (or as a context manager); `stop()` undoes everything."""
 
     spec: WorkloadSpec
@@ -121,18 +121,6 @@ class LocalWorkload:
     def app_url(self, port: int) -> str:
         """The app directly, bypassing the mesh (for test assertions only)."""
         return f"http://{self.address}:{self.spec.app_ports.get(port, port)}"
-
-    def __enter__(self) -> LocalWorkload:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     def _token(self) -> Path:
         """A token for the sidecar, bound to the registered Pod as the kubelet binds the
