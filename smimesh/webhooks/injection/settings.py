@@ -48,7 +48,7 @@ class InjectionSettings:
     image_pull_policy: str = "IfNotPresent"
     mesh_namespace: str = kube_names.MESH_NAMESPACE
     trust_domain: str = "cluster.local"
-    control_plane_address: str = "smimesh-operator.smimesh-system.svc:15128"
+    control_plane_address: str = "smimesh-operator.smimesh-system.svc:15010"
     native_sidecars: bool = True
     """Add the proxy as a restartable init container (set from the cluster version)."""
     cni_mode: bool = False

@@ -29,7 +29,14 @@ def proxy_container(
         "image": config.proxy_image,
         "imagePullPolicy": config.image_pull_policy,
         "command": list(config.proxy_command),
-        "args": ["--token-file", f"{volumes.MOUNT_PATH}/{volumes.TOKEN_FILE}"],
+        # The token goes to the config server only over TLS verified against the mesh roots
+        # (the sidecar refuses a token without them).
+        "args": [
+            "--token-file",
+            f"{volumes.MOUNT_PATH}/{volumes.TOKEN_FILE}",
+            "--trust-bundle",
+            f"{volumes.MOUNT_PATH}/{volumes.BUNDLE_FILE}",
+        ],
         "env": _env(config, app_probes=app_probes),
         "ports": [
             # The admin port is not listed: it binds 127.0.0.1, out of reach of the pod network.

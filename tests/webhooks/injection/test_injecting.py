@@ -134,7 +134,12 @@ def test_the_proxy_gets_a_short_lived_smimesh_token_and_its_settings() -> None:
     }
     assert proxy["securityContext"]["runAsUser"] == 1337
     assert proxy["command"] == ["smimesh", "sidecar", "run"]
-    assert proxy["args"] == ["--token-file", "/var/run/secrets/smimesh.dev/identity/token"]
+    assert proxy["args"] == [
+        "--token-file",
+        "/var/run/secrets/smimesh.dev/identity/token",
+        "--trust-bundle",
+        "/var/run/secrets/smimesh.dev/identity/ca.crt",
+    ]
     env = {item["name"]: item for item in proxy["env"]}
     assert env["SMIMESH_INTERCEPTION"]["value"] == "transparent"
     assert env["SMIMESH_SERVICE_ACCOUNT"]["valueFrom"]["fieldRef"]["fieldPath"] == (
