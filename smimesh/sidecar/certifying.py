@@ -57,6 +57,14 @@ class IssuedCredentials(credentials.Holder):
         """The trust bundle sent with the last certificate (PEM)."""
 
     def operator_credentials(self) -> grpc.ChannelCredentials:
+        if not self.learnt_bundle and not self.trust_bundle_file.is_file():
+            # On a real node the first Pods of a new namespace start before the operator has
+            # published the bundle there; the kubelet mounts it at its next volume sync.
+            raise FileNotFoundError(
+                f"no mesh roots at {self.trust_bundle_file} yet: the operator publishes them "
+                "in this namespace's trust-bundle ConfigMap and the kubelet mounts them within "
+                "about a minute; retrying"
+            )
         return channel_credentials(self.trust_bundle_file, self.learnt_bundle)
 
     async def request(self) -> credentials.Material:

@@ -7,6 +7,7 @@ only the old one."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import datetime
 from collections.abc import AsyncIterator
@@ -15,7 +16,7 @@ from pathlib import Path
 import grpc
 import pytest
 
-from smimesh._aio import backoff
+from smimesh._aio import backoff, waiting
 from smimesh.identity import authority, bundles, keys, rotation, secretdata, spiffe, tlscontexts
 from smimesh.operator import authenticating, authorities, certificates, renewing
 from smimesh.proxyconfig import proxyconfig_pb2_grpc, refs
@@ -118,3 +119,29 @@ async def test_a_failed_renewal_is_retried_well_before_the_certificate_expires(
         material, certificate=dataclasses.replace(material.certificate, not_after=expired)
     )
     assert sidecar._retry_delay(retry) == 0.5  # already expired: try again quickly
+
+
+async def test_roots_mounted_after_the_sidecar_starts_are_waited_for(
+    operator: tuple[authorities.CaHolder, int], tmp_path: Path
+) -> None:
+    """On a real node a namespace's first Pods can start before the operator has published the
+    trust bundle there (the ConfigMap is an optional projected source): the sidecar says what
+    it waits for and gets its certificate once the kubelet mounts the file."""
+    holder, port = operator
+    sidecar = _sidecar(port, tmp_path, holder.ca.bundle.pem())
+    sidecar.trust_bundle_file.unlink()
+    watching = asyncio.create_task(sidecar.watch())
+    try:
+        said = await waiting.eventually(
+            lambda: sidecar.last_error, timeout=10, message="the sidecar said nothing"
+        )
+        assert "no mesh roots at" in said
+        assert "trust-bundle ConfigMap" in said
+        assert not sidecar.issued.is_set()
+        sidecar.trust_bundle_file.write_bytes(holder.ca.bundle.pem())
+        async with asyncio.timeout(10):
+            await sidecar.issued.wait()
+    finally:
+        watching.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await watching
