@@ -146,6 +146,22 @@ def import_image(ctr: Sequence[str], archive: Path, name: str) -> None:
           str(tagged)], what=f"import {reference} into containerd")  # fmt: skip
 
 
+def import_layout(ctr: Sequence[str], layout: Path, name: str) -> None:
+    """Import the image tagged as `name`'s tag in an OCI layout (the smimesh image from
+    `smimesh.testing.meshimage`) into containerd's `k8s.io` namespace as `name`."""
+    reference = full_name(name)
+    base, _, tag = reference.rpartition(":")
+    if "/" in tag or not base:
+        raise ImageError(f"image name {name!r} needs a tag")
+    with tempfile.TemporaryDirectory(prefix=".import-", dir=layout.parent) as scratch:
+        archive = Path(scratch, "layout.tar")
+        _run(["tar", "-C", str(layout), "-cf", str(archive), "--exclude=./meshimage.json", "."],
+             what=f"archive {layout}")  # fmt: skip
+        _run([*ctr, "--namespace", "k8s.io", "images", "import", "--base-name", base,
+              "--digests", str(archive)],
+             what=f"import {reference} into containerd")  # fmt: skip
+
+
 def _tagged(archive: Path, tag: str) -> Path:
     """The archive with its image tagged `tag` instead of `latest` (ctr names an imported
     OCI image `<base-name>:<its tag>`), made once beside it."""

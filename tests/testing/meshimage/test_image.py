@@ -23,7 +23,7 @@ import smimesh
 from smimesh._aio import waiting
 from smimesh.kube import names
 from smimesh.testing import clusters, controlplane, gotools, meshes
-from smimesh.testing.meshimage import building, containers, packing, wheelhouse
+from smimesh.testing.meshimage import building, containers, packing, project
 from tests.sidecar.conftest import config
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -35,12 +35,7 @@ pytestmark = pytest.mark.image
 
 @pytest.fixture(scope="module")
 def image() -> packing.Packed:
-    started = time.monotonic()
-    wheelhouse.ensure_wheels(ROOT, say=gotools.say)
-    request = building.Request(ROOT / "Dockerfile", ROOT, smimesh.__version__)
-    packed = building.build(request, cache=gotools.cache_root() / "image", say=gotools.say)
-    gotools.say(f"image ready in {time.monotonic() - started:.1f}s: {packed.reference}")
-    return packed
+    return project.project_image(ROOT)
 
 
 @pytest.fixture(scope="module")
