@@ -89,8 +89,9 @@ node-deps:
 node-binaries: $(STAMP) node-deps
 	$(PY) -m smimesh.testing.nodes >/dev/null
 
-## The node tier: real Pods on a real node (root; `pytest -m node`). Plain `pytest` skips it.
-pytest-node: binaries node-binaries
+## The node tier: real Pods on a real node (root; `pytest -m node`), the mesh installed on it
+## from the smimesh image (tests/testing/test_mesh_on_node.py). Plain `pytest` skips it.
+pytest-node: binaries node-binaries image
 	$(VENV)/bin/pytest -m node $(PYTEST_ARGS)
 
 ## What building and running the image needs: mmdebstrap (the Debian base), umoci (the OCI
