@@ -21,6 +21,7 @@ import httpx
 import pytest
 
 from smimesh._aio import waiting
+from smimesh.conformance import running
 from smimesh.kube import names
 from smimesh.testing import clusters, images, nodes
 from smimesh.testing.meshimage import project
@@ -223,3 +224,26 @@ def _has_sample(page: str, **labels: str) -> bool:
         and not line.rstrip().endswith(" 0.0")
         for line in page.splitlines()
     )  # fmt: skip
+
+
+def test_the_conformance_suite_passes_on_real_pods(
+    node_api: clusters.Cluster, installed: str, tmp_path: Path
+) -> None:
+    """`smimesh conformance run --target current --mesh smimesh`, as a user grades a cluster:
+    the test app as injected Pods of the image, every case, its report (docs/conformance-node.md
+    is one such run)."""
+    report = tmp_path / "conformance.md"
+    smimesh_cli = Path(sys.executable).with_name("smimesh")
+    env = {**os.environ, "KUBECONFIG": str(node_api.kubeconfig)}
+    env["PATH"] = f"{Path(node_api.kubectl_binary).parent}{os.pathsep}{env.get('PATH', '')}"
+    started = time.monotonic()
+    done = subprocess.run(
+        [str(smimesh_cli), "conformance", "run", "--target", "current", "--mesh", "smimesh",
+         "--image", installed, "--report", str(report)],
+        env=env, capture_output=True, text=True, timeout=600, check=False,
+    )  # fmt: skip
+    print(f"conformance on real Pods in {time.monotonic() - started:.1f}s")
+    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
+    every = len(running.select([]))
+    assert f"{every} passed, 0 failed, 0 error, 0 skipped" in done.stdout, done.stdout[-2000:]
+    assert report.read_text().count("✔ passed") == every
