@@ -12,6 +12,7 @@ Pods reach nothing beyond this machine. Everything made here is held by `reaping
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import subprocess
 from collections.abc import Sequence
@@ -22,8 +23,8 @@ from smimesh.testing import reaping
 
 LINK_CIDR = os.environ.get("SMIMESH_NODE_LINK", "10.79.0.0/30")
 """The veth's two addresses; outside the local workloads' ranges (`addresses`)."""
-HOST_ADDRESS = LINK_CIDR.rsplit(".", 1)[0] + ".1"
-NODE_ADDRESS = LINK_CIDR.rsplit(".", 1)[0] + ".2"
+HOST_ADDRESS, NODE_ADDRESS = (str(a) for a in list(ipaddress.ip_network(LINK_CIDR).hosts())[:2])
+"""The link's first two host addresses (10.79.0.1 and .2 by default; .9 and .10 for .8/30)."""
 POD_CIDR = os.environ.get("SMIMESH_POD_CIDR", "10.244.0.0/24")
 NETNS_DIR = Path("/run/netns")
 
