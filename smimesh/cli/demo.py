@@ -3,23 +3,34 @@
 Starts etcd + kube-apiserver (`smimesh.testing.controlplane`), installs `smimesh/manifests/`,
 runs the operator and three local workloads (a client and two versions of `podinfo` behind one
 Service) with sidecars, applies a TrafficSplit and walks it through a canary's weights,
-measuring the share each version really gets. Registered by `smimesh.cli.main`.
+measuring the share each version really gets. `--cluster node` runs the same walk on real
+Pods (`nodedemo`); both stages hand the walk `conformance.apps` handles of the three apps.
+Registered by `smimesh.cli.main`.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import signal
 import threading
 import time
-from typing import Annotated, Any
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Annotated, Any, Literal
 
-import httpx
 import typer
 from rich.console import Console
 from rich.table import Table
 
+from smimesh.cli import nodedemo
+from smimesh.conformance import apps
 from smimesh.testing import binaries, clusters, controlplane, meshes, reaping, workloads
+
+
+class DemoError(RuntimeError):
+    """A step of the walk failed; the message says which."""
+
 
 STEPS = ((100, 0), (90, 10), (75, 25), (50, 50), (25, 75), (0, 100))
 NAMESPACE = "demo"
@@ -40,18 +51,18 @@ def _split(v1: int, v2: int) -> dict[str, Any]:
     }
 
 
-def _received(target: workloads.LocalWorkload, caller: workloads.LocalWorkload) -> int:
-    metrics = httpx.get(f"{target.app_url(8080)}/metrics", timeout=10).json()
-    return int(metrics["received"].get(f"{caller.spec.namespace}/{caller.spec.name}", 0))
+def _received(target: apps.App, caller: apps.App) -> int:
+    metrics = target.request("GET", "/metrics", timeout=10)
+    return int(metrics["received"].get(caller.caller, 0))
 
 
-def _wait_programmed(mesh: meshes.LocalMesh, timeout: float = 30.0) -> float:
+def _wait_programmed(cluster: clusters.Cluster, timeout: float = 30.0) -> float:
     """Seconds until the split's Programmed condition covers its newest generation."""
     started = time.monotonic()
     path = "{.metadata.generation} {.status.conditions[?(@.type=='Programmed')].status}"
     path += " {.status.conditions[?(@.type=='Programmed')].observedGeneration}"
     while time.monotonic() - started < timeout:
-        found = mesh.cluster.kubectl(
+        found = cluster.kubectl(
             "-n",
             NAMESPACE,
             "get",
@@ -63,16 +74,16 @@ def _wait_programmed(mesh: meshes.LocalMesh, timeout: float = 30.0) -> float:
         if len(found) == 3 and found[1] == "True" and found[0] == found[2]:
             return time.monotonic() - started
         time.sleep(0.1)
-    raise meshes.MeshError(f"the TrafficSplit was not Programmed within {timeout:.0f}s")
+    raise DemoError(f"the TrafficSplit was not Programmed within {timeout:.0f}s")
 
 
-def _keep_load(client: workloads.LocalWorkload, stop: threading.Event) -> None:
+def _keep_load(client: apps.App, stop: threading.Event) -> None:
     """Twenty requests a second at most from the client to podinfo until `stop`, so that
     `kubectl smi stat` and `split set` have live traffic to show during `--keep`."""
     order = {"url": f"http://podinfo.{NAMESPACE}.svc.cluster.local/echo", "count": 20}
     while not stop.wait(1.0):
-        with contextlib.suppress(httpx.HTTPError):  # the workloads are stopping
-            httpx.post(f"{client.app_url(8080)}/call", json=order, timeout=10)
+        with contextlib.suppress(apps.AppError):  # the workloads are stopping
+            client.request("POST", "/call", body=order, timeout=10)
 
 
 def _interrupt(signum: int, frame: object) -> None:
@@ -94,28 +105,36 @@ def _tour(console: Console, kubeconfig: str, kubectl_dir: str) -> None:
     )
 
 
-def _run(mesh: meshes.LocalMesh, console: Console, requests: int) -> workloads.LocalWorkload:
+def _local_stage(mesh: meshes.LocalMesh) -> nodedemo.Stage:
+    """The client and podinfo v1/v2 as local workloads of the embedded control plane."""
     mesh.namespace(NAMESPACE)
     mesh.service(NAMESPACE, "podinfo", {"app": "podinfo"})
     mesh.service(NAMESPACE, "podinfo-v1", {"app": "podinfo", "version": "v1"})
     mesh.service(NAMESPACE, "podinfo-v2", {"app": "podinfo", "version": "v2"})
-    client = mesh.workload(NAMESPACE, "client-1", "client", {"app": "client"})
-    v1 = mesh.workload(NAMESPACE, "podinfo-v1-1", "podinfo", {"app": "podinfo", "version": "v1"})
-    v2 = mesh.workload(NAMESPACE, "podinfo-v2-1", "podinfo", {"app": "podinfo", "version": "v2"})
+    client, v1, v2 = (
+        apps.LocalApp(mesh.workload(NAMESPACE, name, account, labels))
+        for name, account, labels in nodedemo.PODS
+    )
+    return nodedemo.Stage(mesh.cluster, client, v1, v2)
+
+
+def _walk(stage: nodedemo.Stage, console: Console, requests: int) -> None:
+    client, v1, v2 = stage.client, stage.v1, stage.v2
     table = Table(title=f"TrafficSplit podinfo: share of {requests} requests per step")
     for column in ("weights v1/v2", "programmed in", "v1 got", "v2 got", "failed"):
         table.add_column(column, justify="right")
-    console.print(f"[bold]4.[/] walking a TrafficSplit through {len(STEPS)} canary steps")
     for w1, w2 in STEPS:
-        mesh.apply(_split(w1, w2))
-        took = _wait_programmed(mesh)
+        applied = stage.cluster.kubectl("apply", "-f", "-", input=json.dumps(_split(w1, w2)))
+        if applied.returncode != 0:
+            raise DemoError(f"applying the TrafficSplit: {applied.stderr.strip()}")
+        took = _wait_programmed(stage.cluster)
         before = (_received(v1, client), _received(v2, client))
         order = {
             "url": f"http://podinfo.{NAMESPACE}.svc.cluster.local/echo",
             "count": requests,
             "concurrency": 8,
         }
-        tally = httpx.post(f"{client.app_url(8080)}/call", json=order, timeout=120).json()
+        tally = client.request("POST", "/call", body=order, timeout=120)
         got = (_received(v1, client) - before[0], _received(v2, client) - before[1])
         row = (
             f"{w1}/{w2}",
@@ -127,11 +146,22 @@ def _run(mesh: meshes.LocalMesh, console: Console, requests: int) -> workloads.L
         table.add_row(*row)
         console.print(f"   weights {row[0]:>7}: v1 {row[2]:>4}  v2 {row[3]:>4}  (failed {row[4]})")
     console.print(table)
-    return client
+
+
+Where = Literal["local", "node"]
 
 
 def demo(
     requests: Annotated[int, typer.Option(min=50, max=5000, help="Requests per step.")] = 400,
+    cluster: Annotated[
+        Where,
+        typer.Option(
+            "--cluster",
+            help="local: the embedded control plane, workloads as local processes. node: a "
+            "real node (root, a source checkout): the image built here, installed with "
+            "kubectl smi install, the workloads as injected Pods.",
+        ),
+    ] = "local",
     keep: Annotated[
         bool, typer.Option(help="Leave everything running until Ctrl-C, to explore it.")
     ] = False,
@@ -142,53 +172,82 @@ def demo(
     """Run the main job: a canary TrafficSplit on a local mesh, with the measured share.
 
     Starts a local control plane (etcd + kube-apiserver as processes), the operator and three
-    local workloads with sidecars. The first run builds kube-apiserver with Go (minutes).
+    local workloads with sidecars; with --cluster node, a real node running them as Pods. The
+    first run builds kube-apiserver with Go (minutes; the node's tools and images too).
 
-    Example: smimesh demo --requests 1000
+    Example: smimesh demo --requests 1000        (or: sudo smimesh demo --cluster node)
     """
     console = Console()
     reaping.keep_logs(keep_logs)
+    steps = iter(range(1, 10))
 
     def say(message: str) -> None:
         console.print(f"   [green]✔[/] {message}")
 
+    def step(message: str) -> None:
+        console.print(f"[bold]{next(steps)}.[/] {message}")
+
     try:
-        found = binaries.ensure_binaries(say=lambda message: console.print(f"[dim]{message}[/]"))
-        console.print("[bold]1.[/] starting the local control plane (etcd + kube-apiserver)")
-        with controlplane.ControlPlane(found, say=say) as plane:
-            console.print(f"   kubeconfig: {plane.kubeconfig}")
-            cluster = clusters.Cluster("local", plane.kubeconfig, str(found.kubectl))
-            console.print("[bold]2.[/] installing smimesh (CRDs, RBAC) and starting the operator")
-            with meshes.LocalMesh(cluster, say=say) as mesh:
-                console.print("[bold]3.[/] starting a client and podinfo v1 and v2 with sidecars")
-                client = _run(mesh, console, requests)
-                if keep:
-                    stop = threading.Event()
-                    load = threading.Thread(target=_keep_load, args=(client, stop), daemon=True)
-                    load.start()
-                    signal.signal(signal.SIGTERM, _interrupt)
-                    _tour(console, str(plane.kubeconfig), str(found.kubectl.parent))
-                    try:
-                        while True:
-                            time.sleep(3600)
-                    except KeyboardInterrupt:
-                        pass
-                    finally:
-                        stop.set()
-                        load.join(timeout=15)
+        with contextlib.ExitStack() as stack:
+            stage = stack.enter_context(_stage(cluster, say=say, step=step, console=console))
+            step(f"walking a TrafficSplit through {len(STEPS)} canary steps")
+            _walk(stage, console, requests)
+            if keep:
+                _keep(stage, console)
     except (
         binaries.BinariesError,
         controlplane.ControlPlaneError,
         meshes.MeshError,
         workloads.WorkloadError,
+        nodedemo.NodeDemoError,
+        apps.AppError,
+        DemoError,
     ) as exc:
         hint = "" if keep_logs else "\n(the logs are removed: --keep-logs keeps them)"
         Console(stderr=True).print(f"[red]✖ {exc}[/]{hint}")
         raise typer.Exit(1) from None
+    what = "the workloads" if cluster == "local" else "the Pods, the node"
     console.print(
-        "stopped the workloads, the operator and the control plane; nothing left running"
+        f"stopped {what}, the operator and the control plane; nothing left running"
         + ("" if keep_logs else " and no directory left")
     )
+
+
+@contextlib.contextmanager
+def _stage(
+    where: Where, *, say: Callable[[str], None], step: Callable[[str], None], console: Console
+) -> Iterator[nodedemo.Stage]:
+    if where == "node":
+        with nodedemo.running(NAMESPACE, say=say, step=step) as stage:
+            console.print(f"   kubeconfig: {stage.cluster.kubeconfig}")
+            yield stage
+        return
+    found = binaries.ensure_binaries(say=lambda message: console.print(f"[dim]{message}[/]"))
+    step("starting the local control plane (etcd + kube-apiserver)")
+    with controlplane.ControlPlane(found, say=say) as plane:
+        console.print(f"   kubeconfig: {plane.kubeconfig}")
+        cluster = clusters.Cluster("local", plane.kubeconfig, str(found.kubectl))
+        step("installing smimesh (CRDs, RBAC) and starting the operator")
+        with meshes.LocalMesh(cluster, say=say) as mesh:
+            step("starting a client and podinfo v1 and v2 with sidecars")
+            yield _local_stage(mesh)
+
+
+def _keep(stage: nodedemo.Stage, console: Console) -> None:
+    stop = threading.Event()
+    load = threading.Thread(target=_keep_load, args=(stage.client, stop), daemon=True)
+    load.start()
+    signal.signal(signal.SIGTERM, _interrupt)
+    kubectl = Path(stage.cluster.kubectl_binary).parent
+    _tour(console, str(stage.cluster.kubeconfig), str(kubectl))
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        stop.set()
+        load.join(timeout=15)
 
 
 def register(app: typer.Typer) -> None:

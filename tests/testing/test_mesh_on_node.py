@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -247,3 +248,30 @@ def test_the_conformance_suite_passes_on_real_pods(
     every = len(running.select([]))
     assert f"{every} passed, 0 failed, 0 error, 0 skipped" in done.stdout, done.stdout[-2000:]
     assert report.read_text().count("✔ passed") == every
+
+
+DEMO_STEP = re.compile(r"weights\s+(\d+)/(\d+): v1\s+(\d+)%\s+v2\s+(\d+)%\s+\(failed (\d+)\)")
+
+
+def test_the_demo_walks_a_canary_on_real_pods() -> None:
+    """`smimesh demo --cluster node`, as a user runs it from a checkout: a node of its own (on
+    another link and Pod CIDR than the session's), the image, the install, three injected
+    Pods, and every weight's share measured. 200 requests a step: one standard deviation is at
+    most 3.5 points, so each share is asserted within 12 points of its weight."""
+    env = {**os.environ, "SMIMESH_NODE_LINK": "10.79.0.12/30", "SMIMESH_POD_CIDR": "10.244.20.0/24"}
+    started = time.monotonic()
+    done = subprocess.run(
+        [str(Path(sys.executable).with_name("smimesh")), "demo", "--cluster", "node",
+         "--requests", "200"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=900, check=False,
+    )  # fmt: skip
+    print(f"demo on real Pods in {time.monotonic() - started:.1f}s")
+    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
+    steps = [tuple(int(g) for g in m.groups()) for m in DEMO_STEP.finditer(done.stdout)]
+    assert [(w1, w2) for w1, w2, *_ in steps] == [(100, 0), (90, 10), (75, 25), (50, 50),
+                                                  (25, 75), (0, 100)], done.stdout  # fmt: skip
+    for w1, w2, got1, got2, failed in steps:
+        assert failed == 0, done.stdout
+        assert abs(got1 - w1) <= 12, (w1, w2, got1, got2)
+        assert abs(got2 - w2) <= 12, (w1, w2, got1, got2)
+    assert "nothing left running" in " ".join(done.stdout.split())  # rich wraps its lines
