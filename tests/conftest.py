@@ -4,18 +4,20 @@ cluster, open no network socket and start no process, or it fails."""
 
 from __future__ import annotations
 
+import os
 import socket
+import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 from kubernetes import client
 
 from smimesh._aio import waiting
-from smimesh.testing import clusters, nodes
+from smimesh.testing import clusters, helm, nodes
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -152,3 +154,28 @@ def node_namespace(node_api: clusters.Cluster) -> str:
         interval=0.2,
     )
     return name
+
+
+@pytest.fixture(scope="session")
+def run_helm(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Callable[..., subprocess.CompletedProcess[str]]:
+    """`helm ARGS` with the pinned helm (`smimesh.testing.helm`, built once and cached) and
+    its own config, cache and data directories; the caller checks the return code. For the
+    chart tests (tests/charts) and the chart on the real node (tests/testing)."""
+    executable = helm.ensure()
+    home = tmp_path_factory.mktemp("helm")
+    env = {
+        **os.environ,
+        "HELM_CONFIG_HOME": str(home / "config"),
+        "HELM_CACHE_HOME": str(home / "cache"),
+        "HELM_DATA_HOME": str(home / "data"),
+    }
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [str(executable), *args], capture_output=True, text=True, check=False,
+            timeout=300, env=env,
+        )  # fmt: skip
+
+    return run

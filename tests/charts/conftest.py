@@ -3,16 +3,12 @@ cached), run with its own config, cache and data directories."""
 
 from __future__ import annotations
 
-import os
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import pytest
 import yaml
-
-from smimesh.testing import helm
 
 ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "charts" / "smimesh"
@@ -24,27 +20,6 @@ HELM_LABELS = frozenset(
 )  # fmt: skip
 """What the chart adds to every object's metadata labels (never to selectors or templates)."""
 HELM_ANNOTATIONS = frozenset({"helm.sh/resource-policy"})
-
-
-@pytest.fixture(scope="session")
-def run_helm(tmp_path_factory: pytest.TempPathFactory) -> Helm:
-    """`helm ARGS`; the caller checks the return code."""
-    executable = helm.ensure()
-    home = tmp_path_factory.mktemp("helm")
-    env = {
-        **os.environ,
-        "HELM_CONFIG_HOME": str(home / "config"),
-        "HELM_CACHE_HOME": str(home / "cache"),
-        "HELM_DATA_HOME": str(home / "data"),
-    }
-
-    def run(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [str(executable), *args], capture_output=True, text=True, check=False,
-            timeout=300, env=env,
-        )  # fmt: skip
-
-    return run
 
 
 def template(run_helm: Helm, *values: str) -> list[dict[str, Any]]:
