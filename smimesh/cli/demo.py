@@ -11,6 +11,7 @@ Registered by `smimesh.cli.main`.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import signal
 import threading
@@ -179,7 +180,7 @@ def demo(
     """
     console = Console()
     reaping.keep_logs(keep_logs)
-    steps = iter(range(1, 10))
+    steps = itertools.count(1)
 
     def say(message: str) -> None:
         console.print(f"   [green]✔[/] {message}")
@@ -188,8 +189,7 @@ def demo(
         console.print(f"[bold]{next(steps)}.[/] {message}")
 
     try:
-        with contextlib.ExitStack() as stack:
-            stage = stack.enter_context(_stage(cluster, say=say, step=step, console=console))
+        with _stage(cluster, say=say, step=step, console=console) as stage:
             step(f"walking a TrafficSplit through {len(STEPS)} canary steps")
             _walk(stage, console, requests)
             if keep:

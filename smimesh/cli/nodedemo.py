@@ -64,39 +64,12 @@ def manifests(namespace: str) -> list[dict[str, Any]]:
     for service, selector in (("podinfo", {"app": "podinfo"}),
                               ("podinfo-v1", {"app": "podinfo", "version": "v1"}),
                               ("podinfo-v2", {"app": "podinfo", "version": "v2"})):  # fmt: skip
-        port = {"name": "http", "port": 80, "targetPort": apps.MESH_PORT, "appProtocol": "http"}
-        objects.append({"apiVersion": "v1", "kind": "Service",
-                        "metadata": {"name": service, "namespace": namespace},
-                        "spec": {"selector": selector, "ports": [port]}})  # fmt: skip
+        objects.append(deploying.service(namespace, service, selector))
     for pod, account, labels in PODS:
-        objects.append(_pod(namespace, pod, account, labels, profile))
+        made = deploying.app_pod(namespace, pod, account, labels, profile, project.IMAGE)
+        made["spec"]["terminationGracePeriodSeconds"] = 2
+        objects.append(made)
     return objects
-
-
-def _pod(
-    namespace: str, name: str, account: str, labels: dict[str, str], profile: profiles.Profile
-) -> dict[str, Any]:
-    env = {"PORT": str(apps.MESH_PORT), "CONTROL_PORT": str(apps.CONTROL_PORT),
-           "SMIMESH_WORKLOAD": f"{namespace}/{name}"}  # fmt: skip
-    return {
-        "apiVersion": "v1",
-        "kind": "Pod",
-        "metadata": {"name": name, "namespace": namespace, "labels": labels,
-                     "annotations": profile.pod_metadata(control_port=apps.CONTROL_PORT)},
-        "spec": {
-            "serviceAccountName": account,
-            "terminationGracePeriodSeconds": 2,
-            "containers": [{
-                "name": "app",
-                "image": project.IMAGE,
-                "imagePullPolicy": "IfNotPresent",
-                "command": list(deploying.APP_COMMAND),
-                "env": [{"name": key, "value": value} for key, value in env.items()],
-                "ports": [{"name": "http", "containerPort": apps.MESH_PORT}],
-                "readinessProbe": {"tcpSocket": {"port": apps.CONTROL_PORT}, "periodSeconds": 1},
-            }],
-        },
-    }  # fmt: skip
 
 
 def _kubectl_smi() -> str:

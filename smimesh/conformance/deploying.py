@@ -38,8 +38,21 @@ def namespaces(prefix: str) -> tuple[str, str]:
 
 
 def _pod(namespace: str, app: str, profile: profiles.Profile, image: str) -> Object:
-    name = f"{app}-1"
     labels = {"app": app, **({"tier": "backend"} if app != "a" else {})}
+    return app_pod(namespace, f"{app}-1", f"service-{app}", labels, profile, image)
+
+
+def app_pod(
+    namespace: str,
+    name: str,
+    account: str,
+    labels: dict[str, str],
+    profile: profiles.Profile,
+    image: str,
+) -> Object:
+    """A Pod of the test app (`APP_COMMAND`): the mesh port, the control port (left out of
+    interception as `profile` says) and readiness on the control port. Also `smimesh demo
+    --cluster node`'s Pods."""
     annotations = profile.pod_metadata(control_port=apps.CONTROL_PORT)
     metadata: Object = {"name": name, "namespace": namespace, "labels": labels}
     if annotations:
@@ -54,7 +67,7 @@ def _pod(namespace: str, app: str, profile: profiles.Profile, image: str) -> Obj
         "kind": "Pod",
         "metadata": metadata,
         "spec": {
-            "serviceAccountName": f"service-{app}",
+            "serviceAccountName": account,
             "containers": [
                 {
                     "name": "app",
@@ -76,7 +89,8 @@ def _pod(namespace: str, app: str, profile: profiles.Profile, image: str) -> Obj
     }
 
 
-def _service(namespace: str, name: str, selector: dict[str, str]) -> Object:
+def service(namespace: str, name: str, selector: dict[str, str]) -> Object:
+    """A Service to the test app's mesh port, as port 80."""
     port = {"name": "http", "port": 80, "targetPort": apps.MESH_PORT, "appProtocol": "http"}
     return {
         "apiVersion": "v1",
@@ -101,8 +115,8 @@ def manifests(profile: profiles.Profile, *, prefix: str, image: str) -> list[lis
                     "metadata": {"name": f"service-{app}", "namespace": namespace},
                 }
             )
-            rest.append(_service(namespace, app, {"app": app}))
-        rest.append(_service(namespace, "backend", {"tier": "backend"}))
+            rest.append(service(namespace, app, {"app": app}))
+        rest.append(service(namespace, "backend", {"tier": "backend"}))
         rest.extend(_pod(namespace, app, profile, image) for app in APPS)
     return [spaces, rest]
 

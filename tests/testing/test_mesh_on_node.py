@@ -34,14 +34,18 @@ ROOT = Path(__file__).resolve().parents[2]
 KUBECTL_SMI = Path(sys.executable).with_name("kubectl-smi")
 
 
+def _env(cluster: clusters.Cluster) -> dict[str, str]:
+    """This environment, pointed at `cluster`: its kubeconfig, its kubectl first on PATH."""
+    path = f"{Path(cluster.kubectl_binary).parent}{os.pathsep}{os.environ.get('PATH', '')}"
+    return {**os.environ, "KUBECONFIG": str(cluster.kubeconfig), "PATH": path}
+
+
 def smi(
     cluster: clusters.Cluster, *args: str, timeout: float = 300
 ) -> subprocess.CompletedProcess[str]:
     """The installed `kubectl smi` plugin, as a user runs it, against the node's cluster."""
-    env = {**os.environ, "KUBECONFIG": str(cluster.kubeconfig)}
-    env["PATH"] = f"{Path(cluster.kubectl_binary).parent}{os.pathsep}{env.get('PATH', '')}"
-    return subprocess.run([str(KUBECTL_SMI), *args], env=env, capture_output=True, text=True,
-                          timeout=timeout, check=False)  # fmt: skip
+    return subprocess.run([str(KUBECTL_SMI), *args], env=_env(cluster), capture_output=True,
+                          text=True, timeout=timeout, check=False)  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -235,8 +239,7 @@ def test_the_conformance_suite_passes_on_real_pods(
     is one such run)."""
     report = tmp_path / "conformance.md"
     smimesh_cli = Path(sys.executable).with_name("smimesh")
-    env = {**os.environ, "KUBECONFIG": str(node_api.kubeconfig)}
-    env["PATH"] = f"{Path(node_api.kubectl_binary).parent}{os.pathsep}{env.get('PATH', '')}"
+    env = _env(node_api)
     started = time.monotonic()
     done = subprocess.run(
         [str(smimesh_cli), "conformance", "run", "--target", "current", "--mesh", "smimesh",
