@@ -220,14 +220,43 @@ def serve_app(
     name: Annotated[
         str, typer.Option(envvar="SMIMESH_WORKLOAD", help="namespace/pod, sent to callees.")
     ] = "testapp",
-) -> None:
+    failures: Annotated[
+        float,
+        typer.Option(envvar="SMIMESH_APP_FAILURES", min=0.0, max=1.0,
+                     help="A bad release: answer this share of mesh-port requests with 500."),
+    ] = 0.0,
+    delay_ms: Annotated[
+        float,
+        typer.Option(envvar="SMIMESH_APP_DELAY_MS", min=0.0,
+                     help="A slow release: delay every mesh-port answer by this much."),
+    ] = 0.0,
+    load_url: Annotated[
+        str | None,
+        typer.Option(envvar="SMIMESH_LOAD_URL",
+                     help="Be a load generator: call this URL steadily (tallied on /metrics)."),
+    ] = None,
+    load_rps: Annotated[
+        float, typer.Option(envvar="SMIMESH_LOAD_RPS", min=0.1, help="Calls a second.")
+    ] = 20.0,
+    load_workers: Annotated[
+        int,
+        typer.Option(envvar="SMIMESH_LOAD_WORKERS", min=1, max=testapp.MAX_WORKERS,
+                     help="Threads sharing the rate (a slow answer delays only its own)."),
+    ] = 4,
+) -> None:  # fmt: skip
     """Run the conformance test app (what the suite's Pods run from the smimesh image).
 
     It answers /echo, makes calls on POST /call and counts what it received on /metrics.
+    The canary tests also make it a bad release (--failures, --delay-ms) or the load
+    generator inside the mesh (--load-url).
 
-    Example: smimesh conformance app --port 8080 --control-port 9090
+    Examples: smimesh conformance app --port 8080 --control-port 9090
+              smimesh conformance app --failures 0.3          # 30 % of answers are 500
+              smimesh conformance app --load-url http://web.test/echo --load-rps 20
     """
-    testapp.run(host, port, name, control_port=control_port)
+    faults = testapp.Faults(failures, delay_ms / 1000) if failures or delay_ms else None
+    load = testapp.Load(load_url, load_rps, load_workers) if load_url else None
+    testapp.run(host, port, name, control_port=control_port, faults=faults, load=load)
 
 
 def register(root: typer.Typer) -> None:

@@ -7,7 +7,15 @@
 - `GET /metrics`: JSON `{name, received: {caller: n}, paths: {path: n},
   calls: {url: {ok, failed, codes}}}`; `DELETE /metrics` resets.
 It names itself (SMIMESH_WORKLOAD) in the `x-smimesh-caller` header of its own calls, so the
-callee can count callers. Run by local workloads (`python -m smimesh.conformance.testapp`)
+callee can count callers.
+
+A release can be made bad on purpose (the canary tests): `SMIMESH_APP_FAILURES` (a share,
+0..1) of the mesh port's requests are answered 500, spread evenly, and `SMIMESH_APP_DELAY_MS`
+delays each; the control port is never faulted. And the app can be a load generator inside
+the mesh, as Flagger's loadtester is: with `SMIMESH_LOAD_URL` it calls that URL
+`SMIMESH_LOAD_RPS` times a second (default 20) from `SMIMESH_LOAD_WORKERS` threads (default
+4, at most 32; a worker that falls behind skips slots, never queues them), tallied under
+`calls` like `/call`. Run by local workloads (`python -m smimesh.conformance.testapp`)
 and, in Pods, as `smimesh conformance app` from the smimesh image. With a control port
 (CONTROL_PORT) it serves the same endpoints and counts there too: on Pods that port is
 excluded from the mesh's interception, so the suite reaches `/call` and `/metrics` even
@@ -17,10 +25,14 @@ where strict mTLS refuses everyone else.
 from __future__ import annotations
 
 import json
+import math
 import os
 import threading
+import time
 from collections import Counter, defaultdict
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -29,6 +41,7 @@ import httpx
 CALLER_HEADER = "x-smimesh-caller"
 MAX_BODY = 1 << 20
 MAX_COUNT = 10_000
+MAX_WORKERS = 32
 
 
 class Tally:
@@ -45,6 +58,17 @@ class Tally:
                 lambda: {"ok": 0, "failed": 0, "codes": Counter()}
             )
 
+    def record(self, url: str, codes: Counter[str]) -> tuple[int, int]:
+        """Count calls to `url` by outcome (200-399 ok, anything else failed); (ok, failed)."""
+        ok = sum(n for code, n in codes.items() if code.isdigit() and 200 <= int(code) < 400)
+        failed = sum(codes.values()) - ok
+        with self.lock:
+            entry = self.calls[url]
+            entry["ok"] += ok
+            entry["failed"] += failed
+            entry["codes"].update(codes)
+        return ok, failed
+
     def snapshot(self) -> dict[str, Any]:
         with self.lock:
             return {
@@ -58,7 +82,98 @@ class Tally:
             }
 
 
-def _handler(tally: Tally, client: httpx.Client) -> type[BaseHTTPRequestHandler]:
+class Faults:
+    """A deliberately bad release: answers `failures` of its requests with 500, spread evenly
+    (request n fails when floor(n * failures) grows), and delays each by `delay` seconds."""
+
+    def __init__(self, failures: float = 0.0, delay: float = 0.0) -> None:
+        if not (0.0 <= failures <= 1.0 and delay >= 0.0):
+            raise ValueError(f"failures must be 0..1 and delay >= 0, not {failures}, {delay}")
+        self.failures, self.delay = failures, delay
+        self._lock = threading.Lock()
+        self._seen = 0
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> Faults:
+        try:
+            failures = float(env.get("SMIMESH_APP_FAILURES") or 0)
+            delay = float(env.get("SMIMESH_APP_DELAY_MS") or 0) / 1000
+            return cls(failures, delay)
+        except ValueError as exc:
+            raise SystemExit(f"error: SMIMESH_APP_FAILURES / SMIMESH_APP_DELAY_MS: {exc}") from exc
+
+    def fails(self) -> bool:
+        """Whether this request is one of the failing share (after the delay, if any)."""
+        if self.delay:
+            time.sleep(self.delay)
+        if not self.failures:
+            return False
+        with self._lock:
+            self._seen += 1
+            seen = self._seen
+        return math.floor(seen * self.failures) > math.floor((seen - 1) * self.failures)
+
+
+@dataclass(frozen=True)
+class Load:
+    """Steady calls to one URL from inside the mesh: `rps` a second over `workers` threads."""
+
+    url: str
+    rps: float = 20.0
+    workers: int = 4
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> Load | None:
+        url = env.get("SMIMESH_LOAD_URL")
+        if not url:
+            return None
+        try:
+            load = cls(url, float(env.get("SMIMESH_LOAD_RPS") or 20),
+                       int(env.get("SMIMESH_LOAD_WORKERS") or 4))  # fmt: skip
+        except ValueError as exc:
+            raise SystemExit(f"error: SMIMESH_LOAD_RPS / SMIMESH_LOAD_WORKERS: {exc}") from exc
+        if not (load.rps > 0 and 1 <= load.workers <= MAX_WORKERS):
+            raise SystemExit(f"error: SMIMESH_LOAD_RPS must be > 0 and workers 1..{MAX_WORKERS}")
+        return load
+
+    def start(self, tally: Tally, client: httpx.Client, headers: Mapping[str, str]) -> None:
+        """Start the worker threads (daemons: they end with the process)."""
+        period = self.workers / self.rps
+        for index in range(self.workers):
+            offset = index * period / self.workers
+            threading.Thread(target=self._work, args=(tally, client, dict(headers), period, offset),
+                             name=f"load-{index}", daemon=True).start()  # fmt: skip
+
+    def _work(
+        self, tally: Tally, client: httpx.Client, headers: dict[str, str], period: float,
+        offset: float,
+    ) -> None:  # fmt: skip
+        due = time.monotonic() + offset
+        while True:
+            now = time.monotonic()
+            if due > now:
+                time.sleep(due - now)
+            elif now - due > period:  # behind: skip the missed slots rather than burst
+                due = now
+            due += period
+            code = _request(client, "GET", self.url, headers, b"")
+            tally.record(self.url, Counter([code]))
+
+
+def _request(
+    client: httpx.Client, method: str, url: str, headers: Mapping[str, str], content: bytes
+) -> str:
+    """One call: its status code, or the name of the error that ended it."""
+    try:
+        response = client.request(method, url, headers=headers, content=content)
+    except httpx.HTTPError as exc:
+        return type(exc).__name__
+    return str(response.status_code)
+
+
+def _handler(
+    tally: Tally, client: httpx.Client, faults: Faults | None = None
+) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
 
@@ -83,6 +198,12 @@ def _handler(tally: Tally, client: httpx.Client) -> type[BaseHTTPRequestHandler]
                 self._reply(413, {"error": str(exc)})
                 return
             path = self.path.split("?", 1)[0]
+            if faults is not None and faults.fails():
+                with tally.lock:
+                    tally.received[self.headers.get(CALLER_HEADER, "unknown")] += 1
+                    tally.paths[path] += 1
+                self._reply(500, {"app": tally.name, "error": "failing on purpose"})
+                return
             with tally.lock:
                 tally.received[self.headers.get(CALLER_HEADER, "unknown")] += 1
                 tally.paths[path] += 1
@@ -119,22 +240,12 @@ def _handler(tally: Tally, client: httpx.Client) -> type[BaseHTTPRequestHandler]
             method = str(order.get("method", "GET"))
 
             def once(_: int) -> str:
-                try:
-                    response = client.request(method, url, headers=headers, content=content)
-                except httpx.HTTPError as exc:
-                    return type(exc).__name__
-                return str(response.status_code)
+                return _request(client, method, url, headers, content)
 
-            workers = max(1, min(int(order.get("concurrency", 1)), 32))
+            workers = max(1, min(int(order.get("concurrency", 1)), MAX_WORKERS))
             with ThreadPoolExecutor(workers) as pool:
                 codes: Counter[str] = Counter(pool.map(once, range(count)))
-            ok = sum(n for code, n in codes.items() if code.isdigit() and 200 <= int(code) < 400)
-            failed = count - ok
-            with tally.lock:
-                entry = tally.calls[url]
-                entry["ok"] += ok
-                entry["failed"] += failed
-                entry["codes"].update(codes)
+            ok, failed = tally.record(url, codes)
             self._reply(200, {"url": url, "ok": ok, "failed": failed, "codes": dict(codes)})
 
         # http.server dispatches on these names; every method gets the same treatment.
@@ -146,21 +257,37 @@ def _handler(tally: Tally, client: httpx.Client) -> type[BaseHTTPRequestHandler]
     return Handler
 
 
-def serve(host: str, port: int, name: str, *, tally: Tally | None = None) -> ThreadingHTTPServer:
-    client = httpx.Client(trust_env=True, timeout=10.0)
-    server = ThreadingHTTPServer((host, port), _handler(tally or Tally(name), client))
+def _client() -> httpx.Client:
+    return httpx.Client(trust_env=True, timeout=10.0)
+
+
+def serve(
+    host: str, port: int, name: str, *, tally: Tally | None = None, faults: Faults | None = None
+) -> ThreadingHTTPServer:
+    server = ThreadingHTTPServer((host, port), _handler(tally or Tally(name), _client(), faults))
     server.daemon_threads = True
     return server
 
 
-def run(host: str, port: int, name: str, *, control_port: int | None = None) -> None:
-    """Serve `port` (and `control_port`, sharing one tally) until the process ends."""
+def run(
+    host: str,
+    port: int,
+    name: str,
+    *,
+    control_port: int | None = None,
+    faults: Faults | None = None,
+    load: Load | None = None,
+) -> None:
+    """Serve `port` (faulted as `faults` says) and `control_port`, sharing one tally, and
+    run `load` if given, until the process ends."""
     tally = Tally(name)
-    servers = [serve(host, port, name, tally=tally)]
+    servers = [serve(host, port, name, tally=tally, faults=faults)]
     if control_port is not None and control_port != port:
         servers.append(serve(host, control_port, name, tally=tally))
     for extra in servers[1:]:
         threading.Thread(target=extra.serve_forever, name="control", daemon=True).start()
+    if load is not None:
+        load.start(tally, _client(), {CALLER_HEADER: name})
     servers[0].serve_forever()
 
 
@@ -168,7 +295,10 @@ def main() -> None:
     host, port = os.environ.get("HOST", "0.0.0.0"), int(os.environ.get("PORT", "8080"))
     control = os.environ.get("CONTROL_PORT")
     name = os.environ.get("SMIMESH_WORKLOAD", "testapp")
-    run(host, port, name, control_port=int(control) if control else None)
+    faults = Faults.from_env(os.environ)
+    run(host, port, name, control_port=int(control) if control else None,
+        faults=faults if faults.failures or faults.delay else None,
+        load=Load.from_env(os.environ))  # fmt: skip
 
 
 if __name__ == "__main__":

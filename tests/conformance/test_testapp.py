@@ -1,0 +1,88 @@
+"""The test app's bad-release and load-generator modes (what the canary tests build on): the
+failing share is exact and evenly spread, the delay is added, the control port is never
+faulted, and a loader calls its URL at about the rate asked, tallying outcomes."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from http.server import ThreadingHTTPServer
+
+import httpx
+import pytest
+
+from smimesh._aio import waiting
+from smimesh.conformance import testapp
+
+
+@pytest.mark.fast
+@pytest.mark.parametrize("share", [0.0, 0.05, 0.25, 0.5, 1.0])
+def test_the_failing_share_is_exact_and_spread_evenly(share: float) -> None:
+    faults = testapp.Faults(share)
+    outcomes = [faults.fails() for _ in range(200)]
+    assert sum(outcomes) == round(200 * share)
+    # Evenly: every window of 20 requests holds its share, give or take one.
+    for start in range(0, 200, 20):
+        assert abs(sum(outcomes[start : start + 20]) - 20 * share) <= 1
+
+
+@pytest.mark.fast
+def test_bad_settings_stop_with_a_message() -> None:
+    with pytest.raises(SystemExit, match="SMIMESH_APP_FAILURES"):
+        testapp.Faults.from_env({"SMIMESH_APP_FAILURES": "half"})
+    with pytest.raises(ValueError, match=r"0\.\.1"):
+        testapp.Faults(1.5)
+    with pytest.raises(SystemExit, match=r"workers 1\.\.32"):
+        testapp.Load.from_env({"SMIMESH_LOAD_URL": "http://x/", "SMIMESH_LOAD_WORKERS": "99"})
+    assert testapp.Load.from_env({}) is None
+
+
+@contextmanager
+def _serving(server: ThreadingHTTPServer) -> Iterator[str]:
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_a_bad_release_fails_its_share_with_the_delay_and_spares_the_control_port() -> None:
+    tally = testapp.Tally("bad")
+    faults = testapp.Faults(0.25, delay=0.02)
+    mesh = testapp.serve("127.0.0.1", 0, "bad", tally=tally, faults=faults)
+    control = testapp.serve("127.0.0.1", 0, "bad", tally=tally)
+    with _serving(mesh) as mesh_url, _serving(control) as control_url, httpx.Client() as client:
+        started = time.monotonic()
+        codes = [client.get(f"{mesh_url}/echo").status_code for _ in range(40)]
+        elapsed = time.monotonic() - started
+        assert codes.count(500) == 10
+        assert codes.count(200) == 30
+        assert elapsed >= 40 * 0.02
+        assert all(client.get(f"{control_url}/echo").status_code == 200 for _ in range(8))
+        assert client.get(f"{control_url}/metrics").json()["paths"]["/echo"] == 48
+
+
+def test_the_load_generator_calls_at_about_the_rate_asked_and_tallies() -> None:
+    target = testapp.Tally("target")
+    with _serving(testapp.serve("127.0.0.1", 0, "target", tally=target)) as url:
+        loader = testapp.Tally("loader")
+        started = time.monotonic()
+        testapp.Load(f"{url}/echo", rps=50, workers=2).start(
+            loader, httpx.Client(), {testapp.CALLER_HEADER: "loader"}
+        )
+
+        def answered() -> dict[str, int] | None:
+            calls: dict[str, int] = loader.snapshot()["calls"].get(f"{url}/echo", {"ok": 0})
+            return calls if calls["ok"] >= 50 else None
+
+        calls = waiting.eventually_sync(answered, timeout=10,
+                                        message=lambda: f"loaded: {loader.snapshot()}")  # fmt: skip
+        elapsed = time.monotonic() - started
+        # 50 requests at 50/s: about a second; never a burst of all of them at once.
+        assert 0.8 <= elapsed <= 3.0, elapsed
+        assert calls["failed"] == 0
+        assert target.received["loader"] >= 50
