@@ -11,6 +11,7 @@ e.g. helm, CoreDNS) into `<cache root>/tools/<name>-<version>/`. The cache root 
 from __future__ import annotations
 
 import collections
+import json
 import os
 import shutil
 import subprocess
@@ -155,3 +156,32 @@ def ensure_tool(tool: GoTool, *, say: Callable[[str], None] = say) -> Path:
     (staging / tool.name).replace(path)
     shutil.rmtree(staging, ignore_errors=True)
     return path
+
+
+def module_source(module: str, version: str, *, say: Callable[[str], None] = say) -> Path:
+    """The read-only source tree of `module@version` in Go's module cache (downloaded from
+    the module proxy once): where a tool's own manifests (CRDs, RBAC) are read from, so
+    they always match the binary built from the same version."""
+    go = go_executable(f"{module} {version}", cache_root())
+    done = subprocess.run([go, "mod", "download", "-json", f"{module}@{version}"],
+                          capture_output=True, text=True, check=False)  # fmt: skip
+    try:
+        found = json.loads(done.stdout)
+    except json.JSONDecodeError:
+        found = {}
+    if done.returncode != 0 or "Dir" not in found:
+        raise GoToolError(f"cannot download {module}@{version}: {found.get('Error', done.stderr)}")
+    return Path(found["Dir"])
+
+
+def print_path(ensure: Callable[[], Path], *errors: type[Exception]) -> int:
+    """A tool module's `python -m` entry point (`make` targets build through it): build the
+    tool if needed and print its path; exit 1 with the message of a `GoToolError` (or of one
+    of `errors`) instead of a traceback."""
+    caught: tuple[type[Exception], ...] = (GoToolError, *errors)
+    try:
+        print(ensure())
+    except caught as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    return 0

@@ -6,7 +6,6 @@ its Go module by `gotools` and cached (`make helm` prints its path; tests/charts
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 from smimesh.testing import gotools
@@ -22,12 +21,7 @@ def ensure() -> Path:
 
 
 def main() -> int:
-    try:
-        print(ensure())
-    except gotools.GoToolError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    return 0
+    return gotools.print_path(ensure)
 
 
 if __name__ == "__main__":
