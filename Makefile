@@ -6,6 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
 .PHONY: test test-fast demo lint typecheck layers pytest pytest-node binaries node-binaries node-deps helm \
+  canary-tools \
   image image-deps wheels proto crds fuzz bench sidecar-deps clean
 
 $(STAMP): pyproject.toml constraints.txt
@@ -89,9 +90,18 @@ node-deps:
 node-binaries: $(STAMP) node-deps
 	$(PY) -m smimesh.testing.nodes >/dev/null
 
+## Build (once per machine, cached in ~/.cache/smimesh/tools) the real controllers and the
+## Prometheus the canary tests run (tests/canary/): Prometheus and Flagger from their Go
+## modules, Argo Rollouts through its wrapper module hack/argo-rollouts.
+canary-tools: $(STAMP)
+	$(PY) -m smimesh.testing.prometheus >/dev/null
+	$(PY) -m smimesh.testing.flagger >/dev/null
+	$(PY) -m smimesh.testing.argorollouts >/dev/null
+
 ## The node tier: real Pods on a real node (root; `pytest -m node`), the mesh installed on it
-## from the smimesh image (tests/testing/test_mesh_on_node.py). Plain `pytest` skips it.
-pytest-node: binaries node-binaries image
+## from the smimesh image (tests/testing/test_mesh_on_node.py), real Flagger and Argo
+## Rollouts canaries judged through a real Prometheus (tests/canary/). Plain `pytest` skips it.
+pytest-node: binaries node-binaries image canary-tools
 	$(VENV)/bin/pytest -m node $(PYTEST_ARGS)
 
 ## What building and running the image needs: mmdebstrap (the Debian base), umoci (the OCI
