@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any
 
 import pytest
 import yaml
@@ -16,23 +15,10 @@ from smimesh.proxyconfig import workloads
 from smimesh.sidecar import metrics
 from smimesh.smi import kinds
 from tests.cli.conftest import run_smi
+from tests.guides import BLOCK, objects
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCS = ROOT / "docs"
-BLOCK = re.compile(r"^```yaml\n(.*?)^```", re.MULTILINE | re.DOTALL)
-
-
-def blocks(name: str) -> list[list[dict[str, Any]]]:
-    text = (DOCS / name).read_text()
-    found = [list(yaml.safe_load_all(block)) for block in BLOCK.findall(text)]
-    assert found, f"{name} has no YAML blocks"
-    return found
-
-
-def objects(name: str) -> list[dict[str, Any]]:
-    return [d for block in blocks(name) for d in block if isinstance(d, dict) and "kind" in d]
-
-
 GUIDES = sorted(path.name for path in DOCS.glob("*.md"))
 
 

@@ -1,15 +1,35 @@
 """Pods on the real test node, for the node tier: manifests of the test image and awaited
-states (Running, a Deployment rolled out), all through the cluster's kubectl."""
+states (Running, a Deployment rolled out), all through the cluster's kubectl; and the
+installed `kubectl smi` plugin run against the node's cluster (`smi`)."""
 
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
 from smimesh._aio import waiting
 from smimesh.testing import clusters, images
 
 TIMEOUT = 90.0
+KUBECTL_SMI = Path(sys.executable).with_name("kubectl-smi")
+
+
+def plugin_env(cluster: clusters.Cluster) -> dict[str, str]:
+    """This environment, pointed at `cluster`: its kubeconfig, its kubectl first on PATH."""
+    path = f"{Path(cluster.kubectl_binary).parent}{os.pathsep}{os.environ.get('PATH', '')}"
+    return {**os.environ, "KUBECONFIG": str(cluster.kubeconfig), "PATH": path}
+
+
+def smi(
+    cluster: clusters.Cluster, *args: str, timeout: float = 300
+) -> subprocess.CompletedProcess[str]:
+    """The installed `kubectl smi` plugin, as a user runs it, against the node's cluster."""
+    return subprocess.run([str(KUBECTL_SMI), *args], env=plugin_env(cluster), capture_output=True,
+                          text=True, timeout=timeout, check=False)  # fmt: skip
 
 
 def pod(name: str, command: str, **spec: Any) -> dict[str, Any]:

@@ -24,48 +24,16 @@ import pytest
 from smimesh._aio import waiting
 from smimesh.conformance import running
 from smimesh.kube import names
-from smimesh.testing import clusters, images, nodes
-from smimesh.testing.meshimage import project
+from smimesh.testing import clusters
 from tests.testing import nodepods
 
 pytestmark = pytest.mark.node
 
 ROOT = Path(__file__).resolve().parents[2]
-KUBECTL_SMI = Path(sys.executable).with_name("kubectl-smi")
-
-
-def _env(cluster: clusters.Cluster) -> dict[str, str]:
-    """This environment, pointed at `cluster`: its kubeconfig, its kubectl first on PATH."""
-    path = f"{Path(cluster.kubectl_binary).parent}{os.pathsep}{os.environ.get('PATH', '')}"
-    return {**os.environ, "KUBECONFIG": str(cluster.kubeconfig), "PATH": path}
-
-
-def smi(
-    cluster: clusters.Cluster, *args: str, timeout: float = 300
-) -> subprocess.CompletedProcess[str]:
-    """The installed `kubectl smi` plugin, as a user runs it, against the node's cluster."""
-    return subprocess.run([str(KUBECTL_SMI), *args], env=_env(cluster), capture_output=True,
-                          text=True, timeout=timeout, check=False)  # fmt: skip
 
 
 @pytest.fixture(scope="module")
-def installed(node_cluster: nodes.NodeCluster, node_api: clusters.Cluster) -> Iterator[str]:
-    """The mesh installed from this tree's image; uninstalled afterwards. Yields the image."""
-    packed = project.project_image(ROOT)
-    started = time.monotonic()
-    images.import_layout(node_cluster.node.ctr(), packed.layout, project.IMAGE)
-    print(f"image imported in {time.monotonic() - started:.1f}s")
-    started = time.monotonic()
-    done = smi(node_api, "install", "--image", project.IMAGE, "--wait", "--timeout", "240")
-    assert done.returncode == 0, done.stdout + done.stderr
-    print(f"installed and rolled out in {time.monotonic() - started:.1f}s")
-    yield project.IMAGE
-    removed = smi(node_api, "uninstall")
-    assert removed.returncode == 0, removed.stdout + removed.stderr
-
-
-@pytest.fixture(scope="module")
-def meshed(node_api: clusters.Cluster, installed: str) -> Iterator[str]:
+def meshed(node_api: clusters.Cluster, mesh_on_node: str) -> Iterator[str]:
     """A namespace labelled for injection with a `web` Deployment + Service and a `client`
     Pod, each with its own ServiceAccount, created at once as a user would."""
     namespace = f"meshed-{os.urandom(4).hex()}"
@@ -144,12 +112,12 @@ def _metrics(pod: dict[str, Any]) -> str:
 
 
 def test_the_operator_runs_as_a_deployment_of_the_built_image(
-    node_api: clusters.Cluster, installed: str
+    node_api: clusters.Cluster, mesh_on_node: str
 ) -> None:
     found = nodepods.read(node_api, names.MESH_NAMESPACE, "deployment", names.OPERATOR_SERVICE)
     assert found["status"].get("availableReplicas") == 1
-    assert found["spec"]["template"]["spec"]["containers"][0]["image"] == installed
-    checked = smi(node_api, "check")
+    assert found["spec"]["template"]["spec"]["containers"][0]["image"] == mesh_on_node
+    checked = nodepods.smi(node_api, "check")
     assert checked.returncode == 0, checked.stdout + checked.stderr
 
 
@@ -232,18 +200,18 @@ def _has_sample(page: str, **labels: str) -> bool:
 
 
 def test_the_conformance_suite_passes_on_real_pods(
-    node_api: clusters.Cluster, installed: str, tmp_path: Path
+    node_api: clusters.Cluster, mesh_on_node: str, tmp_path: Path
 ) -> None:
     """`smimesh conformance run --target current --mesh smimesh`, as a user grades a cluster:
     the test app as injected Pods of the image, every case, its report (docs/conformance-node.md
     is one such run)."""
     report = tmp_path / "conformance.md"
     smimesh_cli = Path(sys.executable).with_name("smimesh")
-    env = _env(node_api)
+    env = nodepods.plugin_env(node_api)
     started = time.monotonic()
     done = subprocess.run(
         [str(smimesh_cli), "conformance", "run", "--target", "current", "--mesh", "smimesh",
-         "--image", installed, "--report", str(report)],
+         "--image", mesh_on_node, "--report", str(report)],
         env=env, capture_output=True, text=True, timeout=600, check=False,
     )  # fmt: skip
     print(f"conformance on real Pods in {time.monotonic() - started:.1f}s")
