@@ -11,18 +11,14 @@ import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 from kubernetes import client
 
 from smimesh._aio import waiting
-from smimesh.testing import clusters, helm, images, nodes
-from smimesh.testing.meshimage import project
+from smimesh.testing import clusters, helm, nodes
 from tests.testing import nodepods
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -146,20 +142,10 @@ def node_api(node_cluster: nodes.NodeCluster) -> clusters.Cluster:
 
 @pytest.fixture(scope="module")
 def mesh_on_node(node_cluster: nodes.NodeCluster, node_api: clusters.Cluster) -> Iterator[str]:
-    """The mesh installed on the node from this tree's image (imported into the node's
-    containerd; `kubectl smi install --image --wait`), uninstalled afterwards. Yields the
-    image."""
-    packed = project.project_image(ROOT)
-    started = time.monotonic()
-    images.import_layout(node_cluster.node.ctr(), packed.layout, project.IMAGE)
-    _say(f"image imported in {time.monotonic() - started:.1f}s")
-    started = time.monotonic()
-    done = nodepods.smi(node_api, "install", "--image", project.IMAGE, "--wait", "--timeout", "240")
-    assert done.returncode == 0, done.stdout + done.stderr
-    _say(f"mesh installed and rolled out in {time.monotonic() - started:.1f}s")
-    yield project.IMAGE
-    removed = nodepods.smi(node_api, "uninstall")
-    assert removed.returncode == 0, removed.stdout + removed.stderr
+    """The mesh installed on the node from this tree's image, for a module; yields the image
+    (`nodepods.installed_mesh`)."""
+    with nodepods.installed_mesh(node_cluster, node_api, say=_say) as image:
+        yield image
 
 
 @pytest.fixture

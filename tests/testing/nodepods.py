@@ -4,18 +4,47 @@ installed `kubectl smi` plugin run against the node's cluster (`smi`)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
 import sys
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 from smimesh._aio import waiting
-from smimesh.testing import clusters, images
+from smimesh.kube import names
+from smimesh.testing import clusters, images, nodes
+from smimesh.testing.meshimage import project
 
 TIMEOUT = 90.0
 KUBECTL_SMI = Path(sys.executable).with_name("kubectl-smi")
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@contextlib.contextmanager
+def installed_mesh(
+    node_cluster: nodes.NodeCluster, cluster: clusters.Cluster, *, say: Callable[[str], None]
+) -> Iterator[str]:
+    """The mesh installed from this tree's image (imported into the node's containerd;
+    `kubectl smi install --image --wait`); yields the image. Uninstalled afterwards, and
+    awaited until its namespace is gone, so the next install does not find it terminating."""
+    packed = project.project_image(ROOT)
+    started = time.monotonic()
+    images.import_layout(node_cluster.node.ctr(), packed.layout, project.IMAGE)
+    say(f"image imported in {time.monotonic() - started:.1f}s")
+    started = time.monotonic()
+    done = smi(cluster, "install", "--image", project.IMAGE, "--wait", "--timeout", "240")
+    assert done.returncode == 0, done.stdout + done.stderr
+    say(f"mesh installed and rolled out in {time.monotonic() - started:.1f}s")
+    yield project.IMAGE
+    removed = smi(cluster, "uninstall")
+    assert removed.returncode == 0, removed.stdout + removed.stderr
+    gone = cluster.kubectl("wait", "--for=delete", f"namespace/{names.MESH_NAMESPACE}",
+                           "--timeout=120s")  # fmt: skip
+    assert gone.returncode == 0 or "not found" in gone.stderr, gone.stderr
 
 
 def plugin_env(cluster: clusters.Cluster) -> dict[str, str]:
