@@ -158,7 +158,13 @@ class StatusWriter:
         ]
         version = str(raw.get("apiVersion", "")).rpartition("/")[2]
         client.CustomObjectsApi(self.api).patch_namespaced_custom_object_status(
-            group, version, namespace, PLURALS[kind], name, {"status": {"conditions": body}}
+            group,
+            version,
+            namespace,
+            PLURALS[kind],
+            name,
+            {"status": {"conditions": body}},
+            field_manager=names.FIELD_MANAGER,  # else the client's "OpenAPI-Generator"
         )
         before = self.written.get(key, ())
         for condition in conditions:
@@ -188,7 +194,9 @@ class StatusWriter:
             count=1,
             source=client.V1EventSource(component=names.EVENT_COMPONENT),
         )
-        client.CoreV1Api(self.api).create_namespaced_event(str(meta.get("namespace")), event)
+        client.CoreV1Api(self.api).create_namespaced_event(
+            str(meta.get("namespace")), event, field_manager=names.FIELD_MANAGER
+        )
 
     def reconcile(self, plan: Sequence[Planned]) -> int:
         """Write every object of `plan` whose conditions changed; returns how many were

@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 import pytest
 from kubernetes import client
 
+from smimesh.kube import names
 from smimesh.operator import delivering, indexing, leading, publishing, statuses
 from smimesh.proxyconfig import refs
 from smimesh.testing import clusters
@@ -140,3 +141,13 @@ async def test_statuses_are_decided_on_the_loop_while_sessions_come_and_go(
     # Only the loop read what the loop changes: the writer's thread saw a frozen plan.
     for name, noted in (("sessions", sessions), ("raw_smi", raw_smi), ("unreadable", unreadable)):
         assert noted.readers == {loop_thread}, f"{name} read from another thread"
+    # The status is written as smimesh (Flagger's first run showed the client's default,
+    # "OpenAPI-Generator"), on the status subresource only.
+    written = client.CustomObjectsApi(api).get_namespaced_custom_object(
+        "split.smi-spec.io", "v1alpha4", namespace, "trafficsplits", "canary"
+    )
+    managers = {
+        (m["manager"], m.get("subresource", "")) for m in written["metadata"]["managedFields"]
+    }
+    assert (names.FIELD_MANAGER, "status") in managers, managers
+    assert not any(manager == "OpenAPI-Generator" for manager, _ in managers), managers
