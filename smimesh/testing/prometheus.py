@@ -98,20 +98,6 @@ class Prometheus:
             raise PrometheusError(f"query {expression!r} failed: {body.get('error', body)}")
         return [(r["metric"], float(r["value"][1])) for r in body["data"]["result"]]
 
-    def targets(self) -> list[dict[str, Any]]:
-        """The active scrape targets (labels, health, last error)."""
-        body = httpx.get(f"{self.url}/api/v1/targets", timeout=10).json()
-        active: list[dict[str, Any]] = body["data"]["activeTargets"]
-        return active
-
-    def healthy_pods(self) -> set[tuple[str, str]]:
-        """(namespace, pod) of every target whose last scrape succeeded."""
-        return {
-            (t["labels"].get("namespace", ""), t["labels"].get("pod", ""))
-            for t in self.targets()
-            if t.get("health") == "up"
-        }
-
 
 @contextmanager
 def running(cluster: clusters.Cluster, run_dir: Path) -> Iterator[Prometheus]:

@@ -13,6 +13,7 @@ between two; how long the mesh took to say so is recorded per step (`programmed`
 from __future__ import annotations
 
 import concurrent.futures
+import math
 import threading
 import time
 from collections import Counter
@@ -291,25 +292,42 @@ class Recorder:
         return answered, failed
 
 
-def assert_shares(steps: list[Step], *, tolerance: float = 0.1, at_least: int = 40) -> None:
+Z = 4.0
+"""How far a step's share may stray from its weight, in binomial standard deviations of a
+share of that many requests: a false alarm about once in 16,000 checks."""
+
+
+def assert_shares(steps: list[Step], *, at_least: int = 40) -> None:
     """Every step that saw `at_least` requests gave each backend with weight its share
-    ± `tolerance` (`Step.backend_shares`), and Pods behind backends of weight 0 nothing."""
+    within `Z` standard deviations (`Step.backend_shares`; ± 0.16 at 120 requests and a
+    weight of 25 %, ± 0.09 at 400), and Pods behind backends of weight 0 nothing at all."""
     report = "\n".join(step.line() for step in steps)
     for step in steps:
         assert step.unweighted() == 0, f"Pods of weight 0 answered:\n{report}"
-        if sum(step.answered.values()) < at_least:
+        count = sum(step.answered.values())
+        if count < at_least:
             continue
         total = sum(w for _, w in step.weights)
         for service, share in step.backend_shares().items():
             expected = step.weight(service) / total
-            assert abs(share - expected) <= tolerance, f"{service} {share:.3f}:\n{report}"
+            tolerance = Z * math.sqrt(expected * (1 - expected) / count)
+            assert abs(share - expected) <= tolerance, (
+                f"{service} {share:.3f}, not {expected:.3f} ± {tolerance:.3f}:\n{report}"
+            )
 
 
-def release_env(*, bad: bool) -> list[dict[str, str]]:
-    """The new release's environment: `v2`, answering half its requests with 500 if bad."""
+SLOW_MS = 700
+"""A slow release's added latency: above the guides' 500 ms p99 threshold."""
+
+
+def release_env(*, bad: bool, slow: bool = False) -> list[dict[str, str]]:
+    """The new release's environment: `v2`, answering half its requests with 500 if bad,
+    each `SLOW_MS` late if slow."""
     env = [{"name": "SMIMESH_RELEASE", "value": "v2"}]
     if bad:
         env.append({"name": "SMIMESH_APP_FAILURES", "value": "0.5"})
+    if slow:
+        env.append({"name": "SMIMESH_APP_DELAY_MS", "value": str(SLOW_MS)})
     return env
 
 

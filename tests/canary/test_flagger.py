@@ -35,18 +35,21 @@ TIMEOUT = 360.0
 @dataclass(frozen=True)
 class Case:
     """One canary: Flagger's provider, the TrafficSplit version it writes, whether the new
-    release is bad (half its answers are 500s), and whether it is blue/green."""
+    release is bad (half its answers are 500s) or slow (every answer `SLOW_MS` late), and
+    whether it is blue/green."""
 
     name: str
     provider: str
     split_version: str
     bad: bool = False
+    slow: bool = False
     blue_green: bool = False
 
 
 CASES = (
     Case("osm-promote", "osm", "v1alpha2"),
     Case("osm-rollback", "osm", "v1alpha2", bad=True),
+    Case("osm-slow-rollback", "osm", "v1alpha2", slow=True),
     Case("v1alpha3-promote", "smi:v1alpha3", "v1alpha3"),
     Case("v1alpha3-rollback", "smi:v1alpha3", "v1alpha3", bad=True),
     Case("linkerd-promote", "linkerd", "v1alpha1"),
@@ -147,7 +150,7 @@ def run(
     canarying.start_load(cluster, namespace, *loaders)
 
     def change() -> None:
-        container = {"name": "app", "env": canarying.release_env(bad=case.bad)}
+        container = {"name": "app", "env": canarying.release_env(bad=case.bad, slow=case.slow)}
         patch = {"spec": {"template": {"spec": {"containers": [container]}}}}
         patched = cluster.kubectl(
             "patch",
@@ -240,6 +243,18 @@ def test_a_failing_canary_is_rolled_back_and_traffic_returns_to_the_primary(
     assert outcome.after_end["ok"] > 0, outcome.after_end
 
 
+def test_a_slow_canary_is_rolled_back_by_the_latency_checks_without_a_failed_request(
+    scenarios: canarying.Futures,
+) -> None:
+    outcome = _outcome(scenarios, "osm-slow-rollback")
+    assert outcome.phases[-1] == "Failed", outcome.phases
+    assert "Promoting" not in outcome.phases, outcome.phases
+    canarying.assert_shares(outcome.recorder.steps)
+    assert outcome.loaded["failed"] == 0, outcome.loaded  # slow, never wrong
+    assert outcome.release == "v1"
+    assert outcome.recorder.steps[-1].weights == (("podinfo-canary", 0), ("podinfo-primary", 100))
+
+
 def test_blue_green_keeps_the_apex_on_the_primary_while_iterations_test_the_canary(
     scenarios: canarying.Futures,
 ) -> None:
@@ -256,3 +271,25 @@ def test_blue_green_keeps_the_apex_on_the_primary_while_iterations_test_the_cana
     assert outcome.tested["ok"] > 0, outcome.tested
     assert set(outcome.tested) <= {"ok", "failed", "200", "503"}, outcome.tested
     assert outcome.release == "v2"
+
+
+def test_prometheus_scraped_every_scenario_pod_through_kubernetes_discovery(
+    scenarios: canarying.Futures, prometheus_on_node: prometheus.Prometheus
+) -> None:
+    """The numbers Flagger judged came from our scrape job: every scenario's Pods (app,
+    primary, canary, loaders) were discovered through the apiserver and scraped."""
+    for name in scenarios:
+        _outcome(scenarios, name)  # every scenario done
+    seen = prometheus_on_node.query(
+        'count by (namespace) (max_over_time(up{job="smimesh-sidecars"}[15m]) == 1)'
+    )
+    scraped = {labels["namespace"]: count for labels, count in seen}
+    for case in CASES:
+        mine = [count for namespace, count in scraped.items() if namespace.startswith(case.name)]
+        # primary, canary and the load generator at least (every revision's Pods count)
+        assert mine, (case.name, scraped)
+        assert max(mine) >= 3, (case.name, scraped)
+    (served,) = prometheus_on_node.query(
+        'sum(max_over_time(osm_request_total{side="server"}[15m]))'
+    )
+    assert served[1] > 1000 * len(CASES), served

@@ -29,7 +29,8 @@ def installed_mesh(
     node_cluster: nodes.NodeCluster, cluster: clusters.Cluster, *, say: Callable[[str], None]
 ) -> Iterator[str]:
     """The mesh installed from this tree's image (imported into the node's containerd;
-    `kubectl smi install --image --wait`); yields the image. Uninstalled afterwards, and
+    `kubectl smi install --image --wait`); yields the image. Uninstalled afterwards with its
+    CRDs (the next module may install with Helm, which refuses CRDs it does not own), and
     awaited until its namespace is gone, so the next install does not find it terminating."""
     packed = project.project_image(ROOT)
     started = time.monotonic()
@@ -40,7 +41,7 @@ def installed_mesh(
     assert done.returncode == 0, done.stdout + done.stderr
     say(f"mesh installed and rolled out in {time.monotonic() - started:.1f}s")
     yield project.IMAGE
-    removed = smi(cluster, "uninstall")
+    removed = smi(cluster, "uninstall", "--crds")
     assert removed.returncode == 0, removed.stdout + removed.stderr
     gone = cluster.kubectl("wait", "--for=delete", f"namespace/{names.MESH_NAMESPACE}",
                            "--timeout=120s")  # fmt: skip
