@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from smimesh._aio import waiting
-from smimesh.kube import names
+from smimesh.kube import installing, names
 from smimesh.testing import clusters, images, nodes
 from smimesh.testing.meshimage import project
 
@@ -43,9 +43,10 @@ def installed_mesh(
     yield project.IMAGE
     removed = smi(cluster, "uninstall", "--crds")
     assert removed.returncode == 0, removed.stdout + removed.stderr
-    gone = cluster.kubectl("wait", "--for=delete", f"namespace/{names.MESH_NAMESPACE}",
-                           "--timeout=120s")  # fmt: skip
-    assert gone.returncode == 0 or "not found" in gone.stderr, gone.stderr
+    crds = [f"crd/{path.stem}" for path in (installing.MANIFESTS / "crds").glob("*.yaml")]
+    for thing in (f"namespace/{names.MESH_NAMESPACE}", *crds):
+        gone = cluster.kubectl("wait", "--for=delete", thing, "--timeout=120s")
+        assert gone.returncode == 0 or "not found" in gone.stderr, gone.stderr
 
 
 def plugin_env(cluster: clusters.Cluster) -> dict[str, str]:
