@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
-import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -70,22 +68,7 @@ def ensure(*, say: Callable[[str], None] = gotools.say) -> Path:
     path = gotools.tool_path(CONTROLLER)
     if os.access(path, os.X_OK):
         return path
-    module = wrapper_module()
-    go = gotools.go_executable(f"rollouts-controller {VERSION}", path.parent)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # Per build: two builds into one cache (two checkouts) must not share a folder.
-    staging = Path(tempfile.mkdtemp(prefix=".building-", dir=path.parent))
-    try:
-        say(f"building rollouts-controller {VERSION} with {go} (once per machine; minutes)")
-        gotools.run_go(
-            [go, "build", "-trimpath", f"-ldflags={CONTROLLER.ldflags}",
-             "-o", f"{staging}/", CONTROLLER.package],
-            cwd=module, what=f"rollouts-controller {VERSION}", say=say,
-        )  # fmt: skip
-        (staging / CONTROLLER.name).replace(path)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    return path
+    return gotools.ensure_tool(CONTROLLER, module=wrapper_module(), say=say)
 
 
 def manifests() -> list[dict[str, Any]]:

@@ -16,6 +16,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -136,29 +137,38 @@ def _keep_tail(proc: subprocess.Popen[str], output: collections.deque[str]) -> N
         output.append(line)
 
 
-def ensure_tool(tool: GoTool, *, say: Callable[[str], None] = say) -> Path:
-    """The tool's cached executable, built once with `go install` if missing."""
+def ensure_tool(
+    tool: GoTool, *, module: Path | None = None, say: Callable[[str], None] = say
+) -> Path:
+    """The tool's cached executable, built once if missing: `go install package@version`,
+    or, for a tool whose own go.mod has `replace` directives (which `go install` refuses),
+    `go build` in the wrapper `module` that requires it and repeats them."""
     path = tool_path(tool)
     if os.access(path, os.X_OK):
         return path
     go = go_executable(f"{tool.name} {tool.version}", path.parent)
-    staging = path.parent.with_name(path.parent.name + ".building")
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
-    say(f"building {tool.name} {tool.version} with {go} (once per machine; minutes on 2 cores)")
-    command = [go, "install", "-trimpath", f"-ldflags={tool.ldflags}"]
-    if tool.tags:
-        command.append(f"-tags={','.join(tool.tags)}")
-    command.append(f"{tool.package}@{tool.version}")
-    run_go(command, cwd=None, what=f"{tool.name} {tool.version}", say=say,
-           env={"GOBIN": str(staging)})  # fmt: skip
     path.parent.mkdir(parents=True, exist_ok=True)
-    (staging / tool.name).replace(path)
-    shutil.rmtree(staging, ignore_errors=True)
+    # Per build: two builds into one cache (two checkouts, `make -j`) must not share a folder.
+    staging = Path(tempfile.mkdtemp(prefix=".building-", dir=path.parent))
+    try:
+        say(f"building {tool.name} {tool.version} with {go} (once per machine; minutes on 2 cores)")
+        command = [go, "install" if module is None else "build", "-trimpath",
+                   f"-ldflags={tool.ldflags}"]  # fmt: skip
+        if tool.tags:
+            command.append(f"-tags={','.join(tool.tags)}")
+        if module is None:
+            command.append(f"{tool.package}@{tool.version}")
+        else:
+            command += ["-o", f"{staging}/", tool.package]
+        run_go(command, cwd=module, what=f"{tool.name} {tool.version}", say=say,
+               env={"GOBIN": str(staging)})  # fmt: skip
+        (staging / tool.name).replace(path)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
     return path
 
 
-def module_source(module: str, version: str, *, say: Callable[[str], None] = say) -> Path:
+def module_source(module: str, version: str) -> Path:
     """The read-only source tree of `module@version` in Go's module cache (downloaded from
     the module proxy once): where a tool's own manifests (CRDs, RBAC) are read from, so
     they always match the binary built from the same version."""

@@ -105,10 +105,9 @@ def running(cluster: clusters.Cluster, run_dir: Path) -> Iterator[Prometheus]:
     with the shipped scrape job, and stop it (and remove the RBAC) afterwards."""
     binary = ensure()
     run_dir.mkdir(parents=True, exist_ok=True)
-    applied = cluster.kubectl("apply", "-f", str(RBAC))
-    if applied.returncode != 0:
-        raise PrometheusError(f"applying {RBAC} failed: {applied.stderr}")
+    rbac = [o for o in yaml.safe_load_all(RBAC.read_text()) if o]
     try:
+        components.install(cluster, rbac, what=str(RBAC))
         token_file = run_dir / "token"
         token_file.write_text(cluster.token(NAMESPACE, SERVICE_ACCOUNT))
         token_file.chmod(0o600)
@@ -126,13 +125,12 @@ def running(cluster: clusters.Cluster, run_dir: Path) -> Iterator[Prometheus]:
             run_dir / "prometheus.log",
             ready=lambda: httpx.get(f"{url}/-/ready", timeout=2).status_code == 200,
         )  # fmt: skip
-        try:
-            with component:
-                yield Prometheus(url, component)
-        except components.ComponentError as exc:
-            raise PrometheusError(str(exc)) from exc
+        with component:
+            yield Prometheus(url, component)
+    except components.ComponentError as exc:
+        raise PrometheusError(str(exc)) from exc
     finally:
-        cluster.kubectl("delete", "-f", str(RBAC), "--ignore-not-found", "--wait=false")
+        components.uninstall(cluster, rbac)
 
 
 def main() -> int:

@@ -119,13 +119,6 @@ class Step:
         total = sum(self.answered.values())
         return self.answered[group] / total if total else 0.0
 
-    def expected(self, group: str) -> float:
-        """The share the weights give a group (`a+b`: a Pod behind two backends gets both)."""
-        total = sum(w for _, w in self.weights)
-        weights = dict(self.weights)
-        mine = sum(weights.get(service, 0) for service in group.split("+"))
-        return mine / total if total else 0.0
-
     def backend_shares(self) -> dict[str, float]:
         """The share of requests each weighted backend's Pods answered. A Pod selected by
         several backends (Argo points both Services at one ReplicaSet between steps)
@@ -374,30 +367,43 @@ class Outcome:
 
 
 def observe(
+    name: str,
     cluster: clusters.Cluster,
     recorder: Recorder,
     change: Callable[[], None],
     ended: Callable[[], str],
-) -> tuple[str, dict[str, int], dict[str, int], float]:
-    """Record while `change()` starts a release and `ended()` awaits the controller's verdict;
-    then the end phase, the loader's calls until the end and in the 5 s after, and seconds.
-    The scenario's namespace is deleted afterwards: its Pods would load the node for the
-    scenarios still running."""
+    *,
+    release: Callable[[], str],
+    seconds: dict[str, float],
+    tester: str | None = None,
+) -> Outcome:
+    """Record while `change()` starts a release and `ended()` awaits the controller's verdict
+    (its time is `seconds["rollout"]`); then the loader's calls until the end and in the 5 s
+    after, the `release()` the stable Pods run and the `tester`'s calls. The scenario's
+    namespace is deleted last: its Pods would load the node for the scenarios still
+    running."""
     with recorder.recording():
         before = loaded(cluster, recorder.namespace)
         change()
         started = time.monotonic()
         end = ended()
-        seconds = time.monotonic() - started
+        seconds["rollout"] = time.monotonic() - started
         if not recorder.phases or recorder.phases[-1][1] != end:  # seen by `ended` first
             recorder.phases.append((time.monotonic(), end))
         time.sleep(SETTLE * 2)  # the last step's first counted polls
         at_end = loaded(cluster, recorder.namespace)
     time.sleep(5)  # traffic after the end: every request back on the stable Pods
     after = loaded(cluster, recorder.namespace)
+    outcome = Outcome(
+        name, recorder,
+        loaded={k: n - before.get(k, 0) for k, n in at_end.items()},
+        after_end={k: n - at_end.get(k, 0) for k, n in after.items()},
+        release=release(), seconds=seconds,
+        tested=loaded(cluster, recorder.namespace, tester) if tester else {},
+    )  # fmt: skip
+    print(f"{name}: ended {end}")
     cluster.kubectl("delete", "namespace", recorder.namespace, "--wait=false")
-    return (end, {k: n - before.get(k, 0) for k, n in at_end.items()},
-            {k: n - at_end.get(k, 0) for k, n in after.items()}, seconds)  # fmt: skip
+    return outcome
 
 
 Futures = dict[str, concurrent.futures.Future[Outcome]]

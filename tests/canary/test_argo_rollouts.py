@@ -160,16 +160,10 @@ def run(
     recorder = canarying.Recorder(
         cluster, namespace, SPLIT, case.version, lambda: _phase(cluster, namespace)
     )
-    end, loaded, after_end, seconds["rollout"] = canarying.observe(cluster, recorder, change, ended)
-    print(f"{case.name}: ended {end}")
-    return canarying.Outcome(
-        case.name,
-        recorder,
-        loaded,
-        after_end,
-        release=_stable_release(cluster, namespace),
-        seconds=seconds,
-    )
+    return canarying.observe(
+        case.name, cluster, recorder, change, ended,
+        release=lambda: _stable_release(cluster, namespace), seconds=seconds,
+    )  # fmt: skip
 
 
 @pytest.fixture(scope="module")

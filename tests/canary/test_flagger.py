@@ -167,22 +167,11 @@ def run(
     recorder = canarying.Recorder(
         cluster, namespace, "podinfo", case.split_version, lambda: _phase(cluster, namespace)
     )
-    tested: dict[str, int] = {}
-    release: list[str] = []
-
-    def ended() -> str:
-        end = _await_phase(cluster, namespace, {"Succeeded", "Failed"})
-        release.append(_release(cluster, namespace, "podinfo-primary"))
-        if case.blue_green:
-            tested.update(canarying.loaded(cluster, namespace, TESTER))
-        return end
-
-    end, loaded, after_end, seconds["rollout"] = canarying.observe(cluster, recorder, change, ended)
-    print(f"{case.name}: ended {end}")
-    return canarying.Outcome(
-        case.name, recorder, loaded, after_end,
-        release=release[0], seconds=seconds,
-        tested=tested,
+    return canarying.observe(
+        case.name, cluster, recorder, change,
+        lambda: _await_phase(cluster, namespace, {"Succeeded", "Failed"}),
+        release=lambda: _release(cluster, namespace, "podinfo-primary"), seconds=seconds,
+        tester=TESTER if case.blue_green else None,
     )  # fmt: skip
 
 
