@@ -5,7 +5,9 @@
   makes the request `count` times, `concurrency` at once (default 1), through its sidecar
   (HTTP_PROXY), recording success for 200-399 and failure otherwise; answers with the tally.
 - `GET /metrics`: JSON `{name, received: {caller: n}, paths: {path: n},
-  calls: {url: {ok, failed, codes}}}`; `DELETE /metrics` resets.
+  calls: {url: {ok, failed, codes}}, errors: [...]}`, `errors` being the last calls that
+  ended without a status (when, the URL, the exception and its cause); `DELETE /metrics`
+  resets.
 It names itself (SMIMESH_WORKLOAD) in the `x-smimesh-caller` header of its own calls, so the
 callee can count callers.
 
@@ -24,12 +26,13 @@ where strict mTLS refuses everyone else.
 
 from __future__ import annotations
 
+import datetime
 import json
 import math
 import os
 import threading
 import time
-from collections import Counter, defaultdict
+from collections import Counter, defaultdict, deque
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -42,6 +45,7 @@ CALLER_HEADER = "x-smimesh-caller"
 MAX_BODY = 1 << 20
 MAX_COUNT = 10_000
 MAX_WORKERS = 32
+MAX_ERRORS = 50  # the transport errors kept for `/metrics`: the newest
 
 
 class Tally:
@@ -57,6 +61,19 @@ class Tally:
             self.calls: dict[str, dict[str, Any]] = defaultdict(
                 lambda: {"ok": 0, "failed": 0, "codes": Counter()}
             )
+            self.errors: deque[dict[str, str]] = deque(maxlen=MAX_ERRORS)
+
+    def error(self, url: str, exc: Exception) -> None:
+        """Keep what ended a call without a status: the codes say only the exception's name."""
+        cause = exc.__cause__ or exc.__context__
+        entry = {
+            "at": datetime.datetime.now(datetime.UTC).isoformat(timespec="milliseconds"),
+            "url": url,
+            "error": f"{type(exc).__name__}: {exc}",
+            "cause": repr(cause) if cause is not None else "",
+        }
+        with self.lock:
+            self.errors.append(entry)
 
     def record(self, url: str, codes: Counter[str]) -> tuple[int, int]:
         """Count calls to `url` by outcome (200-399 ok, anything else failed); (ok, failed)."""
@@ -79,6 +96,7 @@ class Tally:
                     url: {"ok": c["ok"], "failed": c["failed"], "codes": dict(c["codes"])}
                     for url, c in self.calls.items()
                 },
+                "errors": list(self.errors),
             }
 
 
@@ -156,17 +174,19 @@ class Load:
             elif now - due > period:  # behind: skip the missed slots rather than burst
                 due = now
             due += period
-            code = _request(client, "GET", self.url, headers, b"")
+            code = _request(client, "GET", self.url, headers, b"", tally)
             tally.record(self.url, Counter([code]))
 
 
 def _request(
-    client: httpx.Client, method: str, url: str, headers: Mapping[str, str], content: bytes
-) -> str:
-    """One call: its status code, or the name of the error that ended it."""
+    client: httpx.Client, method: str, url: str, headers: Mapping[str, str], content: bytes,
+    tally: Tally,
+) -> str:  # fmt: skip
+    """One call: its status code, or the name of the error that ended it (kept in `tally`)."""
     try:
         response = client.request(method, url, headers=headers, content=content)
     except httpx.HTTPError as exc:
+        tally.error(url, exc)
         return type(exc).__name__
     return str(response.status_code)
 
@@ -240,7 +260,7 @@ def _handler(
             method = str(order.get("method", "GET"))
 
             def once(_: int) -> str:
-                return _request(client, method, url, headers, content)
+                return _request(client, method, url, headers, content, tally)
 
             workers = max(1, min(int(order.get("concurrency", 1)), MAX_WORKERS))
             with ThreadPoolExecutor(workers) as pool:

@@ -13,6 +13,7 @@ between two; how long the mesh took to say so is recorded per step (`programmed`
 from __future__ import annotations
 
 import concurrent.futures
+import datetime
 import math
 import threading
 import time
@@ -82,18 +83,36 @@ def loader(namespace: str, url: str, image: str, *, rps: float = 20, name: str =
 def loaded(cluster: clusters.Cluster, namespace: str, name: str = LOADER) -> dict[str, int]:
     """A load generator's tally of its calls: {ok, failed, and a count per outcome (status
     code or error name)}, read from its control port."""
+    total = {"ok": 0, "failed": 0}
+    for tally in _tallies(cluster, namespace, name):
+        for calls in tally["calls"].values():
+            total["ok"] += calls["ok"]
+            total["failed"] += calls["failed"]
+            for code, count in calls["codes"].items():
+                total[code] = total.get(code, 0) + count
+    return total
+
+
+def load_errors(cluster: clusters.Cluster, namespace: str, name: str = LOADER) -> list[str]:
+    """The load generator's calls that ended without a status (the newest 50): when and why,
+    and its sidecar's last log lines if there are any; what a failed check prints."""
+    errors = [f"{e['at']} {e['error']} ({e['cause']})"
+              for tally in _tallies(cluster, namespace, name) for e in tally["errors"]]  # fmt: skip
+    if errors:
+        logs = cluster.kubectl("logs", "-n", namespace, f"deployment/{name}", "--timestamps",
+                               "-c", names.PROXY_CONTAINER, "--tail=60")  # fmt: skip
+        errors.append(f"{name}'s sidecar log:\n{logs.stdout}{logs.stderr}")
+    return errors
+
+
+def _tallies(cluster: clusters.Cluster, namespace: str, name: str) -> list[dict[str, Any]]:
     with cluster.api_client() as api:
         pods = client.CoreV1Api(api).list_namespaced_pod(namespace, label_selector=f"app={name}")
-    total = {"ok": 0, "failed": 0}
-    for pod in pods.items:
-        if pod.status.pod_ip:
-            url = f"http://{pod.status.pod_ip}:{apps.CONTROL_PORT}/metrics"
-            for calls in httpx.get(url, timeout=5).json()["calls"].values():
-                total["ok"] += calls["ok"]
-                total["failed"] += calls["failed"]
-                for code, count in calls["codes"].items():
-                    total[code] = total.get(code, 0) + count
-    return total
+    return [
+        httpx.get(f"http://{pod.status.pod_ip}:{apps.CONTROL_PORT}/metrics", timeout=5).json()
+        for pod in pods.items
+        if pod.status.pod_ip
+    ]
 
 
 def _group(services: set[str]) -> str:
@@ -354,6 +373,7 @@ class Outcome:
     release: str
     seconds: dict[str, float]
     tested: dict[str, int] = field(default_factory=dict)
+    errors: list[str] = field(default_factory=list)  # `load_errors`, for the failure message
 
     @property
     def phases(self) -> list[str]:
@@ -364,6 +384,16 @@ class Outcome:
         return (f"{self.name}: {' → '.join(self.phases)}; "
                 f"{ {k: round(v, 1) for k, v in self.seconds.items()} }; "
                 f"loader {self.loaded}\n{steps}")  # fmt: skip
+
+    def failures(self) -> str:
+        """The loader's calls and, when some ended without a status, when (beside the
+        phases' times) and why: an assertion's message."""
+        wall = time.time() - time.monotonic()
+        phases = ", ".join(
+            f"{p} {datetime.datetime.fromtimestamp(wall + at, datetime.UTC):%H:%M:%S}"
+            for at, p in self.recorder.phases
+        )
+        return "\n".join([f"{self.loaded}; phases (UTC): {phases}", *self.errors])
 
 
 def observe(
@@ -400,6 +430,7 @@ def observe(
         after_end={k: n - at_end.get(k, 0) for k, n in after.items()},
         release=release(), seconds=seconds,
         tested=loaded(cluster, recorder.namespace, tester) if tester else {},
+        errors=load_errors(cluster, recorder.namespace),
     )  # fmt: skip
     print(f"{name}: ended {end}")
     cluster.kubectl("delete", "namespace", recorder.namespace, "--wait=false")

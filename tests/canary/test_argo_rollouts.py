@@ -202,7 +202,7 @@ def test_a_healthy_rollout_is_promoted_step_by_step_with_no_failed_request(
     weights = [s.weight("canary-svc") for s in outcome.recorder.steps]
     assert {25, 50} <= set(weights), weights
     canarying.assert_shares(outcome.recorder.steps)
-    assert outcome.loaded["failed"] == 0, outcome.loaded
+    assert outcome.loaded["failed"] == 0, outcome.failures()
     assert outcome.loaded["ok"] > 200, outcome.loaded
     assert outcome.release == "v2"
     assert outcome.recorder.steps[-1].weight("canary-svc") == 0

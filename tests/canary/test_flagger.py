@@ -209,7 +209,7 @@ def test_a_healthy_canary_is_promoted_step_by_step_with_no_failed_request(
     canary_weights = [s.weight("podinfo-canary") for s in outcome.recorder.steps]
     assert {25, 50} <= set(canary_weights), canary_weights
     canarying.assert_shares(outcome.recorder.steps)
-    assert outcome.loaded["failed"] == 0, outcome.loaded
+    assert outcome.loaded["failed"] == 0, outcome.failures()
     assert outcome.loaded["ok"] > 200, outcome.loaded
     assert outcome.release == "v2"
     assert outcome.recorder.steps[-1].weights == (("podinfo-canary", 0), ("podinfo-primary", 100))
@@ -239,7 +239,7 @@ def test_a_slow_canary_is_rolled_back_by_the_latency_checks_without_a_failed_req
     assert outcome.phases[-1] == "Failed", outcome.phases
     assert "Promoting" not in outcome.phases, outcome.phases
     canarying.assert_shares(outcome.recorder.steps)
-    assert outcome.loaded["failed"] == 0, outcome.loaded  # slow, never wrong
+    assert outcome.loaded["failed"] == 0, outcome.failures()  # slow, never wrong
     assert outcome.release == "v1"
     assert outcome.recorder.steps[-1].weights == (("podinfo-canary", 0), ("podinfo-primary", 100))
 
@@ -254,7 +254,7 @@ def test_blue_green_keeps_the_apex_on_the_primary_while_iterations_test_the_cana
     canarying.assert_shares(outcome.recorder.steps)
     canary_weights = {s.weight("podinfo-canary") for s in outcome.recorder.steps}
     assert canary_weights <= {0, 100}, canary_weights  # all or nothing: no weight steps
-    assert outcome.loaded["failed"] == 0, outcome.loaded
+    assert outcome.loaded["failed"] == 0, outcome.failures()
     # The tester calls the canary Service directly: while Flagger keeps the canary at zero
     # replicas (before the change, after the promotion) that Service has no endpoint (503).
     assert outcome.tested["ok"] > 0, outcome.tested

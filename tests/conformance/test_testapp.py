@@ -4,6 +4,8 @@ faulted, and a loader calls its URL at about the rate asked, tallying outcomes."
 
 from __future__ import annotations
 
+import socket
+import struct
 import threading
 import time
 from collections.abc import Iterator
@@ -86,3 +88,46 @@ def test_the_load_generator_calls_at_about_the_rate_asked_and_tallies() -> None:
         assert 0.8 <= elapsed <= 3.0, elapsed
         assert calls["failed"] == 0
         assert target.received["loader"] >= 50
+
+
+def test_a_call_without_a_status_is_kept_with_when_and_why() -> None:
+    # A real listener that resets every connection it accepts (SO_LINGER 0: an RST, not a FIN).
+    with socket.create_server(("127.0.0.1", 0)) as resetter:
+        port = resetter.getsockname()[1]
+
+        def reset_all() -> None:
+            while True:
+                try:
+                    conn, _ = resetter.accept()
+                except OSError:
+                    return
+                conn.recv(65536)
+                conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                conn.close()
+
+        threading.Thread(target=reset_all, daemon=True).start()
+        target = testapp.Tally("target")
+        with _serving(testapp.serve("127.0.0.1", 0, "caller", tally=target)) as url:
+            order = {"url": f"http://127.0.0.1:{port}/x", "count": 3}
+            answer = httpx.post(f"{url}/call", json=order, timeout=10).json()
+            snapshot = httpx.get(f"{url}/metrics", timeout=10).json()
+    assert answer["failed"] == 3, answer
+    (code,) = answer["codes"]
+    errors = snapshot["errors"]
+    assert len(errors) == 3
+    assert {e["url"] for e in errors} == {order["url"]}
+    assert all(e["error"].startswith(f"{code}: ") for e in errors), errors
+    assert all("ConnectionResetError" in e["cause"] or "reset" in e["error"].lower()
+               for e in errors), errors  # fmt: skip
+    assert all(e["at"].endswith("+00:00") for e in errors), errors
+
+
+@pytest.mark.fast
+def test_the_kept_errors_are_bounded_to_the_newest() -> None:
+    tally = testapp.Tally("t")
+    for n in range(testapp.MAX_ERRORS + 7):
+        tally.error(f"http://x/{n}", httpx.ConnectError(f"refused {n}"))
+    errors = tally.snapshot()["errors"]
+    assert len(errors) == testapp.MAX_ERRORS
+    assert errors[-1]["url"] == f"http://x/{testapp.MAX_ERRORS + 6}"
+    assert errors[0]["url"] == "http://x/7"
