@@ -5,10 +5,6 @@ where a connection was really going.
 Rules follow Istio/OSM: outbound TCP (OUTPUT) is redirected to the outbound listener, inbound
 TCP (PREROUTING) to the inbound listener; the proxy's own sockets carry a mark (SO_MARK; or the
 proxy runs as `proxy_uid`) and loopback, the admin port and excluded ports pass untouched.
-TCP segments conntrack finds INVALID (out of window) are dropped first, as Istio's
-DROP_INVALID does: REDIRECT rewrites only what conntrack tracks, so such a segment would
-otherwise leave un-redirected, reach the Service's real backend, and come back as an RST that
-resets the app's connection (kubernetes/kubernetes#74839). TCP retransmits what is dropped.
 `outbound` and `inbound` call `original_destination`.
 """
 
@@ -54,13 +50,9 @@ def rules(
     exclude_outbound_ports: Sequence[int] = (),
     exclude_outbound_cidrs: Sequence[str] = (),
 ) -> list[list[str]]:
-    """`iptables` argument lists (mangle, then nat table), in order, for a fresh netns."""
+    """`iptables` argument lists (nat table), in order; idempotent when run on a fresh netns."""
     nat = ["-t", "nat"]
-    invalid = ["-m", "conntrack", "--ctstate", "INVALID", "-j", "DROP"]
     out: list[list[str]] = [
-        # An outgoing RST stays: it resets what the peer has, whatever conntrack thinks.
-        ["-t", "mangle", "-A", "OUTPUT", "-p", "tcp", "!", "--tcp-flags", "RST", "RST", *invalid],
-        ["-t", "mangle", "-A", "PREROUTING", "-p", "tcp", *invalid],
         [*nat, "-N", OUTBOUND_CHAIN],
         [*nat, "-N", INBOUND_CHAIN],
         [*nat, "-A", "OUTPUT", "-p", "tcp", "-j", OUTBOUND_CHAIN],

@@ -1,9 +1,7 @@
 """Transparent interception for real: two network namespaces routed through the host (the
 local workloads' `smimesh.testing.isolating`), the iptables rules written by `smimesh sidecar
 init`, sidecars that learn each connection's original destination from SO_ORIGINAL_DST, mTLS
-between them, and curl as the app's client. And the segments that would slip past the
-redirection (out of window for conntrack, so the nat table leaves them as they are): dropped in
-the pod, both ways, where without the rule they would leave it or reach the app's own port.
+between them, and curl as the app's client.
 
 Needs root (network namespaces, iptables; `make sidecar-deps` installs iptables): on a host
 without them the test fails with the reason, it does not skip.
@@ -20,7 +18,7 @@ import pytest
 
 from smimesh._aio import waiting
 from smimesh.proxyconfig import inbound, matches, refs
-from smimesh.sidecar import settings, transparent
+from smimesh.sidecar import settings
 from smimesh.testing import addresses, isolating
 from tests.sidecar.conftest import NS, Pki, config, service, spiffe
 from tests.testing import support
@@ -185,125 +183,4 @@ try:
 except ConnectionResetError:
     data = b""
 print("answered" if data else "refused")
-"""
-
-
-def _packets(pod: Pod, chain: str, marker: str) -> int:
-    """The packet count of the mangle rule in `chain` whose listing holds `marker`."""
-    listing = _run(*pod.exec("iptables", "-t", "mangle", "-L", chain, "-v", "-x", "-n"))
-    (line,) = [line for line in listing.stdout.splitlines() if marker in line]
-    return int(line.split()[0])
-
-
-def _count(pod: Pod, chain: str, *match: str) -> None:
-    """A mangle rule without a target: it only counts the packets `match` selects."""
-    _run(*pod.exec("iptables", "-t", "mangle", "-A", chain, *match,
-                   "-m", "comment", "--comment", "counted"))  # fmt: skip
-
-
-def _delete_drop(pod: Pod, chain: str) -> None:
-    """Delete the INVALID-dropping rule `sidecar init` wrote in `chain` (the control case)."""
-    written = transparent.rules(outbound_port=1, inbound_port=2, mark=None)
-    (rule,) = [r for r in written if r[:4] == ["-t", "mangle", "-A", chain]]
-    _run(*pod.exec("iptables", "-t", "mangle", "-D", *rule[3:]))
-
-
-def _out_of_window(pod: Pod, ip: str, port: int, *, listen: int | None) -> None:
-    script = _OUT_OF_WINDOW.format(ip=ip, port=port, listen=listen)
-    result = subprocess.run(pod.exec(sys.executable, "-c", script),
-                            capture_output=True, text=True, timeout=20)  # fmt: skip
-    assert result.stdout.strip() == "sent", result
-
-
-def test_an_out_of_window_segment_is_dropped_not_sent_past_the_redirect(
-    pods: tuple[Pod, Pod],
-) -> None:
-    """conntrack tracks the app's redirected connection; a segment of it that conntrack finds
-    out of window is INVALID, which the nat table does not rewrite. Without the mangle
-    rule it would leave for the ClusterIP itself (where the Service's real backend answers it
-    with an RST that resets the app's connection); with the rule it never leaves the pod."""
-    pod, _ = pods
-    _run(*pod.exec(SMIMESH, "sidecar", "init", "--mark", str(settings.PROXY_MARK)))
-    # Redirected segments go to 127.0.0.1: only an un-redirected one is counted.
-    _count(pod, "POSTROUTING", "-d", CLUSTER_IP, "-p", "tcp")
-    _out_of_window(pod, CLUSTER_IP, 80, listen=settings.OUTBOUND_PORT)
-    assert _packets(pod, "OUTPUT", "DROP") == 1
-    assert _packets(pod, "POSTROUTING", "counted") == 0
-    # The control: without the rule, the same segment leaves the pod un-redirected.
-    _delete_drop(pod, "OUTPUT")
-    _out_of_window(pod, CLUSTER_IP, 80, listen=settings.OUTBOUND_PORT)
-    assert _packets(pod, "POSTROUTING", "counted") == 1
-
-
-def test_an_out_of_window_segment_never_reaches_the_app_port_past_the_redirect(
-    pods: tuple[Pod, Pod],
-) -> None:
-    """The inbound side: a caller's segment that conntrack finds out of window would be
-    delivered to the app's own port, not the inbound listener; the app's kernel, knowing no
-    such connection, would reset the caller's. With the rule it is dropped on the way in."""
-    client, server = pods
-    _run(*server.exec(SMIMESH, "sidecar", "init", "--mark", str(settings.PROXY_MARK)))
-    _count(server, "INPUT", "-p", "tcp", "--dport", "8080")  # after PREROUTING's REDIRECT
-    greeter = server.start(sys.executable, "-c", _GREETER.format(port=settings.INBOUND_PORT))
-    assert greeter.stdout is not None
-    assert greeter.stdout.readline() == "listening\n"
-    address = server.netns.address
-    _out_of_window(client, address, 8080, listen=None)
-    assert _packets(server, "PREROUTING", "DROP") == 1
-    assert _packets(server, "INPUT", "counted") == 0
-    _delete_drop(server, "PREROUTING")
-    _out_of_window(client, address, 8080, listen=None)
-    assert _packets(server, "INPUT", "counted") == 1
-
-
-# The inbound listener's stand-in: greets each connection.
-_GREETER = """
-import socket
-listener = socket.create_server(("0.0.0.0", {port}))
-print("listening", flush=True)
-while True:
-    conn, _ = listener.accept()
-    conn.sendall(b"hello")
-"""
-
-# A connection to ip:port (redirected to a listener of this script on `listen`, or to one in
-# the peer's pod), then one segment of that connection written raw, acknowledging what was
-# received but a quarter of the sequence space ahead of what was sent: out of window.
-_OUT_OF_WINDOW = """
-import socket, struct
-def checksum(data):
-    if len(data) % 2:
-        data += b"\\0"
-    total = sum(struct.unpack(f"!{{len(data) // 2}}H", data))
-    while total >> 16:
-        total = (total & 0xFFFF) + (total >> 16)
-    return ~total & 0xFFFF
-listen = {listen}
-if listen is not None:
-    listener = socket.create_server(("0.0.0.0", listen))
-app = socket.create_connection(("{ip}", {port}), timeout=5)
-if listen is not None:
-    listener.accept()[0].sendall(b"hello")
-assert app.recv(5) == b"hello"
-# The connection's own numbers, read in repair mode (TCP_REPAIR, TCP_REPAIR_QUEUE, TCP_QUEUE_SEQ).
-app.setsockopt(socket.IPPROTO_TCP, 19, 1)
-numbers = []
-for queue in (2, 1):  # the send queue's next sequence number, then the receive queue's
-    app.setsockopt(socket.IPPROTO_TCP, 20, queue)
-    numbers.append(struct.unpack("I", app.getsockopt(socket.IPPROTO_TCP, 21, 4))[0])
-seq, ack = (numbers[0] + (1 << 30)) % (1 << 32), numbers[1]  # a quarter of the space ahead
-src, sport = app.getsockname()
-src_b, dst_b = socket.inet_aton(src), socket.inet_aton("{ip}")
-payload = b"x"
-tcp = struct.pack("!HHIIBBHHH", sport, {port}, seq, ack, 5 << 4, 0x18, 65535, 0, 0)
-pseudo = src_b + dst_b + struct.pack("!BBH", 0, socket.IPPROTO_TCP, len(tcp) + len(payload))
-tcp = tcp[:16] + struct.pack("!H", checksum(pseudo + tcp + payload)) + tcp[18:]
-ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(tcp) + len(payload), 0, 0x4000, 64,
-                 socket.IPPROTO_TCP, 0, src_b, dst_b)
-raw = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)
-try:
-    raw.sendto(ip + tcp + payload, ("{ip}", 0))
-except PermissionError:  # what a netfilter DROP of a locally written packet says
-    pass
-print("sent")
 """
