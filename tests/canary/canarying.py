@@ -93,6 +93,21 @@ def loaded(cluster: clusters.Cluster, namespace: str, name: str = LOADER) -> dic
     return total
 
 
+def assert_bad_release_failed(outcome: Outcome, canary: str) -> None:
+    """The bad release's 500s are what failed: the loader got some, and every other of its
+    calls succeeded; the Pods counted failures only behind `canary`. A step the recorder
+    could not count (`Programmed` came late under load, so the step ended first) then still
+    shows the failures at the caller, where the controller's analysis saw them too."""
+    assert outcome.loaded.get("500", 0) > 0, (
+        f"the bad release answered no 500: {outcome.failures()}"
+    )
+    assert outcome.loaded["failed"] == outcome.loaded["500"], outcome.failures()
+    counted: Counter[str] = Counter()
+    for step in outcome.recorder.steps:
+        counted.update(step.failed)
+    assert set(+counted) <= {canary}, counted
+
+
 def load_errors(cluster: clusters.Cluster, namespace: str, name: str = LOADER) -> list[str]:
     """The load generator's calls that ended without a status (the newest 50): when and why,
     and its sidecar's last log lines if there are any; what a failed check prints."""

@@ -216,7 +216,7 @@ def test_a_failing_rollout_is_aborted_by_the_analysis_and_traffic_returns_to_sta
     phases = outcome.phases
     assert phases[-1] == "Degraded/aborted", phases
     canarying.assert_shares(outcome.recorder.steps)
-    assert sum(s.failed["canary-svc"] for s in outcome.recorder.steps) > 0
+    canarying.assert_bad_release_failed(outcome, "canary-svc")
     assert outcome.release == "v1"
     assert outcome.recorder.steps[-1].weight("canary-svc") == 0
     assert outcome.after_end["failed"] == 0, outcome.after_end

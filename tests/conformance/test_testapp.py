@@ -73,8 +73,14 @@ def test_the_load_generator_calls_at_about_the_rate_asked_and_tallies() -> None:
     with _serving(testapp.serve("127.0.0.1", 0, "target", tally=target)) as url:
         loader = testapp.Tally("loader")
         started = time.monotonic()
+        made: list[tuple[str, httpx.Client]] = []
+
+        def new_client() -> httpx.Client:
+            made.append((threading.current_thread().name, httpx.Client()))
+            return made[-1][1]
+
         testapp.Load(f"{url}/echo", rps=50, workers=2).start(
-            loader, httpx.Client(), {testapp.CALLER_HEADER: "loader"}
+            loader, {testapp.CALLER_HEADER: "loader"}, new_client
         )
 
         def answered() -> dict[str, int] | None:
@@ -88,6 +94,8 @@ def test_the_load_generator_calls_at_about_the_rate_asked_and_tallies() -> None:
         assert 0.8 <= elapsed <= 3.0, elapsed
         assert calls["failed"] == 0
         assert target.received["loader"] >= 50
+        # One client per worker, made in that worker's thread: none shared between threads.
+        assert sorted(name for name, _ in made) == ["load-0", "load-1"]
 
 
 def test_a_call_without_a_status_is_kept_with_when_and_why() -> None:
@@ -131,3 +139,21 @@ def test_the_kept_errors_are_bounded_to_the_newest() -> None:
     assert len(errors) == testapp.MAX_ERRORS
     assert errors[-1]["url"] == f"http://x/{testapp.MAX_ERRORS + 6}"
     assert errors[0]["url"] == "http://x/7"
+
+
+def test_a_call_order_gives_each_concurrent_worker_its_own_client_and_closes_them() -> None:
+    made: list[httpx.Client] = []
+
+    def new_client() -> httpx.Client:
+        made.append(httpx.Client())
+        return made[-1]
+
+    target = testapp.Tally("target")
+    with _serving(testapp.serve("127.0.0.1", 0, "target", tally=target)) as target_url:
+        caller = testapp.serve("127.0.0.1", 0, "caller", new_client=new_client)
+        with _serving(caller) as url:
+            order = {"url": f"{target_url}/echo", "count": 30, "concurrency": 3}
+            answer = httpx.post(f"{url}/call", json=order, timeout=20).json()
+    assert answer["ok"] == 30, answer
+    assert len(made) == 3
+    assert all(client.is_closed for client in made)
